@@ -1,0 +1,224 @@
+"""Discrete image operators and spectral norms (PAPER_MATH §3).
+
+Forward differences with Neumann boundary, the divergence as the negative adjoint of the
+gradient, total variation, the pixelwise projection onto the dual unit ball used by the
+PDHG iteration (14), and a power iteration for spectral norms ``‖A‖₂``.
+
+Shapes: images carry their spatial axes last, ``(..., H, W)``; gradient fields carry the
+component axis third from last, ``(..., 2, H, W)``, component 0 along ``H`` (rows, ``i``)
+and component 1 along ``W`` (columns, ``j``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["grad2d", "div2d", "tv", "project_dual_ball", "power_norm"]
+
+
+def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must have a real floating dtype, got {t.dtype}")
+    if t.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimensions {layout}, "
+            f"got shape {tuple(t.shape)}"
+        )
+    return t
+
+
+def grad2d(x: Tensor) -> Tensor:
+    r"""Discrete gradient: forward differences, Neumann boundary (PAPER_MATH §3).
+
+    .. math::
+        (\nabla x)_{i,j,0} = x_{i+1,j} - x_{i,j}\ (i<H),\qquad
+        (\nabla x)_{i,j,1} = x_{i,j+1} - x_{i,j}\ (j<W),
+
+    and zero in the last row (component 0) and the last column (component 1).
+
+    Args:
+        x: real floating tensor of shape ``(..., H, W)``.
+
+    Returns:
+        Tensor of shape ``(..., 2, H, W)``; component 0 along ``H``, component 1 along ``W``.
+    """
+    _check_float_tensor(x, "x", 2, "(..., H, W)")
+    g = x.new_zeros(*x.shape[:-2], 2, *x.shape[-2:])
+    g[..., 0, :-1, :] = x[..., 1:, :] - x[..., :-1, :]
+    g[..., 1, :, :-1] = x[..., :, 1:] - x[..., :, :-1]
+    return g
+
+
+def div2d(p: Tensor) -> Tensor:
+    r"""Discrete divergence, :math:`\operatorname{div} = -\nabla^\top` (PAPER_MATH §3).
+
+    .. math::
+        (\operatorname{div} p)_{i,j} = p_{i,j,0} - p_{i-1,j,0} + p_{i,j,1} - p_{i,j-1,1},
+
+    with :math:`p_{0,j,0}=p_{H,j,0}=p_{i,0,1}=p_{i,W,1}:=0` (1-based indices as in the
+    formula), so that :math:`\langle\nabla x, p\rangle = -\langle x, \operatorname{div} p\rangle`
+    exactly for the Neumann gradient :func:`grad2d`.
+
+    Args:
+        p: real floating tensor of shape ``(..., 2, H, W)``.
+
+    Returns:
+        Tensor of shape ``(..., H, W)``.
+    """
+    _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
+    if p.shape[-3] != 2:
+        raise ValueError(
+            f"p must have shape (..., 2, H, W) with 2 gradient components on axis -3, "
+            f"got shape {tuple(p.shape)}"
+        )
+    p0 = p[..., 0, :, :]
+    p1 = p[..., 1, :, :]
+    d = torch.zeros_like(p0)
+    # component 0 (rows): p_{i,0} - p_{i-1,0}, with p_{-1,0} = 0 and p_{H-1,0} treated as 0
+    d[..., :-1, :] += p0[..., :-1, :]
+    d[..., 1:, :] -= p0[..., :-1, :]
+    # component 1 (columns)
+    d[..., :, :-1] += p1[..., :, :-1]
+    d[..., :, 1:] -= p1[..., :, :-1]
+    return d
+
+
+def tv(x: Tensor, isotropic: bool = True) -> Tensor:
+    r"""Total variation per sample (PAPER_MATH §3, the regulariser of eq. (11)).
+
+    .. math::
+        \mathrm{TV}_2(x) = \sum_{i,j}\|(\nabla x)_{i,j}\|_2 \quad(\text{isotropic}),\qquad
+        \mathrm{TV}_1(x) = \sum_{i,j}\|(\nabla x)_{i,j}\|_1 \quad(\text{anisotropic}),
+
+    with :func:`grad2d` (forward differences, Neumann boundary), summed over every
+    non-batch axis (channels included).
+
+    Args:
+        x: real floating tensor of shape ``(B, ..., H, W)`` (at least 3 dimensions).
+        isotropic: pixelwise Euclidean norm of the gradient if ``True``, else the 1-norm.
+
+    Returns:
+        Tensor of shape ``(B,)``.
+    """
+    _check_float_tensor(x, "x", 3, "(B, ..., H, W)")
+    g = grad2d(x)
+    if isotropic:
+        pix = torch.linalg.vector_norm(g, ord=2, dim=-3)
+    else:
+        pix = g.abs().sum(dim=-3)
+    return pix.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def project_dual_ball(p: Tensor, isotropic: bool = True) -> Tensor:
+    r"""Pixelwise projection onto the dual unit ball of TV (PAPER_MATH eq. (14b)).
+
+    Isotropic: :math:`p_{i,j} / \max(1, \|p_{i,j}\|_2)`, the projection onto
+    :math:`C = \{p : \|p_{i,j}\|_2 \le 1\}`. Anisotropic: componentwise clamp to
+    :math:`[-1, 1]`, the projection onto :math:`\{p : \|p\|_\infty \le 1\}`.
+
+    Args:
+        p: real floating tensor of shape ``(..., 2, H, W)``.
+        isotropic: which ball (see above).
+
+    Returns:
+        Tensor of the shape of ``p``.
+    """
+    _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
+    if not isotropic:
+        return p.clamp(-1.0, 1.0)
+    if p.shape[-3] != 2:
+        raise ValueError(
+            f"p must have shape (..., 2, H, W) with 2 gradient components on axis -3, "
+            f"got shape {tuple(p.shape)}"
+        )
+    norm = torch.linalg.vector_norm(p, ord=2, dim=-3, keepdim=True)
+    return p / norm.clamp(min=1.0)
+
+
+def _random_start(
+    shape: tuple[int, ...],
+    generator: torch.Generator | int | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> Tensor:
+    if generator is None or isinstance(generator, int):
+        seed = 0 if generator is None else generator
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+    elif isinstance(generator, torch.Generator):
+        gen = generator
+    else:
+        raise TypeError(
+            f"generator must be None, an int seed or a torch.Generator, "
+            f"got {type(generator).__name__}"
+        )
+    v = torch.randn(shape, generator=gen, dtype=torch.float64, device=gen.device)
+    return v.to(device=device, dtype=dtype)
+
+
+def power_norm(
+    forward: Callable[[Tensor], Tensor],
+    adjoint: Callable[[Tensor], Tensor],
+    shape: Sequence[int],
+    *,
+    n_iter: int = 100,
+    tol: float = 1e-7,
+    generator: torch.Generator | int | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> float:
+    r"""Spectral norm :math:`\|A\|_2` by power iteration on :math:`A^\top A` (PAPER_MATH §3).
+
+    Starting from a seeded Gaussian vector :math:`v_0`, iterates
+    :math:`v_{k+1} = A^\top A v_k / \|A^\top A v_k\|` and the Rayleigh quotient
+    :math:`\lambda_k = \langle v_k, A^\top A v_k\rangle = \|A v_k\|^2`, stopping when
+    :math:`|\lambda_k - \lambda_{k-1}| \le \mathrm{tol}\,\lambda_k` or after ``n_iter``
+    iterations. Returns :math:`\sqrt{\lambda_k}`, a lower bound of :math:`\|A\|_2` that is
+    deterministic for a fixed seed.
+
+    Args:
+        forward: the linear map :math:`A`, taking a tensor of shape ``shape``.
+        adjoint: its adjoint :math:`A^\top`, returning a tensor of shape ``shape``.
+        shape: shape of the input of ``forward`` (including a batch axis if ``forward``
+            needs one); inner products run over the whole tensor.
+        n_iter: maximal number of iterations (at least 1).
+        tol: relative change of :math:`\lambda_k` below which the iteration stops.
+        generator: ``None`` (seed 0), an int seed, or a ``torch.Generator`` for the start.
+        dtype: floating dtype of the iteration.
+        device: device of the iteration.
+
+    Returns:
+        The estimate of :math:`\|A\|_2` as a Python float.
+    """
+    if not callable(forward) or not callable(adjoint):
+        raise TypeError("forward and adjoint must be callables mapping tensors to tensors")
+    shape = tuple(int(s) for s in shape)
+    if any(s < 1 for s in shape):
+        raise ValueError(f"shape must have positive entries, got {shape}")
+    if int(n_iter) < 1:
+        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    v = _random_start(shape, generator, dtype, device)
+    v = v / torch.linalg.vector_norm(v)
+    lam_prev = None
+    lam = 0.0
+    for _ in range(int(n_iter)):
+        w = adjoint(forward(v))
+        if tuple(w.shape) != shape:
+            raise ValueError(
+                f"adjoint(forward(v)) must have the shape of v {shape}, got {tuple(w.shape)}"
+            )
+        lam, w_norm = torch.stack([torch.sum(v * w), torch.linalg.vector_norm(w)]).tolist()
+        if w_norm == 0.0 or not math.isfinite(w_norm):
+            break
+        v = w / w_norm
+        if lam_prev is not None and abs(lam - lam_prev) <= tol * abs(lam):
+            break
+        lam_prev = lam
+    return math.sqrt(max(lam, 0.0))

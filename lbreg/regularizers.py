@@ -1,0 +1,203 @@
+r"""Regularisers for the saddle-point form of eq. (12), and Bregman-type distances.
+
+The PDHG solver treats :math:`\alpha R(Kx)` through its conjugate,
+
+.. math::
+    \min_x \max_z\ B_\Psi(y^\delta, Wx+b) + \alpha\langle Kx, z\rangle - \alpha R^*(z),
+
+so a :class:`Regularizer` provides :math:`R\circ K` (``value``), the operator :math:`K`
+and its adjoint, :math:`\operatorname{prox}_{sR^*}`, and a bound on :math:`\|K\|^2`
+(PAPER_MATH §3). The distances of PAPER_MATH §2 ("Bregman distances") follow.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from torch import Tensor
+
+from lbreg.operators import div2d, grad2d, project_dual_ball, tv
+
+__all__ = [
+    "Regularizer",
+    "TV",
+    "SquaredNorm",
+    "bregman_distance",
+    "symmetric_distance",
+    "burbea_rao",
+]
+
+
+def _inner(a: Tensor, b: Tensor) -> Tensor:
+    """Per-sample inner product of two ``(B, ...)`` tensors, shape ``(B,)``."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes must match, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return (a * b).reshape(a.shape[0], -1).sum(dim=1)
+
+
+class Regularizer(ABC):
+    r"""Convex regulariser :math:`x \mapsto R(Kx)` in the saddle form of eq. (12).
+
+    Attributes:
+        norm_K_sq: an upper bound on :math:`\|K\|^2`, used for the step sizes.
+    """
+
+    norm_K_sq: float
+
+    @abstractmethod
+    def value(self, x: Tensor) -> Tensor:
+        """:math:`R(Kx)` per sample; ``x`` of shape ``(B, ...)``, returns ``(B,)``."""
+
+    @abstractmethod
+    def K(self, x: Tensor) -> Tensor:
+        """The linear operator :math:`K`, ``(B, *input_shape) -> (B, *dual_shape)``."""
+
+    @abstractmethod
+    def K_adj(self, p: Tensor) -> Tensor:
+        r"""The adjoint :math:`K^\top`, ``(B, *dual_shape) -> (B, *input_shape)``."""
+
+    @abstractmethod
+    def prox_conj(self, p: Tensor, s: float) -> Tensor:
+        r""":math:`\operatorname{prox}_{sR^*}(p)`, same shape as ``p``."""
+
+    @abstractmethod
+    def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of the dual variable ``z`` (without batch axis) for inputs of ``input_shape``."""
+
+    def subgradient_from_dual(self, z: Tensor) -> Tensor:
+        r""":math:`K^\top z`, in :math:`\partial(R\circ K)(x)` when :math:`z\in\partial R(Kx)`."""
+        return self.K_adj(z)
+
+
+class TV(Regularizer):
+    r"""Total variation :math:`R(Kx)=\|\nabla x\|_{2,1}` (or :math:`\|\nabla x\|_{1,1}`), eq. (11).
+
+    :math:`K=\nabla` (:func:`~lbreg.operators.grad2d`, forward differences, Neumann boundary),
+    :math:`K^\top=-\operatorname{div}`, :math:`R^*=\chi_C` with the pixelwise unit ball
+    :math:`C` (Euclidean if isotropic, :math:`\ell_\infty` otherwise), so
+    :math:`\operatorname{prox}_{sR^*}=\operatorname{proj}_C` for every :math:`s`, and
+    :math:`\|K\|^2\le 8`.
+
+    Args:
+        isotropic: isotropic (``True``, the paper's solver) or anisotropic TV.
+    """
+
+    norm_K_sq = 8.0
+
+    def __init__(self, isotropic: bool = True) -> None:
+        self.isotropic = bool(isotropic)
+
+    def __repr__(self) -> str:
+        return f"TV(isotropic={self.isotropic})"
+
+    def value(self, x: Tensor) -> Tensor:
+        return tv(x, isotropic=self.isotropic)
+
+    def K(self, x: Tensor) -> Tensor:
+        return grad2d(x)
+
+    def K_adj(self, p: Tensor) -> Tensor:
+        return -div2d(p)
+
+    def prox_conj(self, p: Tensor, s: float = 1.0) -> Tensor:
+        return project_dual_ball(p, isotropic=self.isotropic)
+
+    def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        shape = tuple(int(n) for n in input_shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"input_shape must end in the image axes (..., H, W) for TV, got {shape}"
+            )
+        return (*shape[:-2], 2, *shape[-2:])
+
+    def subgradient_from_dual(self, z: Tensor) -> Tensor:
+        r""":math:`p_\alpha=-\operatorname{div} z`, in :math:`\partial\mathrm{TV}(x_\alpha)` at a saddle point.
+
+        PAPER_MATH §4.4.
+        """
+        return -div2d(z)
+
+
+class SquaredNorm(Regularizer):
+    r""":math:`R(x)=\tfrac12\|x\|^2` with :math:`K=I`, :math:`R^*=\tfrac12\|\cdot\|^2`.
+
+    :math:`\operatorname{prox}_{sR^*}(p)=p/(1+s)`, :math:`\|K\|^2=1`. Its symmetric Bregman
+    distance is :math:`\|u-v\|^2` (PAPER_MATH §6, item 7).
+    """
+
+    norm_K_sq = 1.0
+
+    def __repr__(self) -> str:
+        return "SquaredNorm()"
+
+    def value(self, x: Tensor) -> Tensor:
+        return 0.5 * x.reshape(x.shape[0], -1).pow(2).sum(dim=1)
+
+    def K(self, x: Tensor) -> Tensor:
+        return x
+
+    def K_adj(self, p: Tensor) -> Tensor:
+        return p
+
+    def prox_conj(self, p: Tensor, s: float) -> Tensor:
+        return p / (1.0 + s)
+
+    def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        return tuple(int(n) for n in input_shape)
+
+
+Functional = Regularizer | Callable[[Tensor], Tensor]
+
+
+def _as_function(f: Functional) -> Callable[[Tensor], Tensor]:
+    if isinstance(f, Regularizer):
+        return f.value
+    if callable(f):
+        return f
+    raise TypeError(
+        f"expected a Regularizer or a callable (B, ...) -> (B,), got {type(f).__name__}"
+    )
+
+
+def bregman_distance(reg: Functional, u: Tensor, v: Tensor, p: Tensor) -> Tensor:
+    r"""Generalised Bregman distance :math:`D_R^p(u,v)=R(u)-R(v)-\langle p,u-v\rangle`.
+
+    Here :math:`p\in\partial R(v)` (PAPER_MATH §2).
+
+    Args:
+        reg: a :class:`Regularizer` (its ``value``) or a callable ``(B, ...) -> (B,)``.
+        u, v, p: tensors of one shape ``(B, ...)``.
+
+    Returns:
+        Tensor of shape ``(B,)``.
+    """
+    f = _as_function(reg)
+    return f(u) - f(v) - _inner(p, u - v)
+
+
+def symmetric_distance(reg: Functional, u: Tensor, v: Tensor, p_u: Tensor, p_v: Tensor) -> Tensor:
+    r"""Symmetric (Jeffreys) Bregman distance :math:`\langle p_u-p_v,u-v\rangle`.
+
+    Here :math:`p_u\in\partial R(u)` and :math:`p_v\in\partial R(v)`; it equals
+    :math:`D_R^{p_v}(u,v)+D_R^{p_u}(v,u)` (PAPER_MATH §2). ``reg`` is not evaluated (kept for
+    a uniform signature).
+
+    Returns:
+        Tensor of shape ``(B,)``.
+    """
+    return _inner(p_u - p_v, u - v)
+
+
+def burbea_rao(f: Functional, u: Tensor, v: Tensor) -> Tensor:
+    r"""Burbea–Rao gap :math:`\tfrac12(f(u)+f(v))-f(\tfrac{u+v}2)` per sample (Definition 1).
+
+    Args:
+        f: a :class:`Regularizer` (its ``value``) or a callable ``(B, ...) -> (B,)``.
+        u, v: tensors of one shape ``(B, ...)``.
+
+    Returns:
+        Tensor of shape ``(B,)``.
+    """
+    g = _as_function(f)
+    return 0.5 * (g(u) + g(v)) - g(0.5 * (u + v))

@@ -1,0 +1,364 @@
+"""Affine maps and lifted networks (PAPER_MATH §1, §3; §6 checks 12 and 13)."""
+
+import pytest
+import torch
+from torch import nn
+
+from lbreg.activations import Identity, LeakyReLU, ReLU
+from lbreg.network import AffineMap, Layer, LiftedNetwork
+from lbreg.operators import tv
+from lbreg.regularizers import TV
+
+DT = torch.float64
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(seed), dtype=DT)
+
+
+def _seeded(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Float64 copy of ``module`` with seeded random parameters."""
+    module = module.to(DT)
+    with torch.no_grad():
+        for i, p in enumerate(module.parameters()):
+            p.copy_(torch.randn(p.shape, generator=_gen(seed + i), dtype=DT) / 3.0)
+    return module
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a * b).sum())
+
+
+def _check_adjoint_and_forward(module: nn.Module, in_shape: tuple, batch: int = 2) -> AffineMap:
+    A = AffineMap.from_module(module, in_shape)
+    x = _randn(batch, *in_shape, seed=11)
+    u = _randn(batch, *A.out_shape, seed=12)
+    Ax = A.linear(x)
+    assert Ax.shape == (batch, *A.out_shape)
+    Atu = A.adjoint(u)
+    assert Atu.shape == (batch, *in_shape)
+    lhs, rhs = _dot(Ax, u), _dot(x, Atu)
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+    with torch.no_grad():
+        ref = module(x)
+    assert A(x).shape == ref.shape
+    torch.testing.assert_close(A(x), ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(A.linear(x), A(x) - A(torch.zeros_like(x)), rtol=0, atol=1e-12)
+    return A
+
+
+def _dense_matrix(A: AffineMap) -> torch.Tensor:
+    """The matrix of x -> Wx, assembled column by column (one basis vector per batch entry)."""
+    n = 1
+    for s in A.in_shape:
+        n *= s
+    basis = torch.eye(n, dtype=DT).reshape(n, *A.in_shape)
+    return A.linear(basis).reshape(n, -1).T
+
+
+# ---------------------------------------------------------------- adjoints and forward
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_adjoint_and_forward(bias):
+    _check_adjoint_and_forward(_seeded(nn.Linear(12, 7, bias=bias)), (12,))
+    A = _check_adjoint_and_forward(_seeded(nn.Linear(784, 10, bias=bias)), (784,))
+    B = AffineMap.from_module(_seeded(nn.Linear(784, 10, bias=bias)), (1, 28, 28))
+    x = _randn(3, 1, 28, 28)
+    torch.testing.assert_close(B(x), A(x.reshape(3, 784)), rtol=0, atol=0)
+    assert B.adjoint(_randn(3, 10)).shape == (3, 1, 28, 28)
+
+
+CONV_CASES = [
+    # (in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, H, W)
+    (1, 8, 4, 2, 1, 1, 1, True, 28, 28),  # the paper's CNN layer
+    (8, 16, 4, 2, 1, 1, 1, True, 14, 14),
+    (3, 6, 3, 1, 0, 1, 3, False, 9, 7),  # depthwise-like groups
+    (2, 4, 3, 2, 1, 1, 2, True, 9, 8),  # odd size: output_padding 0 in H, 1 in W
+    (2, 4, (3, 2), (2, 3), (1, 2), (2, 1), 1, True, 11, 10),
+    (1, 2, 5, 3, 2, 1, 1, False, 13, 13),  # output_padding 2
+    (2, 3, 4, 1, "same", 1, 1, True, 7, 8),  # asymmetric 'same' padding
+    (2, 3, 3, 1, "same", 2, 1, False, 6, 5),
+    (2, 3, 3, 2, "valid", 1, 1, True, 8, 9),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_adjoint_and_forward(case):
+    cin, cout, k, s, p, d, g, bias, h, w = case
+    conv = _seeded(nn.Conv2d(cin, cout, k, s, p, d, g, bias))
+    A = _check_adjoint_and_forward(conv, (cin, h, w))
+    assert A.out_shape == tuple(conv(torch.zeros(1, cin, h, w, dtype=DT)).shape[1:])
+
+
+CONVT_CASES = [
+    # (in_ch, out_ch, kernel, stride, padding, output_padding, dilation, groups, bias, H, W)
+    (16, 8, 4, 2, 1, 0, 1, 1, True, 7, 7),  # the paper's decoder layers
+    (8, 1, 4, 2, 1, 0, 1, 1, True, 14, 14),
+    (4, 2, 3, 2, 1, 1, 1, 1, False, 5, 6),
+    (4, 6, 3, 3, 0, 2, 1, 2, True, 4, 3),
+    (2, 2, 3, 1, 1, 1, 2, 1, True, 5, 5),  # output_padding >= stride (allowed by dilation)
+    (3, 3, (2, 3), (2, 1), (0, 1), (1, 0), 1, 3, False, 4, 6),
+]
+
+
+@pytest.mark.parametrize("case", CONVT_CASES)
+def test_conv_transpose2d_adjoint_and_forward(case):
+    cin, cout, k, s, p, op, d, g, bias, h, w = case
+    convt = _seeded(nn.ConvTranspose2d(cin, cout, k, s, p, op, g, bias, d))
+    _check_adjoint_and_forward(convt, (cin, h, w))
+
+
+@pytest.mark.parametrize(
+    "kwargs, shape",
+    [
+        (dict(kernel_size=2), (3, 8, 8)),
+        (dict(kernel_size=3, stride=2, padding=1), (2, 9, 7)),
+        (
+            dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+            (2, 8, 7),
+        ),
+        (dict(kernel_size=(2, 3), stride=(1, 2), divisor_override=4), (1, 6, 7)),
+    ],
+)
+def test_avg_pool_adjoint_and_forward(kwargs, shape):
+    _check_adjoint_and_forward(nn.AvgPool2d(**kwargs), shape)
+
+
+def test_from_matrix_adjoint_forward_and_shapes():
+    W, b = _randn(20, 64, seed=1), _randn(20, seed=2)
+    A = AffineMap.from_matrix(W, b, in_shape=(1, 8, 8), out_shape=(4, 5))
+    assert (A.in_shape, A.out_shape) == ((1, 8, 8), (4, 5))
+    x, u = _randn(3, 1, 8, 8), _randn(3, 4, 5, seed=3)
+    torch.testing.assert_close(A(x), (x.reshape(3, 64) @ W.T + b).reshape(3, 4, 5))
+    assert _dot(A.linear(x), u) == pytest.approx(_dot(x, A.adjoint(u)), rel=1e-12)
+    torch.testing.assert_close(A(x.reshape(3, 64)), A(x))  # flat inputs are accepted
+    plain = AffineMap.from_matrix(W)
+    assert (plain.in_shape, plain.out_shape, plain.bias) == ((64,), (20,), None)
+
+
+# ---------------------------------------------------------------- spectral norms
+
+
+def test_norm_of_dense_map_matches_matrix_norm():
+    W = _randn(100, 784, seed=5)
+    ref = float(torch.linalg.matrix_norm(W, 2))
+    assert AffineMap.from_matrix(W).norm() == pytest.approx(ref, rel=1e-6)
+    lin = _seeded(nn.Linear(50, 30))
+    ref = float(torch.linalg.matrix_norm(lin.weight.detach(), 2))
+    assert AffineMap.from_module(lin, (50,)).to(dtype=torch.float32).norm() == pytest.approx(
+        ref, rel=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "module, shape",
+    [
+        (nn.Conv2d(1, 4, 4, 2, 1), (1, 8, 8)),
+        (nn.Conv2d(2, 3, 3, 2, 0, bias=False), (2, 9, 8)),
+        (nn.ConvTranspose2d(3, 2, 4, 2, 1), (3, 4, 4)),
+        (nn.AvgPool2d(3, 2, 1), (1, 8, 8)),
+    ],
+)
+def test_norm_of_conv_map_matches_assembled_matrix(module, shape):
+    A = AffineMap.from_module(_seeded(module), shape)
+    M = _dense_matrix(A)
+    u = _randn(M.shape[0], *A.out_shape, seed=7)
+    torch.testing.assert_close(A.adjoint(u).reshape(M.shape[0], -1), u.reshape(M.shape[0], -1) @ M)
+    ref = float(torch.linalg.matrix_norm(M, 2))
+    assert A.norm() == pytest.approx(ref, rel=1e-6)
+    assert A.norm() is A.norm()  # cached
+
+
+# ---------------------------------------------------------------- lifted networks
+
+
+def _dense_encoder() -> nn.Module:
+    return _seeded(nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU()))
+
+
+def _cnn_encoder() -> nn.Module:
+    return _seeded(
+        nn.Sequential(
+            nn.Conv2d(1, 8, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 4, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(784, 300),
+        )
+    )
+
+
+def test_dense_encoder_is_one_relu_layer():
+    enc = _dense_encoder()
+    net = LiftedNetwork.from_module(enc, (1, 28, 28))
+    assert net.depth == 1
+    assert (net.input_shape, net.output_shape) == ((1, 28, 28), (100,))
+    assert isinstance(net.layers[0].activation, ReLU)
+    x = torch.rand(4, 1, 28, 28, generator=_gen(1), dtype=DT)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), enc(x), rtol=0, atol=1e-12)
+
+
+def test_cnn_encoder_layers_shapes_and_forward():
+    enc = _cnn_encoder()
+    net = LiftedNetwork.from_module(enc, (1, 28, 28))
+    assert net.depth == 3
+    assert [type(layer.activation) for layer in net.layers] == [ReLU, ReLU, Identity]
+    assert [layer.affine.out_shape for layer in net.layers] == [(8, 14, 14), (16, 7, 7), (300,)]
+    x = torch.rand(3, 1, 28, 28, generator=_gen(2), dtype=DT)
+    with torch.no_grad():
+        ref = enc(x)
+    torch.testing.assert_close(net(x), ref, rtol=0, atol=1e-12)
+    xs = net.states(x)
+    assert [tuple(s.shape[1:]) for s in xs] == [(1, 28, 28), (8, 14, 14), (16, 7, 7), (300,)]
+    torch.testing.assert_close(xs[-1], net(x), rtol=0, atol=0)
+    assert not any(s.requires_grad for s in xs)
+
+
+def test_decoder_with_unflatten_nested_sequential_and_skipped_modules():
+    dec = _seeded(
+        nn.Sequential(
+            nn.Linear(300, 784),
+            nn.Unflatten(1, (16, 7, 7)),
+            nn.Sequential(nn.ConvTranspose2d(16, 8, 4, 2, 1), nn.Dropout(0.5), nn.ReLU()),
+            nn.Identity(),
+            nn.ConvTranspose2d(8, 1, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+    ).eval()
+    net = LiftedNetwork.from_module(dec, (300,))
+    assert net.depth == 3
+    assert [type(layer.activation) for layer in net.layers] == [Identity, ReLU, LeakyReLU]
+    assert [layer.affine.in_shape for layer in net.layers] == [(300,), (784,), (8, 14, 14)]
+    assert net.output_shape == (784,)  # the trailing Flatten is folded into the last map
+    y = _randn(2, 300, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(net(y), dec(y), rtol=0, atol=1e-12)
+
+
+def test_single_module_and_from_layers():
+    lin = _seeded(nn.Linear(6, 4))
+    net = LiftedNetwork.from_module(lin, (6,))
+    assert net.depth == 1 and isinstance(net.layers[0].activation, Identity)
+    A = AffineMap.from_matrix(_randn(5, 4), out_shape=(5,))
+    net2 = LiftedNetwork.from_layers([Layer(net.layers[0].affine, nn.ReLU()), Layer(A, ReLU())])
+    assert net2.depth == 2 and isinstance(net2.layers[0].activation, ReLU)
+    x = _randn(3, 6)
+    torch.testing.assert_close(net2(x), torch.relu(A(torch.relu(lin(x)))))
+    with pytest.raises(ValueError, match=r"layers\[1\] expects inputs of shape \(3,\)"):
+        LiftedNetwork.from_layers(
+            [Layer(net.layers[0].affine, ReLU()), Layer(AffineMap.from_matrix(_randn(2, 3)), ReLU())]
+        )
+
+
+def test_energy_at_true_states_is_alpha_tv():
+    """PAPER_MATH §6 item 13: J(x†_0, ..., x†_{L-1}) = α TV(x†) for y = N(x†)."""
+    alpha = 0.009
+    x = torch.rand(2, 1, 28, 28, generator=_gen(4), dtype=DT)
+    for enc in (_dense_encoder(), _cnn_encoder()):
+        net = LiftedNetwork.from_module(enc, (1, 28, 28))
+        xs = net.states(x)
+        energy = net.energy(xs[:-1], xs[-1], alpha, TV())
+        assert energy.shape == (2,)
+        torch.testing.assert_close(energy, alpha * tv(x), rtol=1e-12, atol=1e-10)
+        # B_Ψ >= 0: perturbing a state can only increase J
+        xs_pert = [xs[0]] + [s + 0.1 for s in xs[1:-1]]
+        y_pert = xs[-1] + 0.1
+        assert torch.all(net.energy(xs_pert, y_pert, alpha, TV()) > energy)
+        no_reg = net.energy(xs[:-1], xs[-1], 0.0, None)
+        torch.testing.assert_close(no_reg, torch.zeros(2, dtype=DT), rtol=0, atol=1e-10)
+
+
+def test_energy_outside_the_domain_raises_or_is_infinite():
+    net = LiftedNetwork.from_module(_dense_encoder(), (1, 28, 28))
+    x = torch.rand(2, 1, 28, 28, generator=_gen(5), dtype=DT)
+    y = net(x).clone()
+    y[1, 0] = -1.0  # outside dom Ψ = [0, ∞) of ReLU
+    with pytest.raises(ValueError, match="y must lie in dom"):
+        net.energy([x], y, 0.1, TV())
+    energy = net.energy([x], y, 0.1, TV(), check=False)
+    assert torch.isfinite(energy[0]) and energy[1] == float("inf")
+    deep = LiftedNetwork.from_module(_cnn_encoder(), (1, 28, 28))
+    xs = deep.states(x)
+    with pytest.raises(ValueError, match=r"xs\[1\] must lie in dom"):
+        deep.energy([xs[0], -1.0 - xs[1], xs[2]], xs[3], 0.1, TV())
+
+
+def test_to_copies_and_is_noop_when_already_there():
+    lin = _seeded(nn.Linear(6, 4))
+    A = AffineMap.from_module(lin, (6,))
+    assert A.to(dtype=DT) is A and A.to("cpu") is A
+    B = A.to(dtype=torch.float32)
+    assert B.weight.dtype == torch.float32 and B.weight.data_ptr() != A.weight.data_ptr()
+    net = LiftedNetwork.from_module(nn.Sequential(lin, nn.ReLU()), (6,))
+    assert net.to(dtype=DT) is net
+    net32 = net.to(dtype=torch.float32)
+    assert net32.dtype == torch.float32 and net.dtype == DT
+    assert net32(torch.ones(1, 6, dtype=torch.float32)).dtype == torch.float32
+    with torch.no_grad():  # weights are detached copies: editing the module changes nothing
+        lin.weight.add_(1.0)
+    assert not A.weight.requires_grad
+    assert not torch.equal(A.weight, lin.weight)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unsupported_modules_raise_naming_the_module():
+    with pytest.raises(TypeError, match=r"MaxPool2d at index 2"):
+        LiftedNetwork.from_module(
+            nn.Sequential(nn.Conv2d(1, 2, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2)), (1, 8, 8)
+        )
+    with pytest.raises(TypeError, match="GELU"):
+        LiftedNetwork.from_module(nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,))
+    with pytest.raises(TypeError, match="BatchNorm2d"):
+        LiftedNetwork.from_module(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 8, 8))
+    with pytest.raises(ValueError, match="ReLU at index 0 is an activation with no preceding affine map"):
+        LiftedNetwork.from_module(nn.Sequential(nn.ReLU(), nn.Linear(4, 3)), (4,))
+    with pytest.raises(TypeError, match="MaxPool2d is not an affine module"):
+        AffineMap.from_module(nn.MaxPool2d(2), (1, 8, 8))
+
+
+def test_input_shape_and_padding_mode_errors():
+    with pytest.raises(ValueError, match=r"input_shape \(1, 20, 20\) has 400 entries"):
+        AffineMap.from_module(nn.Linear(784, 10), (1, 20, 20))
+    with pytest.raises(ValueError, match=r"Linear at index 1 does not fit.*input_shape"):
+        LiftedNetwork.from_module(_dense_encoder(), (1, 20, 20))
+    with pytest.raises(ValueError, match="input_shape must be \\(C, H, W\\) with C = in_channels = 3"):
+        AffineMap.from_module(nn.Conv2d(3, 4, 3), (1, 8, 8))
+    with pytest.raises(ValueError, match="input_shape"):
+        AffineMap.from_module(nn.Conv2d(1, 4, 5), (1, 3, 3))  # kernel larger than the image
+    with pytest.raises(ValueError, match="padding_mode='reflect'"):
+        AffineMap.from_module(nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect"), (1, 8, 8))
+    with pytest.raises(ValueError, match="input_shape"):
+        AffineMap.from_module(nn.Linear(4, 3), (0, 4))
+
+
+def test_check_input_and_output_errors():
+    net = LiftedNetwork.from_module(_dense_encoder(), (1, 28, 28))
+    x = torch.rand(2, 1, 28, 28, dtype=DT)
+    assert net.check_input(x.reshape(2, 784)).shape == (2, 1, 28, 28)
+    assert net.check_output(torch.rand(2, 100, dtype=DT)).shape == (2, 100)
+    with pytest.raises(ValueError, match=r"y must have shape \(B, \*\(100,\)\).*got shape \(2, 99\)"):
+        net.check_output(torch.rand(2, 99, dtype=DT))
+    x[1, 0, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN"):
+        net.check_input(x)
+    with pytest.raises(ValueError, match="x_true contains NaN"):
+        net.check_input(x, name="x_true")
+    with pytest.raises(TypeError, match="x must have a real floating dtype"):
+        net.check_input(torch.zeros(2, 1, 28, 28, dtype=torch.int64))
+    with pytest.raises(TypeError, match="y must be a torch.Tensor"):
+        net.check_output([0.0] * 100)
+    with pytest.raises(ValueError, match="x must have shape"):
+        net(torch.rand(2, 28, 27, dtype=DT))
+    with pytest.raises(ValueError, match="xs must hold the 1 states"):
+        net.energy([], torch.rand(2, 100, dtype=DT), 0.1, TV())

@@ -1,0 +1,231 @@
+"""Discrete operators, TV and regularisers (PAPER_MATH §3; §6 checks 4 and 5)."""
+
+import math
+
+import pytest
+import torch
+
+from lbreg.operators import div2d, grad2d, power_norm, project_dual_ball, tv
+from lbreg.regularizers import (
+    TV,
+    SquaredNorm,
+    bregman_distance,
+    burbea_rao,
+    symmetric_distance,
+)
+
+DT = torch.float64
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(seed), dtype=DT)
+
+
+def _disc() -> torch.Tensor:
+    """The circle image of §4.1: 1[s_i² + s_j² <= 0.25], s = linspace(-1, 1, 64), shape (1, 1, 64, 64)."""
+    s = torch.linspace(-1.0, 1.0, 64, dtype=DT)
+    return ((s[:, None] ** 2 + s[None, :] ** 2) <= 0.25).to(DT)[None, None]
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a * b).sum())
+
+
+# ---------------------------------------------------------------- gradient and divergence
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3, 4, 6), (2, 3, 8, 5), (2, 1, 1, 9), (1, 2, 6, 1)])
+def test_div_is_negative_adjoint_of_grad(shape):
+    x = _randn(*shape, seed=1)
+    p = _randn(*shape[:-2], 2, *shape[-2:], seed=2)
+    g = grad2d(x)
+    assert g.shape == (*shape[:-2], 2, *shape[-2:])
+    assert div2d(p).shape == shape
+    lhs, rhs = _dot(g, p), -_dot(x, div2d(p))
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_grad_is_forward_difference_with_neumann_boundary():
+    x = _randn(2, 6, 5)
+    ref = torch.zeros(2, 2, 6, 5, dtype=DT)
+    for i in range(6):
+        for j in range(5):
+            if i < 5:
+                ref[:, 0, i, j] = x[:, i + 1, j] - x[:, i, j]
+            if j < 4:
+                ref[:, 1, i, j] = x[:, i, j + 1] - x[:, i, j]
+    assert torch.equal(grad2d(x), ref)
+    assert torch.count_nonzero(grad2d(torch.full((3, 4, 4), 2.5, dtype=DT))) == 0
+
+
+def test_div_matches_paper_formula():
+    h, w = 5, 4
+    p = _randn(2, h, w, seed=3)
+
+    def comp(k: int, i: int, j: int) -> float:  # 0-based, zero outside the formula's range
+        if k == 0 and not 0 <= i < h - 1:
+            return 0.0
+        if k == 1 and not 0 <= j < w - 1:
+            return 0.0
+        return float(p[k, i, j])
+
+    ref = torch.tensor(
+        [
+            [comp(0, i, j) - comp(0, i - 1, j) + comp(1, i, j) - comp(1, i, j - 1) for j in range(w)]
+            for i in range(h)
+        ],
+        dtype=DT,
+    )
+    torch.testing.assert_close(div2d(p), ref, rtol=0, atol=1e-14)
+
+
+def test_power_norm_of_gradient_on_64x64():
+    grad, grad_adj = grad2d, (lambda p: -div2d(p))
+    exact = 8.0 * math.cos(math.pi / 128) ** 2  # 4 + 4cos(π/64): largest eigenvalue of -Δ_Neumann
+    default = power_norm(grad, grad_adj, (64, 64)) ** 2
+    at_500 = power_norm(grad, grad_adj, (64, 64), n_iter=500) ** 2
+    converged = power_norm(grad, grad_adj, (64, 64), n_iter=5000, tol=1e-12) ** 2
+    assert default <= at_500 <= converged <= exact + 1e-12 <= 8.0
+    # PAPER_MATH §3 quotes 7.9875, the value power iteration reaches after ~500 iterations
+    assert at_500 == pytest.approx(7.9875, abs=1e-3)
+    assert converged == pytest.approx(exact, abs=1e-4)
+
+
+def test_power_norm_is_seeded_and_matches_matrix_norm():
+    A = _randn(30, 20, seed=4)
+    fwd, adj = (lambda v: v @ A.T), (lambda u: u @ A)
+    ref = float(torch.linalg.matrix_norm(A, 2))
+    est = power_norm(fwd, adj, (1, 20), n_iter=2000, tol=1e-14)
+    assert est == pytest.approx(ref, rel=1e-8)
+    assert power_norm(fwd, adj, (1, 20), n_iter=5) == power_norm(fwd, adj, (1, 20), n_iter=5)
+    assert power_norm(fwd, adj, (1, 20), generator=3, n_iter=5) == power_norm(
+        fwd, adj, (1, 20), generator=_gen(3), n_iter=5
+    )
+    A32 = A.float()
+    est32 = power_norm(
+        lambda v: v @ A32.T, lambda u: u @ A32, (1, 20), dtype=torch.float32, n_iter=2000
+    )
+    assert est32 == pytest.approx(ref, rel=1e-5)
+
+
+# ---------------------------------------------------------------- TV and the dual ball
+
+
+def test_tv_of_disc_matches_reference_numbers():
+    x = _disc()
+    assert int(x.sum()) == 788
+    assert float(x.norm()) == pytest.approx(28.0713, abs=5e-5)
+    assert float(tv(x, isotropic=False)) == pytest.approx(128.0, abs=1e-12)
+    assert float(tv(x, isotropic=True)) == pytest.approx(116.8701, abs=5e-5)
+
+
+def test_tv_is_per_sample_and_sums_channels():
+    x = _randn(3, 2, 6, 5)
+    t = tv(x)
+    assert t.shape == (3,)
+    per_channel = tv(x[:, :1]) + tv(x[:, 1:])
+    torch.testing.assert_close(t, per_channel)
+    torch.testing.assert_close(tv(2.0 * x + 1.0), 2.0 * t)
+    assert torch.all(tv(x, isotropic=True) <= tv(x, isotropic=False))
+
+
+@pytest.mark.parametrize("isotropic", [True, False])
+def test_projection_lands_in_ball_and_is_identity_inside(isotropic):
+    p = 3.0 * _randn(2, 3, 2, 5, 6)
+    q = project_dual_ball(p, isotropic=isotropic)
+    if isotropic:
+        assert torch.all(torch.linalg.vector_norm(q, dim=-3) <= 1.0 + 1e-12)
+    else:
+        assert torch.all(q.abs() <= 1.0)
+    torch.testing.assert_close(project_dual_ball(q, isotropic=isotropic), q, rtol=1e-15, atol=1e-15)
+    inside = 0.1 * _randn(2, 2, 4, 4, seed=5) / 2.0
+    torch.testing.assert_close(project_dual_ball(inside, isotropic=isotropic), inside)
+
+
+@pytest.mark.parametrize("isotropic", [True, False])
+def test_tv_is_support_function_of_dual_ball(isotropic):
+    reg = TV(isotropic=isotropic)
+    x = _randn(3, 1, 8, 7)
+    Kx = reg.K(x)
+    p_star = reg.prox_conj(Kx / 1e-30, s=1.0)  # pixelwise direction of Kx
+    attained = (Kx * p_star).flatten(1).sum(1)
+    torch.testing.assert_close(attained, reg.value(x), rtol=1e-12, atol=1e-12)
+    for seed in range(5):  # any other p in the ball gives less
+        p = reg.prox_conj(3.0 * _randn(*Kx.shape, seed=seed), s=1.0)
+        assert torch.all((Kx * p).flatten(1).sum(1) <= reg.value(x) + 1e-12)
+
+
+def test_tv_regularizer_operators():
+    reg = TV()
+    x, p = _randn(2, 1, 6, 9), _randn(2, 1, 2, 6, 9, seed=1)
+    assert reg.dual_shape((1, 6, 9)) == (1, 2, 6, 9)
+    assert reg.K(x).shape == (2, *reg.dual_shape((1, 6, 9)))
+    assert _dot(reg.K(x), p) == pytest.approx(_dot(x, reg.K_adj(p)), rel=1e-12)
+    torch.testing.assert_close(reg.subgradient_from_dual(p), -div2d(p))
+    torch.testing.assert_close(reg.prox_conj(p, 0.1), reg.prox_conj(p, 10.0))
+    assert reg.norm_K_sq == 8.0
+    assert power_norm(reg.K, reg.K_adj, (1, 1, 6, 9), n_iter=2000) ** 2 <= reg.norm_K_sq
+
+
+def test_tv_bregman_distance_is_nonnegative_for_a_subgradient():
+    reg = TV()
+    v = _randn(2, 1, 8, 8)
+    xi = reg.prox_conj(reg.K(v) / 1e-30, 1.0)  # ξ ∈ C with <ξ, ∇v> = TV(v)
+    p_v = reg.subgradient_from_dual(xi)
+    torch.testing.assert_close(bregman_distance(reg, v, v, p_v), torch.zeros(2, dtype=DT))
+    for seed in range(5):
+        u = _randn(2, 1, 8, 8, seed=10 + seed)
+        assert torch.all(bregman_distance(reg, u, v, p_v) >= -1e-12)
+
+
+def test_squared_norm_regularizer_and_distances():
+    reg = SquaredNorm()
+    u, v = _randn(4, 3, 5), _randn(4, 3, 5, seed=1)
+    diff_sq = (u - v).flatten(1).pow(2).sum(1)
+    torch.testing.assert_close(reg.value(u), 0.5 * u.flatten(1).pow(2).sum(1))
+    # R(x) = sup_z <x, z> - R*(z), attained at z = x
+    torch.testing.assert_close((u * u).flatten(1).sum(1) - reg.value(u), reg.value(u))
+    torch.testing.assert_close(symmetric_distance(reg, u, v, u, v), diff_sq)
+    torch.testing.assert_close(bregman_distance(reg, u, v, v), 0.5 * diff_sq)
+    torch.testing.assert_close(
+        bregman_distance(reg, u, v, v) + bregman_distance(reg, v, u, u),
+        symmetric_distance(reg, u, v, u, v),
+    )
+    torch.testing.assert_close(burbea_rao(reg, u, v), 0.125 * diff_sq)
+    torch.testing.assert_close(burbea_rao(reg.value, u, v), burbea_rao(reg, u, v))
+    # prox_{sR*}(p) = argmin_q s/2 |q|² + 1/2 |q - p|²: the gradient vanishes
+    s, p = 0.7, _randn(4, 3, 5, seed=2)
+    q = reg.prox_conj(p, s)
+    torch.testing.assert_close(s * q + q - p, torch.zeros_like(p), rtol=0, atol=1e-14)
+    assert reg.dual_shape((3, 5)) == (3, 5) and reg.norm_K_sq == 1.0
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="x must have at least 2 dimensions"):
+        grad2d(torch.zeros(5, dtype=DT))
+    with pytest.raises(TypeError, match="x must have a real floating dtype"):
+        grad2d(torch.zeros(3, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        grad2d([[0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"p must have shape \(\.\.\., 2, H, W\)"):
+        div2d(torch.zeros(3, 4, 4, dtype=DT))
+    with pytest.raises(ValueError, match=r"x must have at least 3 dimensions \(B, \.\.\., H, W\)"):
+        tv(torch.zeros(4, 4, dtype=DT))
+    with pytest.raises(ValueError, match="p must have shape"):
+        project_dual_ball(torch.zeros(2, 3, 4, 4, dtype=DT))
+    with pytest.raises(ValueError, match="input_shape"):
+        TV().dual_shape((784,))
+    ident = lambda v: v  # noqa: E731
+    with pytest.raises(TypeError, match="generator"):
+        power_norm(ident, ident, (3,), generator="seed")
+    with pytest.raises(ValueError, match="n_iter"):
+        power_norm(ident, ident, (3,), n_iter=0)
+    with pytest.raises(ValueError, match="shape"):
+        power_norm(ident, lambda v: v[:-1], (3,))
