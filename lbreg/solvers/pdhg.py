@@ -1,0 +1,203 @@
+"""Generalised primal-dual hybrid gradient method for the perceptron problem, eqs. (13)-(14)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ..activations import Activation
+from ..network import AffineMap, LiftedNetwork
+from ..regularizers import TV, Regularizer
+from .result import (
+    IterationLog,
+    Result,
+    bview,
+    check_alpha,
+    check_data,
+    check_int,
+    check_network,
+    check_positive,
+    check_start,
+    freeze,
+    sample_norm,
+)
+
+__all__ = ["pdhg", "pdhg_step", "default_steps"]
+
+
+def default_steps(norm_W: float, alpha: Tensor, reg: Regularizer) -> tuple[Tensor, Tensor]:
+    r"""The paper's step sizes for eq. (14), per sample.
+
+    .. math::
+        \tau_z = \frac{1}{\alpha\,\|K\|^2} \;(= \tfrac{1}{8\alpha} \text{ for TV}),\qquad
+        \tau_x = \frac{1}{\|W\|^2 + \alpha},
+
+    which gives equality in the Chambolle-Pock (2016) condition
+    :math:`(1/\tau_x - \|W\|^2)/\tau_z \ge \alpha^2\|K\|^2` (PAPER_MATH §3, "Step sizes").
+
+    Args:
+        norm_W: spectral norm :math:`\|W\|`.
+        alpha: ``(B,)`` regularisation parameters.
+        reg: the regulariser, whose ``norm_K_sq`` bounds :math:`\|K\|^2`.
+
+    Returns:
+        ``(tau_x, tau_z)``, each ``(B,)``.
+    """
+    tau_z = 1.0 / (alpha * reg.norm_K_sq)
+    tau_x = 1.0 / (norm_W**2 + alpha)
+    return tau_x, tau_z
+
+
+def pdhg_step(
+    affine: AffineMap,
+    activation: Activation,
+    y: Tensor,
+    x: Tensor,
+    z: Tensor,
+    alpha: Tensor,
+    reg: Regularizer,
+    tau_x: Tensor,
+    tau_z: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""One step of the generalised PDHG method, eq. (14) (eq. (13) for a general regulariser).
+
+    .. math::
+        x^{k+1} &= x^k - \tau_x\big[W^\top(\sigma(Wx^k+b) - y) + \alpha K^\top z^k\big],\\
+        z^{k+1} &= \operatorname{prox}_{\tau_z\alpha R^*}\big(z^k + \tau_z\alpha K(2x^{k+1}-x^k)\big),
+
+    which for TV (:math:`K=\nabla`, :math:`K^\top=-\operatorname{div}`) is the pixelwise
+    projection of eq. (14b). The gradient uses :math:`\nabla_z B_\Psi(y, z) = \sigma(z) - y`
+    and needs no derivative of :math:`\sigma`.
+
+    Args:
+        affine: the layer's affine map :math:`x \mapsto Wx+b`.
+        activation: the layer's activation :math:`\sigma = \operatorname{prox}_\Psi`.
+        y: data ``(B, *out_shape)``.
+        x, z: current primal ``(B, *in_shape)`` and dual ``(B, *reg.dual_shape)`` iterates.
+        alpha, tau_x, tau_z: per-sample ``(B,)`` parameter and step sizes.
+
+    Returns:
+        ``(x_new, z_new, objective, residual)`` where ``objective`` is
+        :math:`B_\Psi(y, Wx^k+b) + \alpha R(x^k)` and ``residual`` the norm of the
+        Lagrangian's gradient :math:`\|W^\top(\sigma(Wx^k+b)-y) + \alpha K^\top z^k\|`, both
+        per sample at the *incoming* iterate ``(x^k, z^k)``.
+    """
+    wx = affine.forward(x)
+    grad = affine.adjoint(activation.bregman_grad(y, wx)) + bview(alpha, x) * reg.K_adj(z)
+    x_new = x - bview(tau_x, x) * grad
+    s = tau_z * alpha
+    z_new = reg.prox_conj(z + bview(s, z) * reg.K(2.0 * x_new - x), s)
+    objective = activation.bregman(y, wx, check=False) + alpha * reg.value(x)
+    return x_new, z_new, objective, sample_norm(grad)
+
+
+def pdhg(
+    network: LiftedNetwork,
+    y: Tensor,
+    alpha: float | Tensor,
+    reg: Regularizer | None = None,
+    *,
+    tau_x: float | None = None,
+    tau_z: float | None = None,
+    max_iter: int = 10_000,
+    tol: float = 1e-5,
+    x0: Tensor | None = None,
+    z0: Tensor | None = None,
+    check_every: int = 10,
+    progress: bool = False,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
+) -> Result:
+    r"""Invert a single-layer network by the generalised PDHG method, eq. (14).
+
+    Solves the regularised perceptron problem (6) in its saddle form (12),
+
+    .. math::
+        \min_x \max_z\; B_\Psi\big(y^\delta, Wx+b\big) + \alpha\langle Kx, z\rangle - \alpha R^*(z),
+
+    for every sample of the batch, from :math:`x^0 = 0, z^0 = 0` (the paper's start), stopping a
+    sample when :math:`\|x^{k+1}-x^k\| < \mathrm{tol}` and :math:`\|z^{k+1}-z^k\| < \mathrm{tol}`
+    (absolute, per sample) or at ``max_iter``.
+
+    Args:
+        network: a `LiftedNetwork` of depth 1 (one affine map and its activation).
+        y: noisy data :math:`y^\delta`, ``(B, *output_shape)``, inside dom Ψ.
+        alpha: regularisation parameter :math:`\alpha > 0`, a number or one per sample ``(B,)``.
+        reg: the regulariser :math:`R(K\cdot)`; default isotropic `TV()`.
+        tau_x, tau_z: step sizes; default the paper's, see `default_steps`.
+        max_iter: iteration budget (the paper: 10,000).
+        tol: threshold of the change-based stopping test (the paper: 1e-5).
+        x0, z0: optional starting points (warm starts).
+        check_every: how often the host checks whether any sample is still running.
+        progress: show a tqdm progress bar.
+        callback: called after each iteration with a dict (``iteration``, ``x``, ``z``,
+            ``active``); returning ``True`` stops the solver.
+
+    Returns:
+        `Result` with ``x``, ``dual = z``, per-sample ``iterations`` and ``converged``, and
+        ``history`` holding ``objective``, ``residual``, ``change_x`` and ``change_z`` per
+        iteration; ``params`` holds ``tau_x``, ``tau_z``, ``norm_W``.
+    """
+    network = check_network(network)
+    if network.depth != 1:
+        raise ValueError(
+            f"network must have depth 1 for pdhg (the perceptron problem (6)); it has depth "
+            f"{network.depth}: use lifted_cd for deeper networks"
+        )
+    reg = TV() if reg is None else reg
+    if not isinstance(reg, Regularizer):
+        raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
+    max_iter = check_int(max_iter, "max_iter")
+    tol = check_positive(tol, "tol", allow_zero=True)
+    check_every = check_int(check_every, "check_every", minimum=1)
+    y = check_data(network, y)
+    network = network.to(device=y.device, dtype=y.dtype)
+    batch = y.shape[0]
+    alpha_t = check_alpha(alpha, batch, y)
+    layer = network.layers[0]
+    norm_W = layer.affine.norm()
+    tau_x_t, tau_z_t = default_steps(norm_W, alpha_t, reg)
+    if tau_x is not None:
+        tau_x_t = torch.full_like(alpha_t, check_positive(tau_x, "tau_x"))
+    if tau_z is not None:
+        tau_z_t = torch.full_like(alpha_t, check_positive(tau_z, "tau_z"))
+
+    x = check_start(network, x0, y)
+    z = _dual_start(reg, network, z0, y)
+    log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
+                       desc="pdhg", callback=callback)
+    k = 0
+    while k < max_iter:
+        x_new, z_new, objective, residual = pdhg_step(
+            layer.affine, layer.activation, y, x, z, alpha_t, reg, tau_x_t, tau_z_t
+        )
+        change_x, change_z = sample_norm(x_new - x), sample_norm(z_new - z)
+        log.record(objective=objective, residual=residual, change_x=change_x, change_z=change_z)
+        x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
+        log.update((change_x < tol) & (change_z < tol))
+        k += 1
+        if not log.keep_going(k, {"x": x, "z": z}):
+            break
+
+    iterations, converged, message, history = log.finish("pdhg", tol)
+    return Result(
+        x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
+        history=history, alpha=alpha_t.cpu(),
+        params={"tau_x": tau_x_t.cpu(), "tau_z": tau_z_t.cpu(), "norm_W": norm_W, "tol": tol,
+                "max_iter": max_iter},
+    )
+
+
+def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: Tensor) -> Tensor:
+    """Zero dual start (the paper's) or a validated copy of ``z0``."""
+    shape = (y.shape[0], *reg.dual_shape(network.input_shape))
+    if z0 is None:
+        return torch.zeros(shape, device=y.device, dtype=y.dtype)
+    if not isinstance(z0, Tensor):
+        raise TypeError(f"z0 must be a torch.Tensor of shape {shape}, got {type(z0).__name__}")
+    if tuple(z0.shape) != shape:
+        raise ValueError(f"z0 must have shape {shape}, got {tuple(z0.shape)}")
+    if not bool(torch.isfinite(z0).all()):
+        raise ValueError("z0 must be finite (it holds NaN or Inf)")
+    return z0.to(device=y.device, dtype=y.dtype).clone()

@@ -1,0 +1,257 @@
+"""The solvers' shared pieces: `Result`, argument checks, and the batched iteration loop.
+
+Every solver of `lbreg.solvers` runs the same loop: each sample of the batch carries an
+*active* flag; an iteration updates only the active samples (a finished sample stops
+changing); per-sample stopping tests are evaluated on the device every iteration, and the
+host asks "is any sample still active?" only once every ``check_every`` iterations, so that
+a GPU is never synchronised per iteration.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..network import LiftedNetwork
+
+__all__ = ["Result", "IterationLog"]
+
+
+@dataclass
+class Result:
+    """Outcome of a solver, shaped like SciPy's ``OptimizeResult``.
+
+    Attributes:
+        x: the recovered input, shape ``(B, *input_shape)``, dtype and device of the data.
+        aux: auxiliary variables ``[x_1, ..., x_{L-1}]`` of the lifted problem (3)
+            (empty for single-layer solvers).
+        dual: the dual variable ``z`` of the saddle problem (12), or ``None``.
+        iterations: per-sample number of iterations performed, ``(B,)`` int64 on CPU.
+        converged: per-sample flag, ``(B,)`` bool on CPU: the stopping test fired before
+            ``max_iter``.
+        message: one line saying what stopped the solver.
+        history: per-iteration records, each a CPU tensor of shape ``(K, B)`` (row ``k`` holds
+            the value at iterate ``k``), plus ``"time"``: seconds since the start at each
+            host check, shape ``(C,)``, with ``"time_iteration"`` the iterations they refer to.
+        alpha: the regularisation parameter(s) used, ``(B,)`` on CPU.
+        params: step sizes and settings actually used.
+    """
+
+    x: Tensor
+    aux: list[Tensor]
+    dual: Tensor | None
+    iterations: Tensor
+    converged: Tensor
+    message: str
+    history: dict[str, Tensor]
+    alpha: Tensor
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        """True when every sample converged."""
+        return bool(self.converged.all())
+
+    def __repr__(self) -> str:
+        its = self.iterations.tolist()
+        return (
+            f"Result(batch={self.x.shape[0]}, converged={self.converged.tolist()}, "
+            f"iterations={its}, message={self.message!r})"
+        )
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def check_network(network: Any, *, name: str = "network") -> LiftedNetwork:
+    """Raise TypeError unless ``network`` is a `LiftedNetwork`."""
+    if not isinstance(network, LiftedNetwork):
+        raise TypeError(
+            f"{name} must be a lbreg.network.LiftedNetwork (build one with "
+            f"LiftedNetwork.from_module(module, input_shape)), got {type(network).__name__}"
+        )
+    return network
+
+
+def check_int(value: Any, name: str, *, minimum: int = 0) -> int:
+    """Return ``value`` as int; TypeError if not an integer, ValueError if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as float; TypeError if not a real number, ValueError unless > 0 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or not math.isfinite(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha") -> Tensor:
+    """Per-sample regularisation parameters ``(B,)`` on ``like``'s device and dtype.
+
+    ``alpha`` is a positive number (shared by all samples) or a tensor of ``B`` positive values.
+    """
+    if isinstance(alpha, Tensor):
+        if alpha.dim() == 0:
+            alpha = alpha.reshape(1)
+        if alpha.dim() != 1 or alpha.shape[0] not in (1, batch):
+            raise ValueError(
+                f"{name} must be a number or a tensor of shape ({batch},) (one per sample), "
+                f"got shape {tuple(alpha.shape)}"
+            )
+        if not torch.is_floating_point(alpha):
+            raise TypeError(f"{name} must be a floating tensor, got {alpha.dtype}")
+        if not bool(torch.isfinite(alpha).all()) or bool((alpha <= 0).any()):
+            raise ValueError(f"{name} must be finite and > 0, got {alpha.tolist()}")
+        return alpha.to(device=like.device, dtype=like.dtype).expand(batch).clone()
+    value = check_positive(alpha, name)
+    return torch.full((batch,), value, device=like.device, dtype=like.dtype)
+
+
+def check_data(network: LiftedNetwork, y: Any, *, name: str = "y") -> Tensor:
+    """Validate noisy data ``y`` (floating, finite, right shape, inside dom Ψ_L); reshape to ``(B, *output_shape)``."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, *{network.output_shape}), got {type(y).__name__}")
+    network.check_output(y, name=name)
+    y = y.reshape(y.shape[0], *network.output_shape)
+    network.layers[-1].activation.check_domain(y, name=name)
+    return y
+
+
+def check_start(network: LiftedNetwork, x0: Tensor | None, y: Tensor, *, name: str = "x0") -> Tensor:
+    """The starting point: zeros (the paper's choice) or a validated copy of ``x0``."""
+    shape = (y.shape[0], *network.input_shape)
+    if x0 is None:
+        return torch.zeros(shape, device=y.device, dtype=y.dtype)
+    if not isinstance(x0, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(x0).__name__}")
+    network.check_input(x0, name=name)
+    if x0.shape[0] != y.shape[0]:
+        raise ValueError(f"{name} must have the batch size of y ({y.shape[0]}), got shape {tuple(x0.shape)}")
+    return x0.reshape(shape).to(device=y.device, dtype=y.dtype).clone()
+
+
+def bview(values: Tensor, like: Tensor) -> Tensor:
+    """Reshape per-sample ``values`` ``(B,)`` to broadcast against ``like`` ``(B, ...)``."""
+    return values.reshape(values.shape[0], *([1] * (like.dim() - 1)))
+
+
+def sample_norm(t: Tensor) -> Tensor:
+    """Per-sample Euclidean norm ``(B,)`` of a ``(B, ...)`` tensor."""
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+
+
+def freeze(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` for active samples, ``old`` for finished ones (a finished sample stops changing)."""
+    return torch.where(bview(active, new), new, old)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class IterationLog:
+    """Per-sample bookkeeping of a batched iteration: active flags, counts, history, progress.
+
+    A solver calls `record` once per iteration with per-sample values (kept on the device),
+    then `update(done)` with the per-sample stopping test, and asks `keep_going(k)` for the
+    loop condition; the host is synchronised only on check iterations.
+    """
+
+    def __init__(
+        self,
+        batch: int,
+        like: Tensor,
+        *,
+        max_iter: int,
+        check_every: int,
+        progress: bool,
+        desc: str,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.active = torch.ones(batch, dtype=torch.bool, device=like.device)
+        self.iterations = torch.zeros(batch, dtype=torch.int64, device=like.device)
+        self.max_iter = max_iter
+        self.check_every = max(1, check_every)
+        self.callback = callback
+        self._records: dict[str, list[Tensor]] = {}
+        self._start = time.perf_counter()
+        self._times: list[float] = []
+        self._time_its: list[int] = []
+        self.stopped_by_callback = False
+        self._bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False)
+        self._bar_pos = 0
+
+    def record(self, **values: Tensor) -> None:
+        """Store per-sample values ``(B,)`` of the current iterate (on the device, detached)."""
+        for key, value in values.items():
+            self._records.setdefault(key, []).append(value.detach())
+
+    def update(self, done: Tensor) -> None:
+        """Count one iteration for active samples, then deactivate those whose test fired."""
+        self.count()
+        self.deactivate(done)
+
+    def count(self) -> None:
+        """Count one iteration for the active samples."""
+        self.iterations += self.active.to(torch.int64)
+
+    def deactivate(self, done: Tensor) -> None:
+        """Mark the samples whose stopping test fired as finished."""
+        self.active &= ~done
+
+    def keep_going(self, k: int, state: dict[str, Any] | None = None) -> bool:
+        """Loop condition after iteration ``k`` (1-based count of iterations done)."""
+        if self.callback is not None and state is not None:
+            if self.callback({"iteration": k, "active": self.active, **state}) is True:
+                self.stopped_by_callback = True
+                return False
+        if k >= self.max_iter:
+            self._check(k)
+            return False
+        if k % self.check_every == 0:
+            return self._check(k)
+        return True
+
+    def _check(self, k: int) -> bool:
+        self._bar.update(k - self._bar_pos)
+        self._bar_pos = k
+        any_active = bool(self.active.any())  # the only host synchronisation
+        self._times.append(time.perf_counter() - self._start)
+        self._time_its.append(k)
+        return any_active
+
+    def finish(self, solver: str, tol: float) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
+        """Close the progress bar; return (iterations, converged, message, history) on CPU."""
+        self._bar.close()
+        converged = (~self.active).cpu()
+        iterations = self.iterations.cpu()
+        n_conv = int(converged.sum())
+        batch = converged.numel()
+        if self.stopped_by_callback:
+            message = f"{solver}: stopped by the callback; {n_conv}/{batch} samples had converged"
+        elif n_conv == batch:
+            message = f"{solver}: all {batch} samples met the stopping test (tol={tol:g})"
+        else:
+            message = (
+                f"{solver}: {batch - n_conv}/{batch} samples reached max_iter={self.max_iter} "
+                f"before the stopping test (tol={tol:g})"
+            )
+        history = {key: torch.stack(vals).cpu() for key, vals in self._records.items()}
+        history["time"] = torch.tensor(self._times, dtype=torch.float64)
+        history["time_iteration"] = torch.tensor(self._time_its, dtype=torch.int64)
+        return iterations, converged, message, history
