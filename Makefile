@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 
 # Retrain the committed autoencoder weights from their recorded seeds.
 weights: $(STAMP)
-	$(BIN)/python -m lbreg.models --build dense cnn --out lbreg/weights
+	$(BIN)/python -m lbreg.models --build dense cnn --out lbreg/weights --threads 1
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

