@@ -144,8 +144,9 @@ def test_theorem2_bound_holds_for_relu_and_leaky_perceptrons():
         y = activation(W @ x_dag + b)
         y_delta = activation.project_domain(y + 0.01 * z_).unsqueeze(0)
         delta_sq = float(activation.bregman(y_delta, (W @ x_dag + b).unsqueeze(0)))
-        for alpha in (1e-3, 1e-2, 1e-1):
-            res = pdhg(net, y_delta, alpha, reg=SquaredNorm(), max_iter=200_000, tol=1e-13)
+        for alpha in (0.05, 0.2):
+            res = pdhg(net, y_delta, alpha, reg=SquaredNorm(), max_iter=100_000, tol=1e-10)
+            assert res.success
             x_a = res.x[0]
             lhs_b = float(activation.bregman(y_delta, (W @ x_a + b).unsqueeze(0)))
             d_symm = float(torch.sum((x_a - x_dag) ** 2))
@@ -182,7 +183,7 @@ def test_landweber_classical_variant_on_a_deep_network_decreases_the_residual():
     seq = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU()).double()
     net = LiftedNetwork.from_module(seq, input_shape=(16,))
     y = net.forward(torch.rand(2, 16, generator=torch.Generator().manual_seed(14)))
-    res = landweber(net, y, variant="classical", max_iter=200)
+    res = landweber(net, y, variant="classical", max_iter=3000)
     d = res.history["discrepancy"]
     assert (d[-1] < 0.5 * d[0]).all()
 
@@ -224,28 +225,29 @@ def test_aux_steps_do_not_increase_the_lifted_energy(make_net):
 
 @pytest.mark.parametrize("make_net", [dense_net, conv_net])
 def test_lifted_cd_energy_does_not_increase_when_x0_block_is_solved(make_net):
-    """Exact block minimisation in x_0 (many warm-started PDHG steps) plus the monotone steps
-    (17) make J non-increasing sweep by sweep; the default single PDHG step still lowers J."""
+    """Block minimisation in x_0 (warm-started PDHG steps on the strongly convex sub-problem
+    with R = ½‖·‖², solved to rounding) plus the monotone steps (17) make J non-increasing
+    sweep by sweep; with TV (inner loop far from solved) J still falls overall."""
     net = make_net(1)
     g = torch.Generator().manual_seed(16)
     x_true = torch.rand(2, *net.input_shape, generator=g)
     y = net.forward(x_true)
     y = net.layers[-1].activation.project_domain(y + 0.05 * torch.randn(y.shape, generator=g))
-    res = lifted_cd(net, y, 1e-2, max_iter=15, inner_iters=400, tol=0.0)
+    res = lifted_cd(net, y, 1e-2, reg=SquaredNorm(), max_iter=15, inner_iters=50, tol=0.0)
     energy = res.history["energy"]
-    assert (energy[1:] <= energy[:-1] + 1e-6 * energy[0]).all()
+    assert (energy[1:] <= energy[:-1] + 1e-10 * energy[0]).all()
     assert (energy[-1] < 0.9 * energy[0]).all()
     for layer, xl in zip(net.layers, res.aux):
         assert layer.activation.in_domain(xl).all()
-    default = lifted_cd(net, y, 1e-2, max_iter=300, tol=0.0)
-    assert (default.history["energy"][-1] < 0.9 * default.history["energy"][0]).all()
+    tv = lifted_cd(net, y, 1e-2, max_iter=8, inner_iters=300, inner_tol=1e-7, tol=0.0)
+    assert (tv.history["energy"][-1] < 0.9 * tv.history["energy"][0]).all()
 
 
 def test_lifted_cd_with_one_layer_is_pdhg():
     net = perceptron(30, (1, 6, 6), ReLU(), seed=17, scale=2.0)
     y = image_data(net, 2, seed=18)
     a = pdhg(net, y, 0.02, max_iter=500, tol=1e-9)
-    b = lifted_cd(net, y, 0.02, max_iter=500, tol=1e-9)
+    b = lifted_cd(net, y, 0.02, max_iter=500, inner_iters=1, tol=1e-9)
     assert torch.equal(a.x, b.x) and torch.equal(a.dual, b.dual)
     assert torch.equal(a.iterations, b.iterations)
     assert torch.allclose(a.history["objective"], b.history["energy"], rtol=1e-12, atol=0)
@@ -254,12 +256,13 @@ def test_lifted_cd_with_one_layer_is_pdhg():
 def test_solvers_follow_input_dtype():
     net = perceptron(20, (1, 5, 5), ReLU(), seed=19)
     y = image_data(net, 2, seed=20).float()
-    for res in (pdhg(net, y, 0.01, max_iter=5), lifted_cd(net, y, 0.01, max_iter=5), landweber(net, y, max_iter=5)):
+    for res in (pdhg(net, y, 0.01, max_iter=5), lifted_cd(net, y, 0.01, max_iter=5, inner_iters=2),
+                landweber(net, y, max_iter=5)):
         assert res.x.dtype == torch.float32 and res.x.shape == (2, 1, 5, 5)
 
 
 def test_results_are_deterministic():
     net = conv_net(2)
     y = net.forward(torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(21)))
-    a, b = lifted_cd(net, y, 0.01, max_iter=50), lifted_cd(net, y, 0.01, max_iter=50)
+    a, b = lifted_cd(net, y, 0.01, max_iter=20, inner_iters=20), lifted_cd(net, y, 0.01, max_iter=20, inner_iters=20)
     assert torch.equal(a.x, b.x)

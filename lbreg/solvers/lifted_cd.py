@@ -62,9 +62,10 @@ def lifted_cd(
     alpha: float | Tensor,
     reg: Regularizer | None = None,
     *,
-    max_iter: int = 1_500,
+    max_iter: int = 200,
     tol: float = 1e-5,
-    inner_iters: int = 1,
+    inner_iters: int = 1_500,
+    inner_tol: float = 1e-5,
     tau_x: float | None = None,
     tau_z: float | None = None,
     tau_aux: list[float] | None = None,
@@ -81,9 +82,13 @@ def lifted_cd(
         J(x_0, \dots, x_{L-1}) = \sum_{l=1}^{L} B_{\Psi_l}\big(x_l, W_l x_{l-1} + b_l\big)
             + \alpha R(x_0), \qquad x_L = y^\delta,
 
-    sweeping :math:`x_0, x_1, \dots, x_{L-1}` in turn: (15a)/(16) ``inner_iters`` warm-started
-    PDHG steps (14) on :math:`x_0` with data :math:`x_1^k`, then (15b)/(17) one closed-form
+    sweeping :math:`x_0, x_1, \dots, x_{L-1}` in turn: (15a)/(16) warm-started PDHG steps (14)
+    on :math:`x_0` with data :math:`x_1^k`, until their change falls below ``inner_tol`` or
+    after ``inner_iters`` steps (the paper: 1,500 and 1e-5), then (15b)/(17) one closed-form
     proximal-gradient step on each auxiliary variable with step :math:`1/\|W_{l+1}\|^2`.
+    Each step (17) does not increase :math:`J`, and an accurate inner solve makes the
+    :math:`x_0` update a block minimisation, so :math:`J` falls sweep by sweep; with
+    ``inner_iters=1`` (one PDHG step per sweep) it need not.
     Start: :math:`x_0^0 = 0`, :math:`z^0 = 0`, :math:`x_l^0 = \sigma_l(W_l x_{l-1}^0 + b_l)`.
     A sample stops when the changes of :math:`x_0`, :math:`z` and every :math:`x_l` in one sweep
     are all below ``tol`` (absolute, per sample), or after ``max_iter`` sweeps. For depth 1 this
@@ -94,9 +99,11 @@ def lifted_cd(
         y: noisy data :math:`y^\delta`, ``(B, *output_shape)``, inside dom :math:`\Psi_L`.
         alpha: :math:`\alpha > 0`, a number or one per sample ``(B,)``.
         reg: the regulariser on :math:`x_0`; default isotropic `TV()`.
-        max_iter: number of sweeps (the paper: 1,500).
+        max_iter: number of sweeps (the paper does not state it, PAPER_MATH §3).
         tol: stopping threshold on the per-sweep change.
-        inner_iters: PDHG steps on :math:`x_0` per sweep (default 1).
+        inner_iters: at most this many PDHG steps on :math:`x_0` per sweep.
+        inner_tol: a sample's inner PDHG loop stops when the changes of :math:`x_0` and
+            :math:`z` both fall below it.
         tau_x, tau_z: PDHG step sizes for :math:`x_0`; default `default_steps` with :math:`W_1`.
         tau_aux: steps for :math:`x_1, \dots, x_{L-1}`; default :math:`1/\|W_{l+1}\|^2`.
         x0: starting input (default zeros).
@@ -105,7 +112,8 @@ def lifted_cd(
     Returns:
         `Result` with ``x`` :math:`= x_0`, ``aux`` :math:`= [x_1, \dots, x_{L-1}]`,
         ``dual = z`` and ``history`` holding ``energy`` (:math:`J` at the start of each sweep),
-        ``change`` (largest of the per-variable changes) and ``residual`` (PDHG's).
+        ``change`` (largest of the per-variable changes in the sweep), ``residual`` (PDHG's, at
+        its last inner step) and ``inner_iterations`` (PDHG steps spent in the sweep).
     """
     network = check_network(network)
     reg = TV() if reg is None else reg
@@ -113,6 +121,7 @@ def lifted_cd(
         raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
     max_iter = check_int(max_iter, "max_iter")
     inner_iters = check_int(inner_iters, "inner_iters", minimum=1)
+    inner_tol = check_positive(inner_tol, "inner_tol", allow_zero=True)
     check_every = check_int(check_every, "check_every", minimum=1)
     tol = check_positive(tol, "tol", allow_zero=True)
     y = check_data(network, y)
@@ -139,11 +148,9 @@ def lifted_cd(
     k = 0
     while k < max_iter:
         data = aux[0] if depth > 1 else y
-        x_new, z_new = x, z
-        for _ in range(inner_iters):  # (15a)/(16): warm-started PDHG steps on x_0
-            x_new, z_new, _, residual = pdhg_step(
-                layers[0].affine, layers[0].activation, data, x_new, z_new, alpha_t, reg, tau_x_t, tau_z_t
-            )
+        x_new, z_new, residual, inner = _solve_x0(
+            layers[0], data, x, z, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters, inner_tol, check_every
+        )
         change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
         aux_new, prev = [], x_new
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
@@ -152,7 +159,8 @@ def lifted_cd(
             prev = aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1])
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
             aux_new.append(prev)
-        log.record(energy=network.energy([x, *aux], y, alpha_t, reg, check=False), change=change, residual=residual)
+        log.record(energy=network.energy([x, *aux], y, alpha_t, reg, check=False), change=change,
+                   residual=residual, inner_iterations=inner)
         x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
         aux = [freeze(log.active, new, old) for new, old in zip(aux_new, aux)]
         log.update(change < tol)
@@ -165,5 +173,43 @@ def lifted_cd(
         x=x, aux=aux, dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),
         params={"tau_x": tau_x_t.cpu(), "tau_z": tau_z_t.cpu(), "tau_aux": list(tau_aux),
-                "inner_iters": inner_iters, "tol": tol, "max_iter": max_iter},
+                "inner_iters": inner_iters, "inner_tol": inner_tol, "tol": tol, "max_iter": max_iter},
     )
+
+
+def _solve_x0(
+    layer: Layer,
+    data: Tensor,
+    x: Tensor,
+    z: Tensor,
+    alpha: Tensor,
+    reg: Regularizer,
+    tau_x: Tensor,
+    tau_z: Tensor,
+    active: Tensor,
+    inner_iters: int,
+    inner_tol: float,
+    check_every: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""Sub-problem (15a) by warm-started PDHG steps (16): eq. (14) with data :math:`x_1^k`.
+
+    Each active sample takes steps until its changes of :math:`x_0` and :math:`z` are both below
+    ``inner_tol`` or ``inner_iters`` steps are done; finished samples stop changing.
+
+    Returns:
+        ``(x_0, z, residual, steps)``: the new iterates, the last PDHG residual and the number
+        of steps per sample ``(B,)``.
+    """
+    running = active.clone()
+    steps = torch.zeros_like(alpha, dtype=torch.int64)
+    residual = torch.zeros_like(alpha)
+    for j in range(inner_iters):
+        x_new, z_new, _, res = pdhg_step(layer.affine, layer.activation, data, x, z, alpha, reg, tau_x, tau_z)
+        done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)
+        x, z = freeze(running, x_new, x), freeze(running, z_new, z)
+        residual = torch.where(running, res, residual)
+        steps += running.to(torch.int64)
+        running &= ~done
+        if (j + 1) % check_every == 0 and not bool(running.any()):
+            break
+    return x, z, residual, steps

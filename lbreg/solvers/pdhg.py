@@ -87,8 +87,8 @@ def pdhg_step(
     wx = affine.forward(x)
     grad = affine.adjoint(activation.bregman_grad(y, wx)) + bview(alpha, x) * reg.K_adj(z)
     x_new = x - bview(tau_x, x) * grad
-    s = tau_z * alpha
-    z_new = reg.prox_conj(z + bview(s, z) * reg.K(2.0 * x_new - x), s)
+    s = bview(tau_z * alpha, z)
+    z_new = reg.prox_conj(z + s * reg.K(2.0 * x_new - x), s)
     objective = activation.bregman(y, wx, check=False) + alpha * reg.value(x)
     return x_new, z_new, objective, sample_norm(grad)
 
