@@ -58,8 +58,9 @@ class Regularizer(ABC):
         r"""The adjoint :math:`K^\top`, ``(B, *dual_shape) -> (B, *input_shape)``."""
 
     @abstractmethod
-    def prox_conj(self, p: Tensor, s: float) -> Tensor:
-        r""":math:`\operatorname{prox}_{sR^*}(p)`, same shape as ``p``."""
+    def prox_conj(self, p: Tensor, s: float | Tensor) -> Tensor:
+        r""":math:`\operatorname{prox}_{sR^*}(p)`, same shape as ``p``; ``s`` is a number or a
+        tensor broadcastable to ``p`` (per-sample steps come as ``(B, 1, ..., 1)``)."""
 
     @abstractmethod
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -100,7 +101,7 @@ class TV(Regularizer):
     def K_adj(self, p: Tensor) -> Tensor:
         return -div2d(p)
 
-    def prox_conj(self, p: Tensor, s: float = 1.0) -> Tensor:
+    def prox_conj(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
         return project_dual_ball(p, isotropic=self.isotropic)
 
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -140,7 +141,7 @@ class SquaredNorm(Regularizer):
     def K_adj(self, p: Tensor) -> Tensor:
         return p
 
-    def prox_conj(self, p: Tensor, s: float) -> Tensor:
+    def prox_conj(self, p: Tensor, s: float | Tensor) -> Tensor:
         return p / (1.0 + s)
 
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
