@@ -14,7 +14,13 @@ from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import aux_step, landweber, lifted_cd, pdhg
 
-torch.set_default_dtype(torch.float64)
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """Float64 by default in this module only (restored afterwards for the other test files)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def perceptron(m: int, shape: tuple[int, ...], activation, seed: int, scale: float = 1.0) -> LiftedNetwork:

@@ -25,7 +25,13 @@ from lbreg.theory import (
     tv_subgradient,
 )
 
-torch.set_default_dtype(torch.float64)
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """Float64 by default in this module only (restored afterwards for the other test files)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 ACTIVATIONS = [ReLU(), LeakyReLU(0.2), HardTanh(), SoftShrink(0.5), Sigmoid(), Tanh(), Identity()]
 
