@@ -17,16 +17,16 @@ from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import pdhg
 from lbreg.solvers.admm import _x_solver, admm, bregman_prox
 
-torch.set_default_dtype(torch.float64)
-
-
 @pytest.fixture(autouse=True)
-def one_thread():
-    """These problems are small: one thread avoids oversubscribing a shared machine."""
-    threads = torch.get_num_threads()
+def one_thread_float64():
+    """Small problems: one thread avoids oversubscribing a shared machine; float64 by default
+    in this module only (restored afterwards for the other test files)."""
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
     yield
     torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
 
 
 def perceptron(m: int, shape: tuple[int, ...], activation, seed: int, scale: float = 1.0) -> LiftedNetwork:
