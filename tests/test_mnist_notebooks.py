@@ -55,7 +55,7 @@ def test_mnist_cnn_notebook_fast_run(notebook_runner):
     nb = notebook_runner("04_mnist_cnn.ipynb",
                          {"val_indices": val, "max_sweeps": sweeps, "inner_iters": 50})
     keys = _key_numbers(cell_text(nb, "key-numbers"))
-    assert keys["images (validation)"] == "1" and keys["sweeps (not stated in the paper)"] == "3"
+    assert keys["images (validation)"] == "1" and keys["sweeps (at most)"] == "3"
 
     model = pretrained("cnn").double()
     x, _ = mnist_tensors(False, indices=val, dtype=torch.float64)
