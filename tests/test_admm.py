@@ -4,7 +4,6 @@ batching, and why it exists (the ill-conditioned circle problem)."""
 import math
 
 import cvxpy as cp
-import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
@@ -14,8 +13,8 @@ from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, Soft
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV, SquaredNorm
-from lbreg.solvers import pdhg
-from lbreg.solvers.admm import _x_solver, admm, bregman_prox
+from lbreg.solvers import admm, pdhg
+from lbreg.solvers.admm import _x_solver, bregman_prox
 
 @pytest.fixture(autouse=True)
 def one_thread_float64():
@@ -119,12 +118,12 @@ def test_admm_matches_cvxpy_and_pdhg_minimisers(kind, activation):
     net = perceptron(40, (1, 8, 8), activation, seed=1, scale=2.0)
     y1 = image_data(net, 1, seed=2)
     alphas = torch.tensor([0.01, 0.1])
-    res = admm(net, y1.expand(2, -1), alphas, tol=1e-8, max_iter=3_000)
+    res = admm(net, y1.expand(2, -1), alphas, tol=1e-7, max_iter=3_000)
     for i, alpha in enumerate(alphas.tolist()):
         f_admm = objective(net, y1, res.x[i : i + 1], alpha)
         f_cvx = objective(net, y1, cvxpy_minimiser(net, y1, alpha, kind), alpha)
         assert abs(f_admm - f_cvx) / abs(f_cvx) < 1e-6, (alpha, f_admm, f_cvx)
-    long_run = pdhg(net, y1, 0.1, max_iter=2_500, tol=1e-7)
+    long_run = pdhg(net, y1, 0.1, max_iter=2_000, tol=1e-7)
     f_pdhg, f_admm = objective(net, y1, long_run.x, 0.1), objective(net, y1, res.x[1:], 0.1)
     assert abs(f_pdhg - f_admm) / abs(f_admm) < 1e-4, (f_pdhg, f_admm)
 
@@ -163,10 +162,10 @@ def test_batched_admm_equals_single_solves():
     net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
     y = image_data(net, 3, seed=8)
     alphas = torch.tensor([0.01, 0.05, 0.2])
-    batched = admm(net, y, alphas, tol=1e-6)
+    batched = admm(net, y, alphas, tol=1e-5)
     assert batched.success
     for i in range(3):
-        single = admm(net, y[i : i + 1], float(alphas[i]), tol=1e-6)
+        single = admm(net, y[i : i + 1], float(alphas[i]), tol=1e-5)
         assert torch.allclose(batched.x[i], single.x[0], atol=1e-10, rtol=0)
         assert batched.iterations[i] == single.iterations[0]
         assert torch.allclose(batched.params["rho_d"][i], single.params["rho_d"][0])
@@ -254,7 +253,7 @@ def test_cg_x_update_on_a_conv_network():
     bias = affine.forward(torch.zeros(1, 1, 8, 8)).reshape(-1)
     dense = LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(matrix, bias, in_shape=(1, 8, 8),
                                                                    out_shape=affine.out_shape), ReLU())])
-    ref = admm(dense, y, 0.05, tol=1e-10, max_iter=5_000)
+    ref = admm(dense, y, 0.05, tol=1e-9, max_iter=5_000)
     assert ref.params["x_update"] == "cholesky"
     f, f_ref = objective(net, y, res.x, 0.05), objective(net, y, ref.x, 0.05)
     assert abs(f - f_ref) / f_ref < 1e-6

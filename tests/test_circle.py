@@ -187,7 +187,8 @@ def test_circle_notebook_fast_run(notebook_runner):
     x_true = disc(size)[None, None]
     truth = [line for line in table.splitlines() if "ground truth" in line and "28.07" in line]
     assert len(truth) == 2  # one per law
-    paper_norm, norm, paper_tv, tv_iso, tv_aniso = _numbers(truth[0])
+    paper_norm, norm, paper_tv, tv_iso, tv_aniso, err = _numbers(truth[0])
+    assert err == 0.0
     assert (paper_norm, paper_tv) == (28.07, 128.0)
     assert norm == round(float(x_true.norm()), 2)
     assert tv_iso == round(float(tv(x_true)), 2) and tv_aniso == round(float(tv(x_true, False)), 2)

@@ -79,7 +79,10 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
 
 
 def _dct_matrix(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    r"""Orthonormal DCT-II matrix :math:`C_{kj} = c_k\cos(\pi(2j+1)k/2N)`, :math:`c_0=\sqrt{1/N}`, else :math:`\sqrt{2/N}`."""
+    r"""Orthonormal DCT-II matrix :math:`C_{kj} = c_k\cos(\pi(2j+1)k/2N)`.
+
+    :math:`c_0=\sqrt{1/N}`, else :math:`c_k=\sqrt{2/N}`; :math:`C` is orthogonal.
+    """
     k = torch.arange(size, dtype=torch.float64, device=device)[:, None]
     j = torch.arange(size, dtype=torch.float64, device=device)[None, :]
     c = torch.cos(math.pi * (2 * j + 1) * k / (2 * size)) * math.sqrt(2.0 / size)
@@ -95,7 +98,8 @@ class _Diagonal:
     the constant image of each channel. `SquaredNorm` (:math:`K=I`): :math:`Q=I`, :math:`\lambda=1`.
     """
 
-    def __init__(self, reg: Regularizer, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+    def __init__(self, reg: Regularizer, shape: tuple[int, ...], dtype: torch.dtype,
+                 device: torch.device) -> None:
         self.shape = shape
         if isinstance(reg, TV):
             h, w = shape[-2], shape[-1]
@@ -349,8 +353,9 @@ class _CGSolver(_XStep):
         return x
 
 
-def _x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float, like: Tensor) -> _XStep:
-    """Choose the x-update: Woodbury (dense, m < n, KᵀK diagonalised), Cholesky (dense, n small), else CG."""
+def _x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float,
+              like: Tensor) -> _XStep:
+    """The x-update: Woodbury (dense, m < n, KᵀK diagonalised), Cholesky (dense, n small), else CG."""
     shape = affine.in_shape
     n, m = math.prod(shape), math.prod(affine.out_shape)
     W = affine.weight
@@ -370,7 +375,7 @@ _RHO_D_PER_ALPHA = 15.0
 
 
 def _norm_sq(affine: AffineMap) -> float:
-    r""":math:`\|W\|^2`: the largest eigenvalue of the smaller Gram matrix for a dense map, else power iteration."""
+    r""":math:`\|W\|^2`: top eigenvalue of the smaller Gram matrix (dense maps), else power iteration."""
     W = affine.weight
     m, n = math.prod(affine.out_shape), math.prod(affine.in_shape)
     if W is not None and W.dim() == 2 and tuple(W.shape) == (m, n) and min(m, n) <= 2048:
@@ -379,7 +384,9 @@ def _norm_sq(affine: AffineMap) -> float:
     return affine.norm() ** 2
 
 
-def _penalties(rho: Any, alpha: Tensor, affine: AffineMap, reg: Regularizer) -> tuple[Tensor, Tensor, float | None]:
+def _penalties(
+    rho: Any, alpha: Tensor, affine: AffineMap, reg: Regularizer
+) -> tuple[Tensor, Tensor, float | None]:
     r"""Per-sample ``(rho_u, rho_d)`` ``(B,)`` and :math:`\|W\|` (None when not needed)."""
     if rho is None:
         norm_sq = _norm_sq(affine)
@@ -407,7 +414,9 @@ class _Groups:
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
         self.members: list[tuple[Tensor | None, float, _XStep]] = []
         for g, (ru, rd) in enumerate(unique.tolist()):
-            idx = None if unique.shape[0] == 1 else (inverse == g).nonzero().reshape(-1).to(like.device)
+            idx = None
+            if unique.shape[0] > 1:
+                idx = (inverse == g).nonzero().reshape(-1).to(like.device)
             self.members.append((idx, ru, _x_solver(affine, reg, ru, rd, like)))
         self.kind = self.members[0][2].kind
 
@@ -419,7 +428,7 @@ class _Groups:
         for idx, _, solver in self.members:
             part = solver.step(w[idx], v[idx], nu[idx], x[idx])
             if outs is None:
-                outs = [torch.empty((w.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device) for t in part]
+                outs = [t.new_empty((w.shape[0], *t.shape[1:])) for t in part]
             for out, t in zip(outs, part):
                 out[idx] = t
         return outs[0], outs[1], outs[2]
@@ -505,17 +514,18 @@ def admm(
     :math:`W`; the returned iterate is the last one tested.
 
     **Penalty.** Default :math:`\rho_d = 15\,\alpha` and :math:`\rho_u = \rho_d\|K\|^2/\|W\|^2`
-    (:math:`8\rho_d/\|W\|^2` for TV), per sample. The ratio balances the two blocks of the
-    x-system (:math:`\rho_u\|W\|^2 = \rho_d\|K\|^2`) and makes the iteration invariant under
-    the rescaling :math:`(W,b,y^\delta,\alpha)\to(sW,sb,sy^\delta,s^2\alpha)` of the problem
-    (PAPER_MATH §5 item 1); the level :math:`\rho_d/\alpha` sets the shrinkage threshold
-    :math:`\alpha/\rho_d` of the TV prox against gradients of images with unit dynamic range.
-    Tuned on the circle problem (§4.1): with :math:`N(0,1)` weights and
-    :math:`\alpha\in\{1.5\cdot10^{-3}, 1.5\cdot10^{-2}, 0.15\}` and with :math:`U(\pm1/64)`
-    weights it needs 100-250 iterations to a relative objective gap of :math:`10^{-4}`,
-    within a factor 1.3 of the best fixed :math:`\rho_d` on a grid. For images on another
-    scale :math:`c`, pass ``rho`` scaled by :math:`1/c^2` for :math:`\rho_d`. Fixed over the
-    run.
+    (:math:`8\rho_d/\|W\|^2` for TV), per sample; fixed over the run. The ratio balances the
+    two blocks of the x-system (:math:`\rho_u\|W\|^2 = \rho_d\|K\|^2`) and keeps the iteration
+    invariant under the rescaling :math:`(W,b,y^\delta,\alpha)\to(sW,sb,sy^\delta,s^2\alpha)`
+    of the problem (PAPER_MATH §5 item 1); the level sets the shrinkage threshold
+    :math:`\alpha/\rho_d` of the TV prox against the gradients of images with unit dynamic
+    range (for images of range :math:`c`, divide both default penalties by :math:`c`).
+    Tuned on the circle problem (§4.1), where the iterations to a relative objective gap of
+    :math:`10^{-4}` are 120, 108 and 254 for :math:`N(0,1)` weights and
+    :math:`\alpha = 1.5\cdot10^{-3}, 1.5\cdot10^{-2}, 0.15`, and 211 for :math:`U(\pm1/64)`
+    weights, within 25% of the best :math:`\rho_d` of a grid. The default tolerance's
+    residual test lands at a gap of about :math:`10^{-5}` there (its tail is sublinear, as
+    the TV dual at flat pixels is not unique).
 
     Args:
         network: a `LiftedNetwork` of depth 1.
