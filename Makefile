@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-fast weights bench clean
+.PHONY: book test test-fast weights clean
 
 # The virtual environment, rebuilt when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -29,9 +29,6 @@ test-fast: $(STAMP)
 # Retrain the committed autoencoder weights from their recorded seeds.
 weights: $(STAMP)
 	$(BIN)/python -m lbreg.models --build dense cnn --out lbreg/weights --threads 1
-
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf _build .pytest_cache
