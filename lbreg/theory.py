@@ -26,6 +26,7 @@ from torch import Tensor
 from lbreg.activations import Activation, ReLU
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d
+from lbreg.instances import _generator
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
 
@@ -45,16 +46,6 @@ __all__ = [
     "tv_subgradient",
     "loglog_slope",
 ]
-
-
-def _generator(generator: torch.Generator | int) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, bool) or not isinstance(generator, int):
-        raise TypeError(
-            f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}"
-        )
-    return torch.Generator().manual_seed(generator)
 
 
 def _sum_samples(t: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
+from conftest import image_data, objective, perceptron
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import grad2d, tv
@@ -26,28 +27,6 @@ def one_thread_float64():
     yield
     torch.set_num_threads(threads)
     torch.set_default_dtype(dtype)
-
-
-def perceptron(m: int, shape: tuple[int, ...], activation, seed: int, scale: float = 1.0) -> LiftedNetwork:
-    """A random single-layer network x -> σ(Wx + b) on inputs of ``shape``."""
-    g = torch.Generator().manual_seed(seed)
-    n = math.prod(shape)
-    W = scale * torch.randn(m, n, generator=g) / math.sqrt(n)
-    b = 0.1 * torch.randn(m, generator=g)
-    return LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(W, b, in_shape=shape), activation)])
-
-
-def image_data(net: LiftedNetwork, batch: int, seed: int, noise: float = 0.01) -> torch.Tensor:
-    """Noisy data of random binary images, clipped into dom Ψ."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, *net.input_shape, generator=g).round()
-    y = net.forward(x)
-    return net.layers[-1].activation.project_domain(y + noise * torch.randn(y.shape, generator=g))
-
-
-def objective(net: LiftedNetwork, y, x, alpha, reg=TV()) -> torch.Tensor:
-    layer = net.layers[0]
-    return layer.activation.bregman(y, layer.affine.forward(x)) + alpha * reg.value(x)
 
 
 def cvxpy_minimiser(net: LiftedNetwork, y: torch.Tensor, alpha: float, kind: str) -> torch.Tensor:
