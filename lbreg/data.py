@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # torchvision is an optional dependency (extra "data")
 
 __all__ = [
     "MNIST_MEAN",
+    "NOISE_STDS",
     "ChecksumError",
     "add_noise",
     "disc",
@@ -42,6 +43,13 @@ MNIST_MEAN: float = 0.1307
 
 Used to centre the images of the dense autoencoder (PAPER_MATH §4.2). Since
 TV(x − μ) = TV(x), centring by a scalar leaves the TV prior unchanged.
+"""
+
+NOISE_STDS: tuple[float, ...] = tuple(round(0.33 - 0.03 * k, 2) for k in range(11)) + (0.0,)
+"""Code-noise levels of the noise–PSNR study: std 0.33, 0.30, …, 0.03, 0 (12 levels).
+
+The paper lowers the std "gradually" from 0.33 to 0 without listing the levels
+(PAPER_MATH §4.4, tag U); every chapter that sweeps the noise uses these.
 """
 
 MNIST_SIZES: dict[bool, int] = {True: 60_000, False: 10_000}
