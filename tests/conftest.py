@@ -1,4 +1,5 @@
-"""Shared fixtures: run a notebook under papermill with small parameters."""
+"""Shared fixtures and helpers: papermill runs of notebooks, float64 and one-thread modes,
+small random perceptrons, and an independent (cvxpy/Clarabel) minimiser."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from lbreg.network import AffineMap, Layer, LiftedNetwork
+from lbreg.operators import grad2d
 from lbreg.regularizers import TV
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -69,3 +71,67 @@ def objective(net: LiftedNetwork, y, x, alpha, reg=TV()) -> torch.Tensor:
     """The single-layer objective B_Ψ(y, Wx+b) + α R(x), per sample."""
     layer = net.layers[0]
     return layer.activation.bregman(y, layer.affine.forward(x)) + alpha * reg.value(x)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Every available device: the CPU, and CUDA where present (the GPU run of the suite)."""
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def float64_default():
+    """Float64 as the default dtype for one test (restored afterwards for the other test files);
+    a module opts in with ``pytestmark = pytest.mark.usefixtures("float64_default")``."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for small problems, so that tests do not oversubscribe a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cvxpy_minimiser(net: LiftedNetwork, y: torch.Tensor, alpha: float, kind: str) -> torch.Tensor:
+    """Minimise B_Ψ(y, Wx+b) + α TV_iso(x) with Clarabel, as an independent reference.
+
+    ``kind`` names the activation's conjugate F* = (½‖·‖² + Ψ)*: ``"relu"``, ``"leaky"``,
+    ``"sigmoid"`` or ``"identity"``. Float64, one sample.
+    """
+    import cvxpy as cp
+
+    shape = net.input_shape
+    n = math.prod(shape)
+    eye = torch.eye(n, dtype=torch.float64)
+    affine = net.layers[0].affine.to(dtype=torch.float64)
+    W = affine.linear(eye.reshape(n, *shape)).reshape(n, -1).T.numpy()
+    b = affine.forward(torch.zeros(1, *shape, dtype=torch.float64)).reshape(-1).numpy()
+    D = grad2d(eye.reshape(n, *shape)).reshape(n, 2, -1)  # rows of the gradient operator
+    D1, D2 = D[:, 0, :].T.numpy(), D[:, 1, :].T.numpy()
+    yv = y.reshape(-1).double().numpy()
+    x = cp.Variable(n)
+    zz = W @ x + b
+    if kind == "relu":  # F*(z) = ½ max(z, 0)²
+        conj = 0.5 * cp.sum_squares(cp.pos(zz))
+    elif kind == "leaky":  # F*(z) = ½ max(z,0)² + a/2 min(z,0)²
+        a = net.layers[0].activation.slope
+        conj = 0.5 * cp.sum_squares(cp.pos(zz)) + 0.5 * a * cp.sum_squares(cp.neg(zz))
+    elif kind == "sigmoid":  # F*(z) = log(1 + e^z)
+        conj = cp.sum(cp.logistic(zz))
+    elif kind == "identity":  # F*(z) = ½ z²
+        conj = 0.5 * cp.sum_squares(zz)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    tv_iso = cp.sum(cp.norm(cp.vstack([D1 @ x, D2 @ x]), 2, axis=0))
+    problem = cp.Problem(cp.Minimize(conj - yv @ zz + alpha * tv_iso))
+    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    return torch.from_numpy(x.value).reshape(1, *shape)

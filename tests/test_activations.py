@@ -130,26 +130,26 @@ def test_conj_gradient_is_sigma(act):
 
 # ---- B_Psi -------------------------------------------------------------------------------
 @all_acts
-def test_bregman_grad_matches_autograd(act):
-    y = samples_in_domain(act, 40, seed=5).reshape(4, 10)
-    z = randn(4, 10, seed=6).requires_grad_(True)
+def test_bregman_grad_matches_autograd(act, device):
+    y = samples_in_domain(act, 40, seed=5).reshape(4, 10).to(device)
+    z = randn(4, 10, seed=6).to(device).requires_grad_(True)
     (grad,) = torch.autograd.grad(act.bregman(y, z).sum(), z)
     torch.testing.assert_close(act.bregman_grad(y, z.detach()), grad, atol=1e-12, rtol=0)
 
 
 @all_acts
-def test_bregman_is_zero_at_sigma_even_for_large_z(act):
+def test_bregman_is_zero_at_sigma_even_for_large_z(act, device):
     z = torch.cat([torch.linspace(-30, 30, 241, dtype=F64), torch.tensor([-100.0, 100.0])])
-    z = z.reshape(1, -1)
+    z = z.reshape(1, -1).to(device)
     b = act.bregman_elementwise(act(z), z)
     assert b.abs().max().item() <= 1e-12
     assert act.bregman(act(z), z).abs().item() <= 1e-10
 
 
 @all_acts
-def test_bregman_dominates_half_squared_distance_to_sigma(act):
-    y = samples_in_domain(act, 300, seed=7).reshape(3, 100)
-    z = randn(3, 100, seed=8)
+def test_bregman_dominates_half_squared_distance_to_sigma(act, device):
+    y = samples_in_domain(act, 300, seed=7).reshape(3, 100).to(device)
+    z = randn(3, 100, seed=8).to(device)
     b = act.bregman_elementwise(y, z)
     assert (b >= -1e-14).all()
     assert (b - 0.5 * (y - act(z)) ** 2 >= -1e-12).all()
@@ -166,9 +166,9 @@ def test_bregman_equals_moreau_envelope_form(act):
 
 
 @all_acts
-def test_bregman_equals_fenchel_young_gap_of_eq4(act):
-    y = samples_in_domain(act, 200, seed=11).reshape(2, 100)
-    z = randn(2, 100, seed=12, scale=2.0)
+def test_bregman_equals_fenchel_young_gap_of_eq4(act, device):
+    y = samples_in_domain(act, 200, seed=11).reshape(2, 100).to(device)
+    z = randn(2, 100, seed=12, scale=2.0).to(device)
     eq4 = 0.5 * y**2 + act.psi(y) + act.conj(z) - y * z
     torch.testing.assert_close(act.bregman_elementwise(y, z), eq4, atol=1e-12, rtol=0)
 
@@ -233,8 +233,8 @@ def test_prox_matches_numerical_argmin(act, t):
 
 
 @all_acts
-def test_prox_with_t_one_is_sigma(act):
-    v = torch.linspace(-40, 40, 801, dtype=F64)
+def test_prox_with_t_one_is_sigma(act, device):
+    v = torch.linspace(-40, 40, 801, dtype=F64, device=device)
     torch.testing.assert_close(act.prox(v, 1.0), act(v), atol=1e-14, rtol=0)
 
 
@@ -248,8 +248,8 @@ def test_prox_accepts_tensor_t(act):
 
 @all_acts
 @pytest.mark.parametrize("t", [1e-6, 1e-2, 10.0, 1e6])
-def test_prox_is_monotone_and_in_domain_for_extreme_arguments(act, t):
-    v = torch.linspace(-1000, 1000, 2001, dtype=F64)
+def test_prox_is_monotone_and_in_domain_for_extreme_arguments(act, t, device):
+    v = torch.linspace(-1000, 1000, 2001, dtype=F64, device=device)
     u = act.prox(v, t)
     assert act.in_domain(u).all()
     assert (torch.diff(u) >= 0).all()

@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from lbreg.network import LiftedNetwork
-from lbreg.solvers import landweber, lifted_cd, pdhg
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+from lbreg.operators import div2d, grad2d, tv
+from lbreg.solvers import admm, landweber, lifted_cd, pdhg
 
 
 def encoder() -> LiftedNetwork:
@@ -23,7 +22,6 @@ def perceptron() -> LiftedNetwork:
                                      input_shape=(1, 10, 10))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_solvers_run_on_the_data_device_and_match_cpu(device):
     g = torch.Generator().manual_seed(2)
     net1, net2 = perceptron(), encoder()
@@ -36,7 +34,44 @@ def test_solvers_run_on_the_data_device_and_match_cpu(device):
     ]
     for run, y in zip(runs, (y1, y1, y2)):
         ref, res = run(y), run(y.to(device))
-        assert res.x.device.type == device and res.x.dtype == torch.float64
-        assert all(a.device.type == device for a in res.aux)
+        assert res.x.device.type == device.type and res.x.dtype == torch.float64
+        assert all(a.device.type == device.type for a in res.aux)
         assert torch.allclose(res.x.cpu(), ref.x, atol=1e-9, rtol=1e-9)
         assert torch.equal(res.iterations, ref.iterations)
+
+
+def conv_layer() -> LiftedNetwork:
+    torch.manual_seed(3)
+    return LiftedNetwork.from_module(nn.Sequential(nn.Conv2d(1, 3, 4, 2, 1), nn.ReLU()).double(),
+                                     input_shape=(1, 12, 12))
+
+
+def test_div_is_negative_adjoint_of_grad_on_device(device):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 2, 9, 11, generator=g, dtype=torch.float64).to(device)
+    p = torch.randn(3, 2, 2, 9, 11, generator=g, dtype=torch.float64).to(device)
+    lhs, rhs = (grad2d(x) * p).sum(), -(x * div2d(p)).sum()
+    assert grad2d(x).device == x.device and torch.isclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(tv(x).cpu(), tv(x.cpu()), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("make_net", [perceptron, conv_layer], ids=["dense", "conv"])
+def test_admm_on_device_matches_cpu(make_net, device):
+    net = make_net()
+    g = torch.Generator().manual_seed(5)
+    y = net.forward(torch.rand(2, *net.input_shape, generator=g, dtype=torch.float64))
+    ref = admm(net, y, 0.05, max_iter=200, tol=1e-8)
+    res = admm(net.to(device), y.to(device), 0.05, max_iter=200, tol=1e-8)
+    assert res.x.device.type == device.type and res.x.dtype == torch.float64
+    torch.testing.assert_close(res.x.cpu(), ref.x, atol=1e-8, rtol=0)
+
+
+def test_float32_data_gives_float32_results_on_device(device):
+    net = perceptron().to(device, torch.float32)
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(2, 1, 10, 10, generator=g).to(device)
+    y = net.forward(x)
+    for res in (pdhg(net, y, 0.05, max_iter=50), admm(net, y, 0.05, max_iter=50),
+                landweber(net, y, max_iter=50)):
+        assert res.x.dtype == torch.float32 and res.x.device.type == device.type
+        assert torch.isfinite(res.x).all()

@@ -33,12 +33,15 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum())
 
 
-def _check_adjoint_and_forward(module: nn.Module, in_shape: tuple, batch: int = 2) -> AffineMap:
+def _check_adjoint_and_forward(module: nn.Module, in_shape: tuple, device: torch.device,
+                               batch: int = 2) -> AffineMap:
+    """<Ax, u> = <x, A^T u>, and A agrees with the module, on ``device``."""
+    module = module.to(device)
     A = AffineMap.from_module(module, in_shape)
-    x = _randn(batch, *in_shape, seed=11)
-    u = _randn(batch, *A.out_shape, seed=12)
+    x = _randn(batch, *in_shape, seed=11).to(device)
+    u = _randn(batch, *A.out_shape, seed=12).to(device)
     Ax = A.linear(x)
-    assert Ax.shape == (batch, *A.out_shape)
+    assert Ax.shape == (batch, *A.out_shape) and Ax.device == x.device
     Atu = A.adjoint(u)
     assert Atu.shape == (batch, *in_shape)
     lhs, rhs = _dot(Ax, u), _dot(x, Atu)
@@ -64,13 +67,13 @@ def _dense_matrix(A: AffineMap) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_adjoint_and_forward(bias):
-    _check_adjoint_and_forward(_seeded(nn.Linear(12, 7, bias=bias)), (12,))
-    A = _check_adjoint_and_forward(_seeded(nn.Linear(784, 10, bias=bias)), (784,))
-    B = AffineMap.from_module(_seeded(nn.Linear(784, 10, bias=bias)), (1, 28, 28))
-    x = _randn(3, 1, 28, 28)
+def test_linear_adjoint_and_forward(bias, device):
+    _check_adjoint_and_forward(_seeded(nn.Linear(12, 7, bias=bias)), (12,), device)
+    A = _check_adjoint_and_forward(_seeded(nn.Linear(784, 10, bias=bias)), (784,), device)
+    B = AffineMap.from_module(_seeded(nn.Linear(784, 10, bias=bias)).to(device), (1, 28, 28))
+    x = _randn(3, 1, 28, 28).to(device)
     torch.testing.assert_close(B(x), A(x.reshape(3, 784)), rtol=0, atol=0)
-    assert B.adjoint(_randn(3, 10)).shape == (3, 1, 28, 28)
+    assert B.adjoint(_randn(3, 10).to(device)).shape == (3, 1, 28, 28)
 
 
 CONV_CASES = [
@@ -89,11 +92,11 @@ CONV_CASES = [
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_adjoint_and_forward(case):
+def test_conv2d_adjoint_and_forward(case, device):
     cin, cout, k, s, p, d, g, bias, h, w = case
     conv = _seeded(nn.Conv2d(cin, cout, k, s, p, d, g, bias))
-    A = _check_adjoint_and_forward(conv, (cin, h, w))
-    assert A.out_shape == tuple(conv(torch.zeros(1, cin, h, w, dtype=DT)).shape[1:])
+    A = _check_adjoint_and_forward(conv, (cin, h, w), device)
+    assert A.out_shape == tuple(conv(torch.zeros(1, cin, h, w, dtype=DT, device=device)).shape[1:])
 
 
 CONVT_CASES = [
@@ -108,10 +111,10 @@ CONVT_CASES = [
 
 
 @pytest.mark.parametrize("case", CONVT_CASES)
-def test_conv_transpose2d_adjoint_and_forward(case):
+def test_conv_transpose2d_adjoint_and_forward(case, device):
     cin, cout, k, s, p, op, d, g, bias, h, w = case
     convt = _seeded(nn.ConvTranspose2d(cin, cout, k, s, p, op, g, bias, d))
-    _check_adjoint_and_forward(convt, (cin, h, w))
+    _check_adjoint_and_forward(convt, (cin, h, w), device)
 
 
 @pytest.mark.parametrize(
@@ -126,8 +129,8 @@ def test_conv_transpose2d_adjoint_and_forward(case):
         (dict(kernel_size=(2, 3), stride=(1, 2), divisor_override=4), (1, 6, 7)),
     ],
 )
-def test_avg_pool_adjoint_and_forward(kwargs, shape):
-    _check_adjoint_and_forward(nn.AvgPool2d(**kwargs), shape)
+def test_avg_pool_adjoint_and_forward(kwargs, shape, device):
+    _check_adjoint_and_forward(nn.AvgPool2d(**kwargs), shape, device)
 
 
 def test_from_matrix_adjoint_forward_and_shapes():
