@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-fast weights clean
+.PHONY: book check-html test test-fast weights bench clean
 
 # The virtual environment, rebuilt when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -16,6 +16,14 @@ $(STAMP): requirements.txt pyproject.toml
 # Execute the notebooks (cached when unchanged) and build the HTML book; warnings are errors.
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# Open every page of the built book in headless Chromium (tests/html_check.py): fails on
+# JavaScript errors, broken images, unrendered math, broken internal links or requests that
+# leave the machine; screenshots in _build/screenshots/. Installs Debian's chromium if missing.
+CHROMIUM ?= /usr/bin/chromium
+check-html: book
+	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/python tests/html_check.py --chromium $(CHROMIUM)
 
 # The whole test suite: unit tests, papermill fast runs, nbval over the committed notebooks.
 test: $(STAMP)
@@ -29,6 +37,13 @@ test-fast: $(STAMP)
 # Retrain the committed autoencoder weights from their recorded seeds.
 weights: $(STAMP)
 	$(BIN)/python -m lbreg.models --build dense cnn --out lbreg/weights --threads 1
+
+# Benchmarks (not tests): tables on stdout, JSON in benchmarks/results/ and, with
+# BENCH_ARGS="--publish", the copies the book's Performance page reads (book/performance/).
+# One thread by default; BENCH_ARGS="--quick" for a smoke run, "--device cuda" on a GPU.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache
