@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book check-html test test-fast weights bench clean
+.PHONY: book book-stored check-html test test-fast weights bench clean
 
 # The virtual environment, rebuilt when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -17,11 +17,20 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-# Open every page of the built book in headless Chromium (tests/html_check.py): fails on
-# JavaScript errors, broken images, unrendered math, broken internal links or requests that
-# leave the machine; screenshots in _build/screenshots/. Installs Debian's chromium if missing.
+# The same book from the notebooks' committed outputs, executing nothing (about 30 s): what CI
+# renders and checks, after `make test` has compared those outputs with a fresh run (nbval).
+book-stored: $(STAMP)
+	@mkdir -p _build
+	sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' \
+		_config.yml > _build/_config_stored.yml
+	$(BIN)/jupyter-book build . --config _build/_config_stored.yml -W -n --keep-going
+
+# Open every page of the built book (make book or make book-stored first) in headless Chromium
+# (tests/html_check.py): fails on JavaScript errors, broken images, unrendered math, broken
+# internal links or requests that leave the machine; screenshots in _build/screenshots/.
+# Installs Debian's chromium if missing.
 CHROMIUM ?= /usr/bin/chromium
-check-html: book
+check-html: $(STAMP)
 	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium; }
 	$(BIN)/python tests/html_check.py --chromium $(CHROMIUM)
 
