@@ -2,3 +2,4 @@
 
 from .curves import *  # noqa: F401,F403
 from .images import *  # noqa: F401,F403
+from .noise import *  # noqa: F401,F403

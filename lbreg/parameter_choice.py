@@ -1,0 +1,666 @@
+r"""Rules for the regularisation parameter :math:`\alpha` (PAPER_MATH §2, §4.4).
+
+Three rules, each a plain function that returns a `ParameterChoice`: the chosen :math:`\alpha`
+per sample, the solve (`Result`) at that :math:`\alpha`, and the trail of the values tried.
+
+* :func:`discrepancy_principle` — Morozov's discrepancy principle: the largest :math:`\alpha`
+  on a decreasing geometric sequence (refined by bisection in :math:`\log\alpha`) whose
+  inversion explains the data to the noise level, :math:`\|\mathcal N(x_\alpha)-y^\delta\|
+  \le\tau\delta`. It needs :math:`\delta`, not the ground truth. :func:`discrepancy_on_grid`
+  applies the same rule to the solves of a grid that has already been computed.
+* :func:`a_priori` — the rule of Example 1, :math:`\alpha(\delta)=\sqrt2\,\delta/\|v^\dagger\|`
+  (:func:`lbreg.theory.example1_alpha`, which gives the rate :math:`O(\delta)` of Theorem 2,
+  eq. (9)). It needs the norm of the source element :math:`v^\dagger` of (8).
+* :func:`grid_search` — the paper's choice (PAPER_MATH §4.3–4.4): the :math:`\alpha` of a grid that
+  maximises a metric against the ground truth (PSNR), an oracle. All grid values of all samples
+  are solved as one batch with a per-sample :math:`\alpha`.
+
+Every rule takes a solver by name (``"pdhg"`` for one layer, eq. (14); ``"lifted_cd"`` for any
+depth, eqs. (15)–(17)) with keyword arguments for it, or a callable
+``solve(y, alpha, x0) -> Result`` (see :func:`make_solve`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from lbreg.metrics import psnr
+from lbreg.network import LiftedNetwork
+from lbreg.regularizers import Regularizer
+from lbreg.solvers import Result, lifted_cd, pdhg
+from lbreg.solvers.result import check_network, sample_norm
+from lbreg.theory import example1_alpha
+
+__all__ = [
+    "ParameterChoice",
+    "Solve",
+    "make_solve",
+    "data_residual",
+    "geometric_alphas",
+    "discrepancy_principle",
+    "discrepancy_on_grid",
+    "a_priori_alpha",
+    "a_priori",
+    "grid_search",
+    "restrict_grid",
+]
+
+Solve = Callable[[Tensor, Tensor, "Tensor | None"], Result]
+"""``solve(y, alpha, x0) -> Result``: data ``(N, *output_shape)``, ``alpha`` ``(N,)``, start or None."""
+
+SolverName = Literal["pdhg", "lifted_cd"]
+
+
+@dataclass
+class ParameterChoice:
+    r"""Outcome of an :math:`\alpha` rule.
+
+    Attributes:
+        alpha: the chosen :math:`\alpha` per sample, ``(B,)`` (CPU, dtype of the data).
+        result: the solve at the chosen :math:`\alpha`, one row per sample (rows gathered from
+            the solves of the trail; per-sample ``history`` entries are padded with NaN to a
+            common length, the host timings are dropped).
+        trail: ``"alpha"`` and the rule's criterion (``"residual"``
+            :math:`\|\mathcal N(x_\alpha)-y^\delta\|`, and ``"metric"`` for a grid search), each
+            ``(K, B)`` on the CPU in the order tried; NaN where a sample tried fewer than
+            ``K`` values.
+        index: row of ``trail`` holding the chosen :math:`\alpha`, ``(B,)`` int64.
+        rule: ``"discrepancy"``, ``"a-priori"`` or ``"grid"``.
+        status: one word per sample saying how the choice ended (see each rule).
+        target: :math:`\tau\delta` per sample for the discrepancy principle, else ``None``.
+        solves: for a grid search, the solve of every grid point (row ``g * B + b`` holds
+            sample ``b`` at ``trail["alpha"][g, b]``); else ``None``.
+    """
+
+    alpha: Tensor
+    result: Result
+    trail: dict[str, Tensor]
+    index: Tensor
+    rule: str
+    status: list[str] = field(default_factory=list)
+    target: Tensor | None = None
+    solves: Result | None = None
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def make_solve(
+    network: LiftedNetwork,
+    solver: SolverName | Solve = "lifted_cd",
+    reg: Regularizer | None = None,
+    **solver_kwargs: Any,
+) -> Solve:
+    r"""A callable ``solve(y, alpha, x0) -> Result`` for the rules of this module.
+
+    Args:
+        network: the `LiftedNetwork` to invert.
+        solver: ``"pdhg"`` (depth 1, eq. (14)), ``"lifted_cd"`` (any depth, eqs. (15)–(17)),
+            or a callable of the signature above, returned unchanged.
+        reg: the regulariser (default isotropic TV, the solvers' default).
+        **solver_kwargs: passed to the solver (``max_iter``, ``tol``, ...).
+
+    Returns:
+        The callable. ``x0`` is the solver's warm start (``None``: the paper's zero start).
+    """
+    if callable(solver):
+        if solver_kwargs or reg is not None:
+            raise ValueError("solver is a callable: pass reg and solver options to it, not here")
+        return solver
+    functions = {"pdhg": pdhg, "lifted_cd": lifted_cd}
+    if solver not in functions:
+        raise ValueError(f"solver must be 'pdhg', 'lifted_cd' or a callable, got {solver!r}")
+    function = functions[solver]
+    check_network(network)
+
+    def solve(y: Tensor, alpha: Tensor, x0: Tensor | None = None) -> Result:
+        return function(network, y, alpha, reg, x0=x0, **solver_kwargs)
+
+    return solve
+
+
+def data_residual(network: LiftedNetwork, x: Tensor, y_delta: Tensor) -> Tensor:
+    r"""The discrepancy :math:`\|\mathcal N(x)-y^\delta\|` per sample.
+
+    :math:`\mathcal N` is the whole network, eq. (1): for a multi-layer network the residual is
+    that of the last layer evaluated at the *forward* states of :math:`x`,
+    :math:`\|\sigma_L(W_L\,x_{L-1}(x)+b_L)-y^\delta\|`, not at the auxiliary variable
+    :math:`x_{L-1}` of the lifted problem (3) (which need not be the forward state of
+    :math:`x_0`). For an affine last layer (the CNN code layer) it equals
+    :math:`\sqrt{2B_{\Psi_L}(y^\delta,W_Lx_{L-1}(x)+b_L)}`.
+
+    Args:
+        network: the network :math:`\mathcal N`.
+        x: inputs ``(N, *input_shape)``.
+        y_delta: data ``(N, *output_shape)``.
+
+    Returns:
+        ``(N,)``.
+    """
+    with torch.no_grad():
+        out = network.forward(x)
+    return sample_norm(out - y_delta.reshape(out.shape))
+
+
+def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tensor:
+    r"""The decreasing sequence :math:`\alpha_k=\alpha_{\max}q^k` down to :math:`\alpha_{\min}`.
+
+    The last value is :math:`\alpha_{\min}` itself (the sequence is cut there).
+
+    Returns:
+        float64 ``(K,)``, strictly decreasing, from ``alpha_max`` to ``alpha_min``.
+    """
+    alpha_max = _positive(alpha_max, "alpha_max")
+    alpha_min = _positive(alpha_min, "alpha_min")
+    if alpha_min > alpha_max:
+        raise ValueError(f"alpha_min must be <= alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"factor must lie in (0, 1), got {factor}")
+    steps = math.ceil(math.log(alpha_min / alpha_max) / math.log(factor) - 1e-9)
+    values = [alpha_max * factor**k for k in range(steps)] + [alpha_min]
+    return torch.tensor(sorted(set(values), reverse=True), dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------- discrepancy principle
+
+
+def discrepancy_principle(
+    network: LiftedNetwork,
+    y_delta: Tensor,
+    delta: float | Tensor,
+    *,
+    solver: SolverName | Solve = "lifted_cd",
+    tau: float = 1.0,
+    alpha_max: float = 1e-2,
+    alpha_min: float = 1e-4,
+    factor: float = 0.5,
+    band: float = 0.05,
+    max_refine: int = 4,
+    warm_start: bool = True,
+    reg: Regularizer | None = None,
+    **solver_kwargs: Any,
+) -> ParameterChoice:
+    r"""Morozov's discrepancy principle, batched: one :math:`\alpha` per sample.
+
+    Chooses the largest :math:`\alpha` whose inversion :math:`x_\alpha` (problem (6) for one
+    layer, (3) for several) explains the data to the noise level,
+
+    .. math::
+        \|\mathcal N(x_\alpha)-y^\delta\| \le \tau\,\delta,
+        \qquad \delta=\|y^\delta-y\|,\ \tau\ge1,
+
+    aiming at the band :math:`(1-\text{band})\,\tau\delta\le\|\mathcal N(x_\alpha)-y^\delta\|
+    \le\tau\delta` (:func:`data_residual`; for a deep network the residual is the last layer's
+    at the forward states of :math:`x_\alpha`). Here :math:`\delta` is the norm of the noise
+    (as in `lbreg.solvers.landweber`, whose :math:`\eta` is this :math:`\tau`), not the
+    :math:`\delta` of Theorem 2 (for an affine last layer that one is
+    :math:`\|y^\delta-y\|/\sqrt2`, PAPER_MATH §4.4).
+
+    1. **Descent.** :math:`\alpha_k=\alpha_{\max}q^k` (:func:`geometric_alphas`), each solve
+       warm-started from the sample's previous solution, until the residual falls to
+       :math:`\tau\delta`. For exact minimisers the data term is non-decreasing in
+       :math:`\alpha`, so the first such :math:`\alpha_k` is the largest on the sequence.
+    2. **Refinement.** Bisection in :math:`\log\alpha` between :math:`\alpha_k` (fits) and
+       :math:`\alpha_{k-1}` (does not), warm-started from the larger one's solution, until the
+       residual is in the band or ``max_refine`` bisections are done.
+
+    Only the samples still searching are solved at each step, so samples stop independently.
+
+    Status per sample: ``"band"`` (residual in the band), ``"fits"`` (below the band after the
+    refinement budget), ``"alpha_max"`` (:math:`\alpha_{\max}` already fits: the rule would
+    want a larger :math:`\alpha`), ``"alpha_min"`` (not even :math:`\alpha_{\min}` fits, e.g.
+    :math:`\delta=0`; :math:`\alpha_{\min}` is returned).
+
+    Args:
+        network: the network :math:`\mathcal N`.
+        y_delta: data ``(B, *output_shape)``.
+        delta: :math:`\|y^\delta-y\|\ge0`, a number or ``(B,)``.
+        solver: ``"lifted_cd"``, ``"pdhg"`` or a callable (:func:`make_solve`).
+        tau: :math:`\tau\ge1`.
+        alpha_max, alpha_min, factor: the sequence, :math:`0<\alpha_{\min}\le\alpha_{\max}`,
+            :math:`q\in(0,1)`.
+        band: relative width of the target band, in :math:`[0,1)`.
+        max_refine: at most this many bisections per sample.
+        warm_start: warm-start each solve from the sample's previous solution (else zero).
+        reg: the regulariser (default TV).
+        **solver_kwargs: passed to the solver.
+
+    Returns:
+        `ParameterChoice` with ``rule="discrepancy"``, ``target`` :math:`=\tau\delta` and the
+        trail of ``alpha`` and ``residual``.
+
+    Raises:
+        ValueError: ``tau < 1``, ``delta < 0``, a non-positive ``alpha_max`` / ``alpha_min``,
+            ``factor`` outside (0, 1), ``band`` outside [0, 1), or a negative ``max_refine``.
+    """
+    check_network(network)
+    tau = _real(tau, "tau")
+    if not tau >= 1.0:
+        raise ValueError(f"tau must be >= 1 (Morozov's discrepancy principle), got {tau}")
+    if not 0.0 <= band < 1.0:
+        raise ValueError(f"band must lie in [0, 1), got {band}")
+    if isinstance(max_refine, bool) or not isinstance(max_refine, int) or max_refine < 0:
+        raise ValueError(f"max_refine must be an integer >= 0, got {max_refine!r}")
+    sequence = geometric_alphas(alpha_max, alpha_min, factor)
+    solve = make_solve(network, solver, reg, **solver_kwargs)
+    batch = y_delta.shape[0]
+    delta_t = _per_sample(delta, batch, "delta")
+    target = (tau * delta_t).to(torch.float64)
+    lower = (1.0 - band) * target
+
+    trail_a: list[Tensor] = []
+    trail_r: list[Tensor] = []
+    count = torch.zeros(batch, dtype=torch.int64)
+    best_row = torch.full((batch,), -1, dtype=torch.int64)
+    status = [""] * batch
+    pieces: list[tuple[Tensor, Tensor, Result]] = []  # (sample indices, trail rows, result)
+    x_last: Tensor | None = None
+    hi_alpha = torch.full((batch,), math.nan, dtype=torch.float64)
+    hi_x: Tensor | None = None
+    lo_alpha = torch.full((batch,), math.nan, dtype=torch.float64)
+
+    def run(index: Tensor, alpha: Tensor, x0: Tensor | None) -> tuple[Result, Tensor, Tensor]:
+        result = solve(y_delta[index], alpha.to(y_delta.dtype).to(y_delta.device), x0)
+        residual = data_residual(network, result.x, y_delta[index]).to(torch.float64).cpu()
+        rows = count[index].clone()
+        _append(trail_a, trail_r, index, rows, alpha, residual, batch)
+        count[index] += 1
+        pieces.append((index, rows, result))
+        return result, residual, rows
+
+    # 1. descent along the geometric sequence
+    active = torch.arange(batch)
+    for k, a in enumerate(sequence.tolist()):
+        if active.numel() == 0:
+            break
+        x0 = x_last[active] if (warm_start and x_last is not None) else None
+        result, residual, rows = run(active, torch.full((active.numel(),), a, dtype=torch.float64), x0)
+        if x_last is None:
+            x_last = torch.zeros((batch, *result.x.shape[1:]), dtype=result.x.dtype, device=result.x.device)
+            hi_x = x_last.clone()
+        fits = residual <= target[active]
+        last = k == len(sequence) - 1
+        for j, b in enumerate(active.tolist()):
+            if fits[j]:
+                best_row[b], lo_alpha[b] = rows[j], a
+                status[b] = "alpha_max" if k == 0 else ("band" if residual[j] >= lower[b] else "fits")
+            elif last:
+                best_row[b], status[b] = rows[j], "alpha_min"
+            else:
+                hi_alpha[b] = a
+                hi_x[b] = result.x[j]
+        x_last[active] = result.x
+        active = active[:0] if last else active[~fits]
+
+    # 2. bisection in log(alpha) for samples bracketed below the band
+    for _ in range(max_refine):
+        active = torch.tensor([b for b in range(batch) if status[b] == "fits"], dtype=torch.int64)
+        if active.numel() == 0:
+            break
+        mid = torch.sqrt(lo_alpha[active] * hi_alpha[active])
+        x0 = hi_x[active] if warm_start else None
+        result, residual, rows = run(active, mid, x0)
+        for j, b in enumerate(active.tolist()):
+            if residual[j] <= target[b]:
+                best_row[b], lo_alpha[b] = rows[j], float(mid[j])
+                if residual[j] >= lower[b]:
+                    status[b] = "band"
+            else:
+                hi_alpha[b] = float(mid[j])
+                hi_x[b] = result.x[j]
+
+    trail = {"alpha": torch.stack(trail_a), "residual": torch.stack(trail_r)}
+    chosen = _gather(pieces, best_row, batch)
+    alpha = trail["alpha"].gather(0, best_row[None])[0].to(y_delta.dtype)
+    return ParameterChoice(alpha=alpha, result=chosen, trail=trail, index=best_row,
+                           rule="discrepancy", status=status, target=target.to(y_delta.dtype))
+
+
+def discrepancy_on_grid(
+    grid: ParameterChoice,
+    delta: float | Tensor,
+    *,
+    tau: float = 1.0,
+) -> ParameterChoice:
+    r"""The discrepancy principle on the solves of a grid search (no further solve).
+
+    Among the grid values of each sample, take the largest :math:`\alpha` with
+    :math:`\|\mathcal N(x_\alpha)-y^\delta\|\le\tau\delta` (the residuals are in
+    ``grid.trail["residual"]``); this is the descent step of :func:`discrepancy_principle` on
+    the grid, with every solve started from zero. Status: ``"fits"``, ``"alpha_max"`` (the
+    largest grid value fits) or ``"alpha_min"`` (none fits; the smallest is returned).
+
+    Args:
+        grid: the outcome of :func:`grid_search` (with its ``solves``).
+        delta: :math:`\|y^\delta-y\|\ge0`, a number or ``(B,)``.
+        tau: :math:`\tau\ge1`.
+
+    Returns:
+        `ParameterChoice` with ``rule="discrepancy"`` and the grid's trail.
+    """
+    if grid.solves is None or "residual" not in grid.trail:
+        raise ValueError("grid must be the outcome of grid_search (it carries the solves and residuals)")
+    tau = _real(tau, "tau")
+    if not tau >= 1.0:
+        raise ValueError(f"tau must be >= 1 (Morozov's discrepancy principle), got {tau}")
+    alphas, residual = grid.trail["alpha"], grid.trail["residual"]
+    n_grid, batch = alphas.shape
+    target = (tau * _per_sample(delta, batch, "delta")).to(torch.float64)
+    fits = residual <= target[None]
+    score = torch.where(fits, alphas, torch.full_like(alphas, -math.inf))
+    best = score.argmax(dim=0)
+    none = ~fits.any(dim=0)
+    smallest = alphas.argmin(dim=0)
+    best = torch.where(none, smallest, best)
+    largest = alphas.argmax(dim=0)
+    status = ["alpha_min" if none[b] else ("alpha_max" if best[b] == largest[b] else "fits")
+              for b in range(batch)]
+    rows = best * batch + torch.arange(batch)
+    return ParameterChoice(
+        alpha=alphas.gather(0, best[None])[0].to(grid.alpha.dtype),
+        result=_select(grid.solves, rows), trail=grid.trail, index=best, rule="discrepancy",
+        status=status, target=target.to(grid.alpha.dtype), solves=grid.solves,
+    )
+
+
+# --------------------------------------------------------------------------- a-priori rule
+
+
+def a_priori_alpha(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0) -> Tensor:
+    r"""The a-priori rule of Example 1, :math:`\alpha(\delta)=\delta\sqrt{c(1+c)}/\|v^\dagger\|`.
+
+    For :math:`c=1`, :math:`\alpha=\sqrt2\,\delta/\|v^\dagger\|`, which balances the two terms of
+    Theorem 2, eq. (9), and gives :math:`D^{\rm symm}_R(x_\alpha,x^\dagger)\le
+    2\sqrt2\|v^\dagger\|\delta` (PAPER_MATH §2, Example 1; :func:`lbreg.theory.example1_alpha`).
+    Here :math:`\delta` is Theorem 2's: :math:`\delta^2\ge B_\Psi(y^\delta,Wx^\dagger+b)`
+    (:math:`\delta=\|y^\delta-y\|/\sqrt2` for an affine last layer).
+
+    Args:
+        delta: :math:`\delta\ge0`, a number or ``(B,)``.
+        v_norm: :math:`\|v^\dagger\|>0`, a number or ``(B,)``.
+        c: the constant :math:`c\in(0,1]` of (9).
+
+    Returns:
+        float64 tensor of the broadcast shape of ``delta`` and ``v_norm``.
+
+    Raises:
+        ValueError: ``delta < 0``, ``v_norm <= 0`` or ``c`` outside (0, 1].
+    """
+    delta_t = torch.as_tensor(delta, dtype=torch.float64)
+    v_t = torch.as_tensor(v_norm, dtype=torch.float64)
+    if not bool(torch.isfinite(delta_t).all()) or bool((delta_t < 0).any()):
+        raise ValueError(f"delta must be finite and >= 0, got {delta_t.tolist()}")
+    if not bool(torch.isfinite(v_t).all()) or bool((v_t <= 0).any()):
+        raise ValueError(f"v_norm (the norm of the source element v_dagger) must be finite and > 0, got {v_t.tolist()}")
+    return example1_alpha(delta_t, v_t, c)
+
+
+def a_priori(
+    network: LiftedNetwork,
+    y_delta: Tensor,
+    delta: float | Tensor,
+    v_norm: float | Tensor,
+    *,
+    c: float = 1.0,
+    solver: SolverName | Solve = "lifted_cd",
+    reg: Regularizer | None = None,
+    **solver_kwargs: Any,
+) -> ParameterChoice:
+    r"""Solve at the a-priori :math:`\alpha(\delta)` of :func:`a_priori_alpha`, one per sample.
+
+    Args:
+        network: the network. y_delta: data ``(B, *output_shape)``.
+        delta: Theorem 2's :math:`\delta>0`, a number or ``(B,)`` (:math:`\delta=0` gives
+            :math:`\alpha=0`, no regularisation, which the solvers reject).
+        v_norm: :math:`\|v^\dagger\|>0`, a number or ``(B,)``.
+        c, solver, reg, **solver_kwargs: as in :func:`a_priori_alpha` and :func:`make_solve`.
+
+    Returns:
+        `ParameterChoice` with ``rule="a-priori"``; the trail holds the one :math:`\alpha` and
+        its residual.
+    """
+    check_network(network)
+    batch = y_delta.shape[0]
+    alpha = a_priori_alpha(_per_sample(delta, batch, "delta"), v_norm, c).expand(batch).clone()
+    if bool((alpha <= 0).any()):
+        raise ValueError(f"delta must be > 0 for the a-priori rule (delta = 0 gives alpha = 0), got alpha={alpha.tolist()}")
+    solve = make_solve(network, solver, reg, **solver_kwargs)
+    result = solve(y_delta, alpha.to(y_delta.dtype).to(y_delta.device), None)
+    residual = data_residual(network, result.x, y_delta).to(torch.float64).cpu()
+    return ParameterChoice(alpha=alpha.to(y_delta.dtype), result=result,
+                           trail={"alpha": alpha[None], "residual": residual[None]},
+                           index=torch.zeros(batch, dtype=torch.int64), rule="a-priori",
+                           status=["a-priori"] * batch)
+
+
+# --------------------------------------------------------------------------- grid search
+
+
+def grid_search(
+    network: LiftedNetwork,
+    y_delta: Tensor,
+    alphas: Sequence[float] | Tensor,
+    reference: Tensor,
+    *,
+    metric: Callable[[Tensor, Tensor], Tensor] = psnr,
+    maximize: bool = True,
+    solver: SolverName | Solve = "lifted_cd",
+    batch_size: int | None = None,
+    reg: Regularizer | None = None,
+    **solver_kwargs: Any,
+) -> ParameterChoice:
+    r"""Grid search by a metric against the ground truth (the paper's oracle, PAPER_MATH §4.3–4.4).
+
+    For every sample :math:`b` and grid value :math:`\alpha_g`, solve for
+    :math:`x_{\alpha_g}` and take
+
+    .. math::
+        \alpha_b = \arg\max_{\alpha_g}\ \mathrm{metric}\big(x_{\alpha_g}, x^\dagger_b\big)
+        \quad(\arg\min \text{ if } \texttt{maximize=False}),
+
+    e.g. PSNR (:func:`lbreg.metrics.psnr`). The ``G * B`` problems run as one batch with a
+    per-sample :math:`\alpha` (row ``g * B + b``), or in chunks of ``batch_size`` rows. The
+    residuals :math:`\|\mathcal N(x_{\alpha_g})-y^\delta\|` are recorded as well, so that
+    :func:`discrepancy_on_grid` can reuse the solves.
+
+    Args:
+        network: the network. y_delta: data ``(B, *output_shape)``.
+        alphas: the grid, positive values (any order), at least one.
+        reference: ground truth ``(B, *input_shape)``.
+        metric: ``metric(x, reference) -> (N,)``, larger is better if ``maximize``.
+        maximize: maximise (True) or minimise the metric.
+        solver: ``"lifted_cd"``, ``"pdhg"`` or a callable (:func:`make_solve`).
+        batch_size: largest batch of one solve (default: all ``G * B`` at once).
+        reg, **solver_kwargs: as in :func:`make_solve`.
+
+    Returns:
+        `ParameterChoice` with ``rule="grid"``, trail ``alpha``, ``metric`` and ``residual``
+        ``(G, B)``, and ``solves`` holding every grid solve; status ``"grid"``, or ``"edge"``
+        where the best value is the smallest or largest of the grid (the optimum may lie
+        outside).
+
+    Raises:
+        ValueError: an empty grid or a non-positive grid value (``alphas``), a ``reference``
+            of another batch size, or ``batch_size < 1``.
+    """
+    check_network(network)
+    grid = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
+    if grid.numel() == 0:
+        raise ValueError("alphas must hold at least one grid value, got an empty grid")
+    if not bool(torch.isfinite(grid).all()) or bool((grid <= 0).any()):
+        raise ValueError(f"alphas must be finite and > 0, got {grid.tolist()}")
+    batch = y_delta.shape[0]
+    if reference.shape[0] != batch:
+        raise ValueError(f"reference must hold one image per sample ({batch}), got shape {tuple(reference.shape)}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    solve = make_solve(network, solver, reg, **solver_kwargs)
+    n_grid = grid.numel()
+    y_all = y_delta.repeat(n_grid, *([1] * (y_delta.dim() - 1)))
+    ref_all = reference.repeat(n_grid, *([1] * (reference.dim() - 1)))
+    alpha_all = grid.repeat_interleave(batch)
+    size = batch_size or y_all.shape[0]
+    parts = []
+    for start in range(0, y_all.shape[0], size):
+        stop = min(start + size, y_all.shape[0])
+        parts.append(solve(y_all[start:stop], alpha_all[start:stop].to(y_delta.dtype).to(y_delta.device), None))
+    solves = parts[0] if len(parts) == 1 else _concat(parts)
+    with torch.no_grad():
+        values = metric(solves.x, ref_all.to(solves.x)).to(torch.float64).cpu().reshape(n_grid, batch)
+    residual = data_residual(network, solves.x, y_all).to(torch.float64).cpu().reshape(n_grid, batch)
+    trail = {"alpha": alpha_all.reshape(n_grid, batch), "metric": values, "residual": residual}
+    best = (values if maximize else -values).nan_to_num(nan=-math.inf).argmax(dim=0)
+    edge = (best == grid.argmin()) | (best == grid.argmax())
+    status = ["edge" if (bool(edge[b]) and n_grid > 1) else "grid" for b in range(batch)]
+    rows = best * batch + torch.arange(batch)
+    return ParameterChoice(alpha=grid[best].to(y_delta.dtype), result=_select(solves, rows), trail=trail,
+                           index=best, rule="grid", status=status, solves=solves)
+
+
+def restrict_grid(
+    grid: ParameterChoice,
+    alpha_min: float | None = None,
+    alpha_max: float | None = None,
+    *,
+    maximize: bool = True,
+) -> ParameterChoice:
+    r"""The grid search of ``grid`` on the sub-grid :math:`[\alpha_{\min},\alpha_{\max}]` (no solve).
+
+    E.g. the paper's range :math:`[10^{-4},10^{-2}]` inside a wider grid that the discrepancy
+    principle needs; the solves of ``grid`` are reused.
+
+    Args:
+        grid: the outcome of :func:`grid_search`.
+        alpha_min, alpha_max: bounds of the sub-grid (``None``: unbounded), inclusive up to a
+            relative 1e-6 (float32 grids).
+        maximize: as in :func:`grid_search`.
+
+    Returns:
+        `ParameterChoice` with ``rule="grid"``; ``index`` refers to rows of ``grid.trail``.
+
+    Raises:
+        ValueError: ``grid`` is not a grid search, or no grid value lies in the bounds.
+    """
+    if grid.solves is None or "metric" not in grid.trail:
+        raise ValueError("grid must be the outcome of grid_search (it carries the solves and metrics)")
+    alphas = grid.trail["alpha"][:, 0]
+    keep = torch.ones_like(alphas, dtype=torch.bool)
+    if alpha_min is not None:
+        keep &= alphas >= _positive(alpha_min, "alpha_min") * (1 - 1e-6)
+    if alpha_max is not None:
+        keep &= alphas <= _positive(alpha_max, "alpha_max") * (1 + 1e-6)
+    if not bool(keep.any()):
+        raise ValueError(f"no grid value lies in [alpha_min, alpha_max] = [{alpha_min}, {alpha_max}]; grid: {alphas.tolist()}")
+    values = grid.trail["metric"] if maximize else -grid.trail["metric"]
+    values = torch.where(keep[:, None], values.nan_to_num(nan=-math.inf), torch.full_like(values, -math.inf))
+    best = values.argmax(dim=0)
+    batch = values.shape[1]
+    sub = alphas[keep]
+    status = ["edge" if (keep.sum() > 1 and float(alphas[best[b]]) in (float(sub.min()), float(sub.max())))
+              else "grid" for b in range(batch)]
+    rows = best * batch + torch.arange(batch)
+    return ParameterChoice(alpha=alphas[best].to(grid.alpha.dtype), result=_select(grid.solves, rows),
+                           trail=grid.trail, index=best, rule="grid", status=status, solves=grid.solves)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def _positive(value: Any, name: str) -> float:
+    value = _real(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _per_sample(value: float | Tensor, batch: int, name: str) -> Tensor:
+    """A float64 CPU ``(B,)`` tensor of finite values >= 0 from a number or ``(B,)``."""
+    t = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ValueError(f"{name} must be a number or hold one value per sample ({batch}), got {t.numel()} values")
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(f"{name} must be finite and >= 0, got {t.tolist()}")
+    return t.clone()
+
+
+def _append(trail_a: list[Tensor], trail_r: list[Tensor], index: Tensor, rows: Tensor,
+            alpha: Tensor, residual: Tensor, batch: int) -> None:
+    """Write the values of samples ``index`` into trail rows ``rows`` (NaN-padded lists)."""
+    for row in range(len(trail_a), int(rows.max()) + 1):
+        trail_a.append(torch.full((batch,), math.nan, dtype=torch.float64))
+        trail_r.append(torch.full((batch,), math.nan, dtype=torch.float64))
+    for j, (b, row) in enumerate(zip(index.tolist(), rows.tolist())):
+        trail_a[row][b] = float(alpha[j])
+        trail_r[row][b] = float(residual[j])
+
+
+def _select(result: Result, rows: Tensor) -> Result:
+    """The rows ``rows`` of a batched `Result`, as a new `Result`."""
+    rows_cpu = rows.cpu()
+    rows_dev = rows.to(result.x.device)
+    history = {k: v[:, rows_cpu] for k, v in result.history.items() if v.dim() == 2}
+    params = {k: (v[rows_cpu] if isinstance(v, Tensor) and v.dim() == 1 and v.numel() == result.alpha.numel() else v)
+              for k, v in result.params.items()}
+    return Result(
+        x=result.x[rows_dev], aux=[a[rows_dev] for a in result.aux],
+        dual=None if result.dual is None else result.dual[rows_dev],
+        iterations=result.iterations[rows_cpu], converged=result.converged[rows_cpu],
+        message=result.message, history=history, alpha=result.alpha[rows_cpu], params=params,
+    )
+
+
+def _concat(parts: Sequence[Result]) -> Result:
+    """Stack batched `Result` objects along the batch axis (histories NaN-padded)."""
+    length = {k: max(p.history[k].shape[0] for p in parts if k in p.history)
+              for k in parts[0].history if parts[0].history[k].dim() == 2}
+    history = {k: torch.cat([_pad(p.history[k], n) for p in parts], dim=1) for k, n in length.items()}
+    params = {}
+    for k, v in parts[0].params.items():
+        if isinstance(v, Tensor) and v.dim() == 1 and v.numel() == parts[0].alpha.numel():
+            params[k] = torch.cat([p.params[k] for p in parts])
+        else:
+            params[k] = v
+    first = parts[0]
+    return Result(
+        x=torch.cat([p.x for p in parts]),
+        aux=[torch.cat([p.aux[i] for p in parts]) for i in range(len(first.aux))],
+        dual=None if first.dual is None else torch.cat([p.dual for p in parts]),
+        iterations=torch.cat([p.iterations for p in parts]),
+        converged=torch.cat([p.converged for p in parts]),
+        message="; ".join(dict.fromkeys(p.message for p in parts)),
+        history=history, alpha=torch.cat([p.alpha for p in parts]), params=params,
+    )
+
+
+def _pad(t: Tensor, length: int) -> Tensor:
+    if t.shape[0] == length:
+        return t
+    pad = torch.full((length - t.shape[0], *t.shape[1:]), math.nan, dtype=t.dtype) if t.is_floating_point() \
+        else t[-1:].expand(length - t.shape[0], *t.shape[1:])
+    return torch.cat([t, pad])
+
+
+def _gather(pieces: Sequence[tuple[Tensor, Tensor, Result]], best_row: Tensor, batch: int) -> Result:
+    """Assemble, for every sample, its row of the solve at trail row ``best_row[b]``."""
+    chosen: list[tuple[int, Result, int]] = []
+    for b in range(batch):
+        for index, rows, result in pieces:
+            hit = ((index == b) & (rows == best_row[b])).nonzero()
+            if hit.numel():
+                chosen.append((b, result, int(hit[0, 0])))
+                break
+    return _concat([_select(result, torch.tensor([j])) for _, result, j in chosen])

@@ -1,0 +1,309 @@
+"""lbreg.parameter_choice: discrepancy principle, a-priori rule and grid search on small random nets."""
+
+import math
+
+import pytest
+import torch
+
+from lbreg.activations import Identity, ReLU
+from lbreg.metrics import psnr
+from lbreg.network import AffineMap, Layer, LiftedNetwork
+from lbreg.parameter_choice import (
+    a_priori,
+    a_priori_alpha,
+    data_residual,
+    discrepancy_on_grid,
+    discrepancy_principle,
+    geometric_alphas,
+    grid_search,
+    make_solve,
+    restrict_grid,
+)
+from lbreg.regularizers import SquaredNorm, symmetric_distance
+from lbreg.solvers import Result, pdhg
+from lbreg.theory import example1_admissible, source_condition_instance
+
+DTYPE = torch.float64
+SHAPE = (1, 6, 6)
+PDHG = {"max_iter": 300, "tol": 1e-6}  # a budget for the runs that only exercise the plumbing
+
+
+def _linear_net(m: int = 20, seed: int = 0) -> LiftedNetwork:
+    """x -> Wx + b on 6x6 images (an affine layer: the residual is sqrt(2 B_Psi))."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(m, 36, generator=g, dtype=DTYPE) / 6.0
+    b = 0.1 * torch.randn(m, generator=g, dtype=DTYPE)
+    return LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(W, b, in_shape=SHAPE), Identity())])
+
+
+def _tikhonov(net: LiftedNetwork):
+    """Exact minimiser of 1/2||Wx + b - y||^2 + alpha/2 ||x||^2 as a solve(y, alpha, x0) callable.
+
+    Exact solves make the properties of minimisers (monotone data term) hold to rounding.
+    """
+    affine = net.layers[0].affine
+    W = torch.stack([affine.linear(e.reshape(1, *SHAPE))[0] for e in torch.eye(36, dtype=DTYPE)], 1)
+    b = affine.forward(torch.zeros(1, *SHAPE, dtype=DTYPE))[0]
+
+    def solve(y, alpha, x0):
+        lhs = W.T @ W + alpha[:, None, None] * torch.eye(36, dtype=DTYPE)
+        x = torch.linalg.solve(lhs, ((y - b) @ W)[..., None])[..., 0].reshape(-1, *SHAPE)
+        n = y.shape[0]
+        return Result(x=x, aux=[], dual=None, iterations=torch.zeros(n, dtype=torch.int64),
+                      converged=torch.ones(n, dtype=torch.bool), message="closed form",
+                      history={}, alpha=alpha.cpu(), params={})
+
+    return solve
+
+
+def _two_layer_net(seed: int = 0) -> LiftedNetwork:
+    """ReLU layer 36 -> 24, then an affine layer 24 -> 12 (the CNN's structure, in small)."""
+    g = torch.Generator().manual_seed(seed)
+    W1 = torch.randn(24, 36, generator=g, dtype=DTYPE) / 6.0
+    b1 = 0.2 + 0.1 * torch.randn(24, generator=g, dtype=DTYPE)
+    W2 = torch.randn(12, 24, generator=g, dtype=DTYPE) / math.sqrt(24)
+    b2 = 0.1 * torch.randn(12, generator=g, dtype=DTYPE)
+    return LiftedNetwork.from_layers([
+        Layer(AffineMap.from_matrix(W1, b1, in_shape=SHAPE), ReLU()),
+        Layer(AffineMap.from_matrix(W2, b2), Identity()),
+    ])
+
+
+def _data(net: LiftedNetwork, stds: list[float], seed: int = 1):
+    """Piecewise-constant images, their exact data and noisy data with delta = ||y_delta - y||."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(len(stds), *SHAPE, dtype=DTYPE)
+    for k in range(len(stds)):
+        i, j = torch.randint(0, 3, (2,), generator=g).tolist()
+        x[k, 0, i:i + 3, j:j + 3] = 1.0
+    y = net.forward(x)
+    noise = torch.randn(y.shape, generator=g, dtype=DTYPE)
+    y_delta = y + torch.tensor(stds, dtype=DTYPE)[:, None] * noise
+    return x, y_delta, (y_delta - y).norm(dim=1)
+
+
+# --------------------------------------------------------------------------- discrepancy principle
+
+
+def test_geometric_alphas_decrease_from_alpha_max_to_alpha_min():
+    a = geometric_alphas(1e-2, 1e-4, 0.5)
+    assert float(a[0]) == 1e-2 and float(a[-1]) == 1e-4
+    assert bool((a[1:] < a[:-1]).all())
+    assert torch.allclose(a[1:-1] / a[:-2], torch.tensor(0.5, dtype=torch.float64))
+    assert geometric_alphas(1.0, 1.0, 0.5).tolist() == [1.0]
+
+
+@pytest.mark.parametrize("tau", [1.0, 1.5])
+def test_discrepancy_alpha_has_residual_in_the_band_of_tau_delta(tau):
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.05, 0.1, 0.2])
+    band = 0.05
+    choice = discrepancy_principle(net, y_delta, delta, solver=_tikhonov(net), tau=tau, alpha_max=10.0,
+                                   alpha_min=1e-8, factor=0.25, band=band, max_refine=12)
+    assert choice.status == ["band"] * 3
+    residual = data_residual(net, choice.result.x, y_delta)
+    assert torch.allclose(residual, choice.trail["residual"].gather(0, choice.index[None])[0])
+    target = tau * delta
+    assert bool((residual <= target).all())
+    assert bool((residual >= (1 - band) * target).all())
+    assert torch.allclose(choice.target, target)
+    assert torch.allclose(choice.result.alpha, choice.alpha)  # the result was solved at the chosen alpha
+
+
+def test_discrepancy_residual_is_monotone_in_alpha_on_the_trail():
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.05, 0.2])
+    choice = discrepancy_principle(net, y_delta, delta, solver=_tikhonov(net), alpha_max=10.0,
+                                   alpha_min=1e-8, factor=0.25, max_refine=6)
+    for b in range(2):
+        tried = ~torch.isnan(choice.trail["alpha"][:, b])
+        alphas, residuals = choice.trail["alpha"][tried, b], choice.trail["residual"][tried, b]
+        assert alphas.numel() >= 4
+        order = alphas.argsort()
+        r = residuals[order]
+        assert bool((r[1:] >= r[:-1]).all()), (alphas[order], r)
+        # every alpha above the chosen one misses tau*delta; the chosen one meets it
+        chosen = choice.alpha[b]
+        assert bool((residuals[alphas > chosen] > delta[b]).all())
+        assert float(residuals[alphas == chosen][0]) <= float(delta[b])
+
+
+def test_discrepancy_samples_stop_independently_and_match_single_runs():
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.01, 0.3])
+    kwargs = {"solver": "pdhg", "alpha_max": 1.0, "alpha_min": 1e-4, "factor": 0.1, "max_refine": 2,
+              "max_iter": 100}
+    both = discrepancy_principle(net, y_delta, delta, **kwargs)
+    tried = (~torch.isnan(both.trail["alpha"])).sum(0)
+    assert tried[0] > tried[1]  # the low-noise sample walks further down the sequence
+    assert float(both.alpha[0]) < float(both.alpha[1])
+    for b in range(2):
+        alone = discrepancy_principle(net, y_delta[b:b + 1], delta[b:b + 1], **kwargs)
+        assert float(alone.alpha[0]) == pytest.approx(float(both.alpha[b]), rel=1e-12)
+        assert torch.allclose(alone.result.x[0], both.result.x[b], atol=1e-10)
+        assert int(alone.result.iterations[0]) == int(both.result.iterations[b])
+
+
+def test_discrepancy_principle_with_lifted_cd_on_a_two_layer_net():
+    net = _two_layer_net()
+    _, y_delta, delta = _data(net, [0.05, 0.1])
+    choice = discrepancy_principle(net, y_delta, delta, solver="lifted_cd", alpha_max=1e-1,
+                                   alpha_min=1e-4, factor=0.1, max_refine=2, max_iter=150)
+    assert choice.result.x.shape == (2, *SHAPE) and len(choice.result.aux) == 1
+    assert all(s in ("band", "fits") for s in choice.status)
+    residual = data_residual(net, choice.result.x, y_delta)
+    assert bool((residual <= delta).all())
+    # the residual is N(x_alpha) - y_delta through the forward states, eq. (1)
+    assert torch.allclose(residual, (net.forward(choice.result.x) - y_delta).norm(dim=1))
+
+
+def test_discrepancy_with_zero_noise_ends_at_alpha_min():
+    net = _linear_net()
+    _, y_delta, _ = _data(net, [0.0])
+    choice = discrepancy_principle(net, y_delta, 0.0, solver="pdhg", alpha_max=1e-2, alpha_min=1e-3,
+                                   factor=0.5, max_iter=200)
+    assert choice.status == ["alpha_min"] and float(choice.alpha[0]) == pytest.approx(1e-3)
+
+
+def test_discrepancy_accepts_a_solve_callable():
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.1])
+    calls, exact = [], _tikhonov(net)
+
+    def solve(y, alpha, x0):
+        calls.append((alpha.clone(), x0 is None))
+        return exact(y, alpha, x0)
+
+    choice = discrepancy_principle(net, y_delta, delta, solver=solve, alpha_max=10.0, alpha_min=1e-8,
+                                   factor=0.1, max_refine=0)
+    assert calls[0][1] and not any(cold for _, cold in calls[1:])  # warm starts after the first
+    assert [float(a[0]) for a, _ in calls] == choice.trail["alpha"][:, 0].tolist()
+
+
+# --------------------------------------------------------------------------- a-priori rule
+
+
+def test_a_priori_alpha_matches_sqrt2_delta_over_v_norm():
+    delta = torch.tensor([0.0, 0.1, 0.4], dtype=torch.float64)
+    assert torch.allclose(a_priori_alpha(delta, 0.5), math.sqrt(2) * delta / 0.5)
+    assert float(a_priori_alpha(0.3, 2.0, c=0.5)) == pytest.approx(0.3 * math.sqrt(0.75) / 2.0)
+
+
+def test_a_priori_rule_attains_the_rate_of_example_1():
+    inst = source_condition_instance(40, 10, ReLU(), [0.01, 0.03, 0.1], 0, v_norm=0.3)
+    choice = a_priori(inst.network(), inst.y_delta, inst.delta, inst.v_norm, solver="pdhg",
+                      reg=SquaredNorm(), max_iter=20_000, tol=1e-12)
+    assert choice.result.success
+    expected = math.sqrt(2) * inst.delta / inst.v_norm
+    assert torch.allclose(choice.alpha, expected) and torch.allclose(choice.result.alpha, expected)
+    assert bool(example1_admissible(inst.y_delta, inst.v_dag, choice.alpha).all())
+    x = choice.result.x
+    d_symm = symmetric_distance(SquaredNorm(), x, inst.x_dag, x, inst.x_dag)
+    assert bool((d_symm <= 2 * math.sqrt(2) * inst.v_norm * inst.delta).all())
+
+
+# --------------------------------------------------------------------------- grid search
+
+
+def test_grid_search_returns_the_argmax_of_the_metric():
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.2, 0.4])
+    grid = [1e-4, 1e-3, 1e-2, 1e-1]
+    choice = grid_search(net, y_delta, grid, x_true, solver="pdhg", **PDHG)
+    metric = choice.trail["metric"]
+    assert len(set(choice.index.tolist())) > 1  # the samples prefer different alphas
+    assert metric.shape == (4, 3)
+    assert torch.equal(choice.index, metric.argmax(0))
+    assert torch.allclose(choice.alpha, torch.tensor(grid, dtype=DTYPE)[metric.argmax(0)])
+    assert torch.allclose(psnr(choice.result.x, x_true), metric.max(0).values)
+    # each trail entry is the PSNR of that alpha's own solve
+    for g, a in enumerate(grid):
+        alone = pdhg(net, y_delta, a, **PDHG)
+        assert torch.allclose(psnr(alone.x, x_true), metric[g], atol=1e-8)
+    # minimising a distance instead picks the argmin
+    dist = grid_search(net, y_delta, grid, x_true, solver="pdhg",
+                       metric=lambda x, r: (x - r).flatten(1).norm(dim=1), maximize=False, **PDHG)
+    assert torch.equal(dist.index, dist.trail["metric"].argmin(0))
+    assert torch.equal(dist.index, choice.index)  # PSNR is monotone in the l2 error
+
+
+def test_grid_search_in_chunks_equals_one_batch():
+    net = _two_layer_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.1])
+    grid = torch.tensor([1e-3, 1e-2, 1e-1])
+    one = grid_search(net, y_delta, grid, x_true, max_iter=50)
+    chunked = grid_search(net, y_delta, grid, x_true, max_iter=50, batch_size=4)
+    assert torch.allclose(one.trail["metric"], chunked.trail["metric"])
+    assert torch.allclose(one.solves.x, chunked.solves.x)
+    assert one.solves.x.shape == (6, *SHAPE) and torch.equal(one.index, chunked.index)
+
+
+def test_discrepancy_on_grid_picks_the_largest_fitting_alpha():
+    net = _linear_net()
+    x_true, y_delta, delta = _data(net, [0.05, 0.2])
+    grid = torch.logspace(-6, 1, 15)
+    searched = grid_search(net, y_delta, grid, x_true, solver=_tikhonov(net))
+    choice = discrepancy_on_grid(searched, delta)
+    for b in range(2):
+        fits = searched.trail["residual"][:, b] <= delta[b]
+        assert float(choice.alpha[b]) == pytest.approx(float(grid[fits].max()))
+        assert torch.allclose(choice.result.x[b], searched.solves.x[choice.index[b] * 2 + b])
+    assert choice.status == ["fits", "fits"]
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"tau": 0.9}, "tau"),
+    ({"delta": -0.1}, "delta"),
+    ({"alpha_max": 0.0}, "alpha_max"),
+    ({"alpha_min": -1e-3}, "alpha_min"),
+    ({"factor": 1.5}, "factor"),
+    ({"band": 1.0}, "band"),
+    ({"max_refine": -1}, "max_refine"),
+])
+def test_discrepancy_principle_rejects_bad_inputs(kwargs, name):
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.1])
+    args = {"delta": delta, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        discrepancy_principle(net, y_delta, solver="pdhg", max_iter=5, **args)
+
+
+@pytest.mark.parametrize("alphas", [[], [1e-3, 0.0], [-1e-2]])
+def test_grid_search_rejects_empty_or_non_positive_grids(alphas):
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.1])
+    with pytest.raises(ValueError, match="alphas"):
+        grid_search(net, y_delta, alphas, x_true, solver="pdhg", max_iter=5)
+
+
+def test_a_priori_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="delta"):
+        a_priori_alpha(-0.1, 1.0)
+    with pytest.raises(ValueError, match="v_norm"):
+        a_priori_alpha(0.1, 0.0)
+    net = _linear_net()
+    _, y_delta, _ = _data(net, [0.0])
+    with pytest.raises(ValueError, match="delta"):
+        a_priori(net, y_delta, 0.0, 1.0, solver="pdhg")
+    with pytest.raises(ValueError, match="tau"):
+        discrepancy_on_grid(grid_search(net, y_delta, [1e-2], torch.zeros(1, *SHAPE, dtype=DTYPE),
+                                        solver="pdhg", max_iter=5), 0.1, tau=0.5)
+    with pytest.raises(ValueError, match="solver"):
+        make_solve(net, "admm-typo")
+
+
+def test_restrict_grid_is_the_grid_search_on_the_sub_grid():
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.2, 0.4])
+    grid = torch.logspace(-6, 1, 15)
+    full = grid_search(net, y_delta, grid, x_true, solver=_tikhonov(net))
+    sub = grid_search(net, y_delta, grid[grid <= 1e-3], x_true, solver=_tikhonov(net))
+    restricted = restrict_grid(full, alpha_max=1e-3)
+    assert torch.allclose(restricted.alpha, sub.alpha)
+    assert torch.allclose(restricted.result.x, sub.result.x)
+    assert restricted.status == sub.status
+    with pytest.raises(ValueError, match="alpha_min"):
+        restrict_grid(full, alpha_min=100.0)
