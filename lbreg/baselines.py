@@ -1,0 +1,463 @@
+r"""Competing inversion methods, for comparison with the lifted Bregman inversion.
+
+Each is a plain, batched, seeded function:
+
+- `decoder`: the autoencoder's decoder applied to the code, :math:`D(y^\delta)` (the paper's
+  comparison).
+- `autograd_tv`: :math:`\min_x \tfrac12\|\mathcal N(x) - y^\delta\|^2 + \alpha\,\mathrm{TV}_\varepsilon(x)`
+  by a standard torch optimiser, differentiating through the activations (the style of
+  Mahendran & Vedaldi, 2015).
+- `deep_image_prior`: a two-layer network :math:`g_\theta(u)` with a smooth activation, trained
+  by gradient descent so that :math:`\mathcal N(g_\theta(u))` matches :math:`y^\delta`, stopped by
+  the discrepancy principle (the setting of Buskulic, Quéau & Fadili, 2023).
+
+The solvers return a `lbreg.solvers.Result`, like the lifted solvers, so that the chapters can
+treat every method alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .network import LiftedNetwork
+from .operators import grad2d
+from .solvers.result import IterationLog, Result, bview, check_alpha, freeze, sample_norm
+
+__all__ = ["decoder", "autograd_tv", "deep_image_prior", "tv_smooth"]
+
+Forward = LiftedNetwork | nn.Module | Callable[[Tensor], Tensor]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _as_generator(generator: torch.Generator | int, device: torch.device) -> torch.Generator:
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, int):
+        raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
+    return torch.Generator(device=device).manual_seed(generator)
+
+
+def _check_y(y: Any) -> Tensor:
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y must be a torch.Tensor of shape (B, ...), got {type(y).__name__}")
+    if not y.is_floating_point():
+        raise TypeError(f"y must have a real floating dtype, got {y.dtype}")
+    if y.dim() < 2 or y.shape[0] == 0:
+        raise ValueError(f"y must have shape (B, ...) with a batch axis B >= 1, got shape {tuple(y.shape)}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y must be finite (it holds NaN or Inf)")
+    return y
+
+
+def _check_count(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_real(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def _forward_map(network: Any, input_shape: Any) -> tuple[Callable[[Tensor], Tensor], tuple[int, ...]]:
+    """The map :math:`x\\mapsto\\mathcal N(x)` and the input shape (without batch axis)."""
+    if isinstance(network, LiftedNetwork):
+        return network.forward, tuple(network.input_shape)
+    if not callable(network):
+        raise TypeError(
+            f"network must be a LiftedNetwork, a torch.nn.Module or a callable, got {type(network).__name__}"
+        )
+    if input_shape is None:
+        raise ValueError("input_shape must be given when network is not a LiftedNetwork")
+    shape = tuple(int(n) for n in input_shape)
+    if not shape or any(n <= 0 for n in shape):
+        raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got {input_shape!r}")
+    return network, shape
+
+
+def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
+    full = (y.shape[0], *shape)
+    if x0 is None:
+        return torch.zeros(full, dtype=y.dtype, device=y.device)
+    if not isinstance(x0, Tensor):
+        raise TypeError(f"x0 must be a torch.Tensor of shape {full}, got {type(x0).__name__}")
+    if x0.numel() != math.prod(full) or x0.shape[0] != y.shape[0]:
+        raise ValueError(f"x0 must have shape {full}, got {tuple(x0.shape)}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0 must be finite (it holds NaN or Inf)")
+    return x0.detach().reshape(full).to(dtype=y.dtype, device=y.device).clone()
+
+
+def _check_delta(delta: Any, batch: int, y: Tensor) -> Tensor | None:
+    if delta is None:
+        return None
+    if isinstance(delta, Tensor):
+        d = delta.detach().reshape(-1)
+        if d.shape[0] not in (1, batch):
+            raise ValueError(
+                f"delta must be a number or have shape ({batch},), got shape {tuple(delta.shape)}"
+            )
+        if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
+            raise ValueError(f"delta must be finite and >= 0, got {d.tolist()}")
+        return d.to(dtype=y.dtype, device=y.device).expand(batch).clone()
+    return torch.full((batch,), _check_real(delta, "delta", allow_zero=True), dtype=y.dtype, device=y.device)
+
+
+def _residual(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """Per-sample :math:`\\mathcal N(x) - y^\\delta`, flattened to ``(B, m)``."""
+    out = forward(x)
+    return out.reshape(y.shape[0], -1) - y.reshape(y.shape[0], -1)
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+def decoder(model: nn.Module | Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+    r"""The autoencoder's reconstruction from a (noisy) code, :math:`D(y^\delta)`.
+
+    The paper's comparison for the inversion (Figures 4–7): no optimisation, one pass of the
+    trained decoder.
+
+    Args:
+        model: an autoencoder with a ``decoder`` attribute (`lbreg.models.DenseAutoencoder`,
+            `ConvAutoencoder`), or the decoder itself (any callable on ``(B, code_dim)``).
+        y: codes ``(B, code_dim)``.
+
+    Returns:
+        The decoded images, ``(B, *image_shape)``, without gradient.
+    """
+    y = _check_y(y)
+    dec = getattr(model, "decoder", model)
+    if not callable(dec):
+        raise TypeError(
+            f"model must be an autoencoder with a decoder or a callable, got {type(model).__name__}"
+        )
+    with torch.no_grad():
+        return dec(y)
+
+
+# --------------------------------------------------------------------------- autograd TV
+
+
+def tv_smooth(x: Tensor, eps: float) -> Tensor:
+    r"""Smoothed isotropic total variation per sample.
+
+    .. math::
+        \mathrm{TV}_\varepsilon(x) = \sum_{i,j}\Big(\sqrt{\|(\nabla x)_{i,j}\|_2^2 + \varepsilon^2}
+            - \varepsilon\Big),
+
+    with the forward-difference gradient of `lbreg.operators.grad2d`. It is differentiable
+    for :math:`\varepsilon > 0`, and
+    :math:`\mathrm{TV}(x) - n\varepsilon \le \mathrm{TV}_\varepsilon(x) \le \mathrm{TV}(x)`
+    (:math:`n` pixels), so it tends to `lbreg.operators.tv` as :math:`\varepsilon\to0`.
+
+    Args:
+        x: images ``(B, ..., H, W)``.
+        eps: smoothing :math:`\varepsilon \ge 0`.
+
+    Returns:
+        ``(B,)``.
+    """
+    g = grad2d(x)
+    pix = torch.sqrt(g[..., 0, :, :].square() + g[..., 1, :, :].square() + eps * eps) - eps
+    return pix.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def autograd_tv(
+    network: Forward,
+    y: Tensor,
+    alpha: float | Tensor,
+    *,
+    eps: float = 1e-3,
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs",
+    lr: float | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    x0: Tensor | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    check_every: int = 10,
+    progress: bool = False,
+) -> Result:
+    r"""Invert a network by smoothed-TV regularised least squares through autograd.
+
+    Minimises, per sample,
+
+    .. math::
+        f(x) = \tfrac12\|\mathcal N(x) - y^\delta\|^2 + \alpha\,\mathrm{TV}_\varepsilon(x)
+
+    (`tv_smooth`) with a standard torch optimiser, the gradient being back-propagated through
+    the network, its activations included (Mahendran & Vedaldi, 2015). Unlike the lifted
+    objective :math:`B_\Psi(y^\delta, Wx+b)`, the data term is not convex in :math:`x` for a
+    ReLU network, and a ReLU that is off passes no gradient. For an `Identity` activation the
+    two data terms coincide, and as :math:`\varepsilon\to0` the minimiser tends to that of
+    `lbreg.solvers.pdhg` / `admm`.
+
+    ``optimizer="lbfgs"`` (default): `torch.optim.LBFGS` with strong-Wolfe line search on the
+    sum of the per-sample objectives. The samples are independent, so the minimiser is the
+    per-sample one, but the iterates and the stop are joint: the run ends when every sample's
+    relative decrease of :math:`f` over ``check_every`` iterations is below ``tol``.
+    ``optimizer="adam"``: `torch.optim.Adam` (step ``lr``, default 0.01), elementwise, hence
+    independent per sample; a sample stops (and stops changing) when its relative decrease
+    over ``check_every`` iterations is below ``tol``.
+
+    Args:
+        network: a `LiftedNetwork`, or any differentiable `torch.nn.Module` / callable on
+            ``(B, *input_shape)`` (then ``input_shape`` is required).
+        y: data :math:`y^\delta` ``(B, ...)``.
+        alpha: :math:`\alpha \ge 0`, a number or ``(B,)``.
+        eps: TV smoothing :math:`\varepsilon > 0`.
+        optimizer: ``"lbfgs"`` or ``"adam"``.
+        lr: step (Adam) or initial step (L-BFGS, default 1).
+        max_iter: iteration budget (L-BFGS iterations, each with its line search, or Adam steps).
+        tol: relative-decrease threshold of the stopping test.
+        x0: starting point, default zeros.
+        input_shape: input shape without batch axis, for a network that is not a `LiftedNetwork`.
+        check_every: iterations between stopping tests.
+        progress: tqdm progress bar.
+
+    Returns:
+        `Result` with ``x``; ``history`` holds ``objective`` :math:`f(x^k)` and ``discrepancy``
+        :math:`\|\mathcal N(x^k) - y^\delta\|` per iteration; ``params`` the settings.
+    """
+    forward, shape = _forward_map(network, input_shape)
+    y = _check_y(y)
+    batch = y.shape[0]
+    if isinstance(alpha, Tensor) or _check_real(alpha, "alpha", allow_zero=True) > 0:
+        alpha_t = check_alpha(alpha, batch, y)
+    else:
+        alpha_t = torch.zeros(batch, dtype=y.dtype, device=y.device)
+    eps = _check_real(eps, "eps")
+    if optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
+    lr = (1.0 if optimizer == "lbfgs" else 1e-2) if lr is None else _check_real(lr, "lr")
+    max_iter = _check_count(max_iter, "max_iter", 0)
+    tol = _check_real(tol, "tol", allow_zero=True)
+    check_every = _check_count(check_every, "check_every", 1)
+    if isinstance(network, LiftedNetwork):
+        network = network.to(device=y.device, dtype=y.dtype)
+        forward = network.forward
+
+    x = _check_x0(x0, shape, y).requires_grad_(True)
+
+    def per_sample(xv: Tensor) -> tuple[Tensor, Tensor]:
+        r = _residual(forward, xv, y)
+        return 0.5 * r.square().sum(dim=1) + alpha_t * tv_smooth(xv, eps), r.norm(dim=1)
+
+    if optimizer == "lbfgs":
+        # One iteration per step() call (so that each is logged), with a full line search:
+        # max_eval must be set, its default 1.25 * max_iter would allow one evaluation.
+        opt = torch.optim.LBFGS([x], lr=lr, max_iter=1, max_eval=25, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
+    else:
+        opt = torch.optim.Adam([x], lr=lr)
+
+    def closure() -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = per_sample(x)[0].sum()
+        loss.backward()
+        return loss
+
+    log = IterationLog(batch, y, max_iter=max(max_iter, 1), check_every=check_every, progress=progress,
+                       desc=f"autograd_tv ({optimizer})")
+    with torch.no_grad():
+        f_ref = per_sample(x)[0]
+    k = 0
+    while k < max_iter:
+        with torch.no_grad():
+            f, disc = per_sample(x)
+        x_old = x.detach().clone()
+        opt.step(closure)
+        if optimizer == "adam":
+            with torch.no_grad():
+                x.copy_(freeze(log.active, x, x_old))
+        log.record(objective=f, discrepancy=disc)
+        k += 1
+        done = torch.zeros_like(log.active)
+        if k % check_every == 0:
+            with torch.no_grad():
+                f_now = per_sample(x)[0]
+            done = (f_ref - f_now) <= tol * f_ref.abs().clamp(min=1e-30)
+            if optimizer == "lbfgs":  # joint iterates: stop all samples together
+                done = done.all().expand_as(done).clone()
+            f_ref = f_now
+        log.update(done)
+        if not log.keep_going(k):
+            break
+    x = x.detach()
+    iterations, converged, message, history = log.finish("autograd_tv", tol)
+    if max_iter == 0:
+        iterations, converged = torch.zeros_like(iterations), torch.zeros_like(converged)
+    return Result(
+        x=x, aux=[], dual=None, iterations=iterations, converged=converged, message=message,
+        history=history, alpha=alpha_t.detach().cpu(),
+        params={"optimizer": optimizer, "lr": lr, "eps": eps, "max_iter": max_iter, "tol": tol},
+    )
+
+
+# --------------------------------------------------------------------------- deep image prior
+
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "softplus": nn.functional.softplus,
+}
+
+
+def _lipschitz(network: Any) -> float | None:
+    """:math:`\\prod_l\\|W_l\\|` for a `LiftedNetwork` with 1-Lipschitz activations, else None."""
+    if not isinstance(network, LiftedNetwork):
+        return None
+    lip = 1.0
+    for layer in network.layers:
+        lip *= layer.affine.norm()
+    return lip
+
+
+def deep_image_prior(
+    network: Forward,
+    y: Tensor,
+    delta: float | Tensor | None = None,
+    *,
+    tau: float = 1.0,
+    width: int = 1024,
+    input_dim: int = 64,
+    activation: Literal["tanh", "sigmoid", "softplus"] = "tanh",
+    scale: float = 1.0,
+    lr: float | None = None,
+    max_iter: int = 2_000,
+    generator: torch.Generator | int = 0,
+    input_shape: tuple[int, ...] | None = None,
+    check_every: int = 10,
+    progress: bool = False,
+) -> Result:
+    r"""Deep (inverse) image prior with a two-layer network, stopped by the discrepancy principle.
+
+    The setting of Buskulic, Quéau & Fadili (2023): a generator with one hidden layer of
+    ``width`` :math:`k` and a smooth activation :math:`\varphi`,
+
+    .. math::
+        g_\theta(u) = \tfrac{s}{\sqrt k}\,V\varphi(Wu),\qquad u\in\mathbb S^{d-1},\;
+        W\in\mathbb R^{k\times d},\; V\in\mathbb R^{n\times k},
+
+    with the input :math:`u` drawn uniformly on the unit sphere and fixed, :math:`W` and
+    :math:`V` drawn i.i.d. :math:`N(0,1)`, :math:`s` = ``scale`` (1 in the paper; a smaller
+    :math:`s` starts from a quieter image :math:`g_{\theta_0}(u)`), and the hidden weights
+    :math:`W` trained by plain gradient descent on
+
+    .. math:: L(W) = \tfrac12\|\mathcal N(g_\theta(u)) - y^\delta\|^2
+
+    while :math:`V` stays fixed (the two-layer case analysed there; our reading). Each sample
+    has its own trained :math:`W`; the fixed :math:`u` and :math:`V` are drawn once and shared
+    by the batch (one matrix product for all samples). With ``delta`` given, a sample stops at
+    the first iterate :math:`K` with
+    :math:`\|\mathcal N(g_{\theta_K}(u)) - y^\delta\| \le \tau\delta` (Morozov's discrepancy
+    principle) and returns :math:`g_{\theta_K}(u)`; without it, every sample runs ``max_iter``
+    steps (the fixed-iteration variant). Default step:
+    :math:`k/(s^2\,\mathrm{Lip}(\mathcal N)^2\,\|V\|^2)`, with
+    :math:`\mathrm{Lip}(\mathcal N)\le\prod_l\|W_l\|` for a `LiftedNetwork` (1-Lipschitz
+    activations); for other networks ``lr`` is required.
+
+    Args:
+        network: a `LiftedNetwork`, or a differentiable `torch.nn.Module` / callable (then
+            ``input_shape`` and ``lr`` are required).
+        y: data :math:`y^\delta` ``(B, ...)``.
+        delta: noise level :math:`\|y^\delta - y\|`, a number or ``(B,)``; ``None`` for the
+            fixed-iteration variant.
+        tau: discrepancy factor :math:`\tau \ge 1` (any :math:`\tau > 0` is accepted).
+        width: hidden width :math:`k`. input_dim: :math:`d`.
+        activation: ``"tanh"``, ``"sigmoid"`` or ``"softplus"``.
+        scale: output scale :math:`s > 0`.
+        lr: gradient-descent step (default above).
+        max_iter: iteration budget.
+        generator: seed or `torch.Generator` for :math:`u, W, V` (the global RNG is not used).
+        input_shape: image shape without batch axis, for a network that is not a `LiftedNetwork`.
+        check_every: iterations between host checks.
+        progress: tqdm progress bar.
+
+    Returns:
+        `Result` with ``x`` :math:`= g_{\theta_K}(u)`; ``converged`` means the discrepancy
+        principle fired; ``history`` holds ``discrepancy``
+        :math:`\|\mathcal N(g_{\theta_k}(u)) - y^\delta\|` at every iterate
+        :math:`k = 0, 1, \dots` (row :math:`k`); ``params`` holds ``lr``, ``width``,
+        ``input_dim``, ``activation``, ``scale``, ``tau``, ``delta``.
+    """
+    forward, shape = _forward_map(network, input_shape)
+    y = _check_y(y)
+    batch, dtype, device = y.shape[0], y.dtype, y.device
+    level = _check_delta(delta, batch, y)
+    tau = _check_real(tau, "tau")
+    width = _check_count(width, "width", 1)
+    input_dim = _check_count(input_dim, "input_dim", 1)
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    phi = _ACTIVATIONS[activation]
+    scale = _check_real(scale, "scale")
+    max_iter = _check_count(max_iter, "max_iter", 0)
+    check_every = _check_count(check_every, "check_every", 1)
+    if isinstance(network, LiftedNetwork):
+        network = network.to(device=device, dtype=dtype)
+        forward = network.forward
+    gen = _as_generator(generator, device)
+    n = math.prod(shape)
+
+    u = torch.randn(input_dim, generator=gen, dtype=dtype, device=device)
+    u = u / u.norm()
+    V = torch.randn(n, width, generator=gen, dtype=dtype, device=device)
+    W = torch.randn(batch, width, input_dim, generator=gen, dtype=dtype, device=device)
+    if lr is None:
+        lip = _lipschitz(network)
+        if lip is None:
+            raise ValueError("lr must be given when network is not a LiftedNetwork (no Lipschitz bound)")
+        lr = width / (scale**2 * lip**2 * float(torch.linalg.matrix_norm(V, ord=2)) ** 2)
+    else:
+        lr = _check_real(lr, "lr")
+
+    def image(w: Tensor) -> Tensor:
+        return (phi(w @ u) @ V.T).reshape(batch, *shape) * (scale / math.sqrt(width))
+
+    log = IterationLog(batch, y, max_iter=max(max_iter, 1), check_every=check_every, progress=progress,
+                       desc="deep_image_prior")
+    x_out = torch.zeros((batch, *shape), dtype=dtype, device=device)
+    k = 0
+    while True:
+        w = W.detach().requires_grad_(True)
+        x = image(w)
+        r = _residual(forward, x, y)
+        disc = r.detach().norm(dim=1)
+        x_out = freeze(log.active, x.detach(), x_out)
+        if level is not None:
+            log.deactivate(disc <= tau * level)
+        log.record(discrepancy=disc)
+        if k == max_iter:
+            break
+        (grad,) = torch.autograd.grad(0.5 * r.square().sum(), w)
+        W = torch.where(bview(log.active, W), W - lr * grad, W)
+        log.count()
+        k += 1
+        if not log.keep_going(k) and not (k == max_iter):
+            break
+    iterations, converged, message, history = log.finish("deep_image_prior", tol=tau)
+    if level is None:
+        converged = torch.zeros_like(converged)
+        message = f"deep_image_prior: no delta given, ran {max_iter} iterations"
+    else:
+        message = message.replace("stopping test (tol=", "discrepancy principle (tau=")
+    return Result(
+        x=x_out, aux=[], dual=None, iterations=iterations, converged=converged, message=message,
+        history=history, alpha=torch.zeros(batch, dtype=torch.float64),
+        params={"lr": lr, "width": width, "input_dim": input_dim, "activation": activation,
+                "scale": scale, "tau": tau, "delta": None if level is None else level.cpu()},
+    )
