@@ -108,10 +108,10 @@ def tv(x: Tensor, isotropic: bool = True) -> Tensor:
     """
     _check_float_tensor(x, "x", 3, "(B, ..., H, W)")
     g = grad2d(x)
-    if isotropic:
-        pix = torch.linalg.vector_norm(g, ord=2, dim=-3)
-    else:
-        pix = g.abs().sum(dim=-3)
+    g0, g1 = g[..., 0, :, :], g[..., 1, :, :]
+    # hypot of the two components, not vector_norm(dim=-3): a strided reduction over a
+    # length-2 axis is ~30x slower on CPU (PAPER_MATH §3; benchmarks/)
+    pix = torch.hypot(g0, g1) if isotropic else g0.abs() + g1.abs()
     return pix.reshape(x.shape[0], -1).sum(dim=1)
 
 
@@ -137,8 +137,8 @@ def project_dual_ball(p: Tensor, isotropic: bool = True) -> Tensor:
             f"p must have shape (..., 2, H, W) with 2 gradient components on axis -3, "
             f"got shape {tuple(p.shape)}"
         )
-    norm = torch.linalg.vector_norm(p, ord=2, dim=-3, keepdim=True)
-    return p / norm.clamp(min=1.0)
+    norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).clamp_(min=1.0)
+    return p / norm.unsqueeze(-3)
 
 
 def _random_start(

@@ -3,57 +3,21 @@ batching, and why it exists (the ill-conditioned circle problem)."""
 
 import math
 
-import cvxpy as cp
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from conftest import image_data, objective, perceptron
+from conftest import cvxpy_minimiser, image_data, objective, perceptron
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, pdhg
-from lbreg.solvers.admm import _x_solver, bregman_prox
+from lbreg.solvers.admm import bregman_prox
+from lbreg.solvers.xupdate import x_solver
 
-@pytest.fixture(autouse=True)
-def one_thread_float64():
-    """Small problems: one thread avoids oversubscribing a shared machine; float64 by default
-    in this module only (restored afterwards for the other test files)."""
-    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_num_threads(threads)
-    torch.set_default_dtype(dtype)
-
-
-def cvxpy_minimiser(net: LiftedNetwork, y: torch.Tensor, alpha: float, kind: str) -> torch.Tensor:
-    """Minimise B_Ψ(y, Wx+b) + α TV_iso(x) with Clarabel, as an independent reference."""
-    shape = net.input_shape
-    n = math.prod(shape)
-    affine = net.layers[0].affine
-    W = affine.linear(torch.eye(n).reshape(n, *shape)).reshape(n, -1).T.numpy()
-    b = affine.forward(torch.zeros(1, *shape)).reshape(-1).numpy()
-    D = grad2d(torch.eye(n).reshape(n, *shape)).reshape(n, 2, -1)
-    D1, D2 = D[:, 0, :].T.numpy(), D[:, 1, :].T.numpy()
-    yv = y.reshape(-1).numpy()
-    x = cp.Variable(n)
-    zz = W @ x + b
-    if kind == "relu":  # F*(z) = ½ max(z, 0)²
-        conj = 0.5 * cp.sum_squares(cp.pos(zz))
-    elif kind == "leaky":  # F*(z) = ½ max(z,0)² + a/2 min(z,0)²
-        a = net.layers[0].activation.slope
-        conj = 0.5 * cp.sum_squares(cp.pos(zz)) + 0.5 * a * cp.sum_squares(cp.neg(zz))
-    elif kind == "sigmoid":  # F*(z) = log(1 + e^z)
-        conj = cp.sum(cp.logistic(zz))
-    else:  # identity: F*(z) = ½ z²
-        conj = 0.5 * cp.sum_squares(zz)
-    tv_iso = cp.sum(cp.norm(cp.vstack([D1 @ x, D2 @ x]), 2, axis=0))
-    problem = cp.Problem(cp.Minimize(conj - yv @ zz + alpha * tv_iso))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
-    return torch.from_numpy(x.value).reshape(1, *shape)
+pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
 
 
 # --------------------------------------------------------------------------- the u-prox
@@ -183,7 +147,7 @@ def test_exact_x_update_solves_its_linear_system(m, reg):
     shape = (1, 8, 8)
     affine = AffineMap.from_matrix(torch.randn(m, 64, generator=g), torch.randn(m, generator=g), in_shape=shape)
     rho_u, rho_d = 0.3, 4.0
-    solver = _x_solver(affine, reg, rho_u, rho_d, torch.zeros(1))
+    solver = x_solver(affine, reg, rho_u, rho_d, torch.zeros(1))
     assert solver.kind == ("woodbury" if m < 64 else "cholesky")
     w, nu = torch.randn(3, m, generator=g), torch.randn(3, m, generator=g)
     v = torch.randn(3, *reg.dual_shape(shape), generator=g)
@@ -201,7 +165,7 @@ def test_woodbury_handles_several_channels_and_the_circle_size():
     for m, shape, rho in ((30, (2, 6, 5), (0.3, 4.0)), (512, (1, 64, 64), (2.4e-4, 0.225))):
         n = math.prod(shape)
         affine = AffineMap.from_matrix(torch.randn(m, n, generator=g), in_shape=shape)
-        solver = _x_solver(affine, TV(), *rho, torch.zeros(1))
+        solver = x_solver(affine, TV(), *rho, torch.zeros(1))
         assert solver.kind == "woodbury"
         r = rho[0] * affine.adjoint(torch.randn(2, m, generator=g)) + rho[1] * TV().K_adj(
             torch.randn(2, 2 * n, generator=g).reshape(2, *TV().dual_shape(shape)))
@@ -215,7 +179,7 @@ def test_cg_x_update_on_a_conv_network():
     conv = nn.Conv2d(1, 4, 3, padding=1).double()
     net = LiftedNetwork.from_module(nn.Sequential(conv, nn.ReLU()), input_shape=(1, 8, 8))
     affine, reg = net.layers[0].affine, TV()
-    solver = _x_solver(affine, reg, 0.5, 2.0, torch.zeros(1))
+    solver = x_solver(affine, reg, 0.5, 2.0, torch.zeros(1))
     assert solver.kind == "cg"
     solver.iters = 200
     g = torch.Generator().manual_seed(16)

@@ -229,3 +229,17 @@ def test_bad_inputs_raise_clear_errors():
         power_norm(ident, ident, (3,), n_iter=0)
     with pytest.raises(ValueError, match="shape"):
         power_norm(ident, lambda v: v[:-1], (3,))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-200, 1e200])
+def test_isotropic_tv_and_projection_use_the_pixelwise_euclidean_norm(scale):
+    """tv and project_dual_ball (hypot of the two components) against the textbook formulas
+    sqrt(g_0² + g_1²), also where squaring would underflow or overflow."""
+    x = scale * _randn(3, 2, 9, 7, seed=5)
+    g = grad2d(x)
+    pix = torch.sqrt((g[..., 0, :, :] / scale) ** 2 + (g[..., 1, :, :] / scale) ** 2) * scale
+    assert torch.allclose(tv(x), pix.reshape(3, -1).sum(1), rtol=1e-13, atol=0)
+    p = scale * _randn(3, 2, 2, 9, 7, seed=6)
+    norm = torch.sqrt((p[..., 0, :, :] / scale) ** 2 + (p[..., 1, :, :] / scale) ** 2) * scale
+    ref = p / torch.clamp(norm, min=1.0).unsqueeze(-3)
+    assert torch.allclose(project_dual_ball(p), ref, rtol=1e-14, atol=0)

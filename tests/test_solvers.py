@@ -1,52 +1,17 @@
 """Solvers: agreement with an independent solver, the paper's theory, batching, monotonicity."""
 
-import math
-
-import cvxpy as cp
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from conftest import image_data, objective, perceptron
+from conftest import cvxpy_minimiser, image_data, objective, perceptron
 from lbreg.activations import LeakyReLU, ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV, SquaredNorm
-from lbreg.solvers import aux_step, landweber, lifted_cd, pdhg
+from lbreg.solvers import aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
 
-@pytest.fixture(autouse=True)
-def _float64_default():
-    """Float64 by default in this module only (restored afterwards for the other test files)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def cvxpy_minimiser(net: LiftedNetwork, y: torch.Tensor, alpha: float, kind: str) -> torch.Tensor:
-    """Minimise B_Ψ(y, Wx+b) + α TV_iso(x) with Clarabel, as an independent reference."""
-    shape = net.input_shape
-    n = math.prod(shape)
-    affine = net.layers[0].affine
-    W = affine.linear(torch.eye(n).reshape(n, *shape)).reshape(n, -1).T.numpy()
-    b = affine.forward(torch.zeros(1, *shape)).reshape(-1).numpy()
-    D = grad2d(torch.eye(n).reshape(n, *shape)).reshape(n, 2, -1)  # rows of the gradient operator
-    D1, D2 = D[:, 0, :].T.numpy(), D[:, 1, :].T.numpy()
-    yv = y.reshape(-1).numpy()
-    x = cp.Variable(n)
-    zz = W @ x + b
-    if kind == "relu":  # F*(z) = ½ max(z, 0)²
-        conj = 0.5 * cp.sum_squares(cp.pos(zz))
-    elif kind == "leaky":  # F*(z) = ½ max(z,0)² + a/2 min(z,0)²
-        a = net.layers[0].activation.slope
-        conj = 0.5 * cp.sum_squares(cp.pos(zz)) + 0.5 * a * cp.sum_squares(cp.neg(zz))
-    else:  # sigmoid: F*(z) = log(1 + e^z)
-        conj = cp.sum(cp.logistic(zz))
-    tv_iso = cp.sum(cp.norm(cp.vstack([D1 @ x, D2 @ x]), 2, axis=0))
-    problem = cp.Problem(cp.Minimize(conj - yv @ zz + alpha * tv_iso))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-9, tol_gap_rel=1e-9)
-    return torch.from_numpy(x.value).reshape(1, *shape)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 @pytest.mark.parametrize("kind, activation", [("relu", ReLU()), ("leaky", LeakyReLU(0.2)), ("sigmoid", Sigmoid())])
@@ -74,6 +39,48 @@ def test_pdhg_kkt_at_termination():
     assert torch.linalg.vector_norm(res.dual, dim=-3).max() <= 1 + 1e-12
     pairing = (res.dual * grad2d(res.x)).flatten(1).sum(1)
     assert torch.allclose(pairing, tv(res.x), rtol=1e-6, atol=1e-8)
+
+
+def test_primal_dual_gap_is_nonnegative_for_any_dual_feasible_pair():
+    """Fenchel-Young and Cauchy-Schwarz: G_ρ(x, z) >= 0 for every x and every z in C."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=30, scale=2.0)
+    y = image_data(net, 4, seed=31)
+    g = torch.Generator().manual_seed(32)
+    for _ in range(5):
+        x = torch.randn(4, 1, 6, 6, generator=g)
+        z = TV().prox_conj(3 * torch.randn(4, 1, 2, 6, 6, generator=g))
+        for radius in (1e-3, 1.0):
+            assert (primal_dual_gap(net, y, x, z, 0.05, radius=radius) >= -1e-12).all()
+    x = torch.randn(4, 1, 6, 6, generator=g)
+    assert (primal_dual_gap(net, y, x, 0.1 * torch.randn(4, 1, 6, 6, generator=g), 0.05,
+                            reg=SquaredNorm()) >= -1e-12).all()
+
+
+def test_pdhg_gap_certifies_the_objective_gap_and_vanishes_at_the_minimiser():
+    """The recorded gap bounds f(x_k) - f(x*) (x* by Clarabel) whenever ρ >= ||x_k - x*||,
+    is >= 0 along the run, and goes to ~0 as pdhg converges to the cvxpy minimiser."""
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=1, scale=3.0)
+    y = image_data(net, 1, seed=2)
+    alpha = 0.05
+    x_ref = cvxpy_minimiser(net, y, alpha, "relu")
+    f_ref = float(objective(net, y, x_ref, alpha))
+    snapshots = {}
+    res = pdhg(net, y, alpha, max_iter=100_000, tol=1e-9, check_every=25,
+               callback=lambda info: snapshots.__setitem__(info["iteration"], (info["x"].clone(), info["z"].clone())))
+    assert res.success
+    gap, its = res.history["gap"][:, 0], res.history["gap_iteration"]
+    assert gap.shape == its.shape and its[0] == 0 and its[-1] >= res.iterations[0]
+    assert (gap >= -1e-12).all()
+    assert float(gap[-1]) < 1e-6 * f_ref
+    assert abs(float(objective(net, y, res.x, alpha)) - f_ref) < 1e-6 * f_ref
+    assert torch.allclose(gap[-1:], primal_dual_gap(net, y, res.x, res.dual, alpha), rtol=1e-12, atol=0)
+    for k in (25, 100, 400, 1600):
+        x, z = snapshots[k]
+        dist = float(torch.linalg.vector_norm(x - x_ref))
+        bound = float(primal_dual_gap(net, y, x, z, alpha, radius=dist))
+        assert float(objective(net, y, x, alpha)) - f_ref <= bound + 1e-7 * f_ref, k
+        assert torch.allclose(res.history["gap"][int((its == k).nonzero()[0, 0])],
+                              primal_dual_gap(net, y, x, z, alpha, radius=res.params["gap_radius"]))
 
 
 def test_pdhg_default_steps_are_the_papers():
@@ -235,6 +242,48 @@ def test_lifted_cd_with_one_layer_is_pdhg():
     assert torch.equal(a.x, b.x) and torch.equal(a.dual, b.dual)
     assert torch.equal(a.iterations, b.iterations)
     assert torch.allclose(a.history["objective"], b.history["energy"], rtol=1e-12, atol=0)
+
+
+def test_lifted_cd_default_is_the_papers_sweep():
+    """x0_solver="pdhg" (the default) is one step (16) = eq. (14) on x_0 with data x_1, then
+    one step (17) per auxiliary variable, from x_l^0 = σ_l(W_l x_{l-1}^0 + b_l)."""
+    net = conv_net(4)
+    y = net.forward(torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(40)))
+    alpha, reg = 1e-2, TV()
+    res = lifted_cd(net, y, alpha, max_iter=6, tol=0.0)
+    assert res.params["x0_solver"] == "pdhg" and res.params["inner_iters"] == 1
+    a = torch.full((2,), alpha)
+    tau_x, tau_z = default_steps(net.layers[0].affine.norm(), a, reg)
+    x = torch.zeros(2, 1, 12, 12)
+    z = torch.zeros(2, 1, 2, 12, 12)
+    aux = net.states(x)[1 : net.depth]
+    for _ in range(6):
+        x, z, _, _ = pdhg_step(net.layers[0].affine, net.layers[0].activation, aux[0], x, z, a, reg, tau_x, tau_z)
+        prev = x
+        for l in range(1, net.depth):
+            x_next = aux[l] if l + 1 < net.depth else y
+            tau = torch.full((2,), 1 / net.layers[l].affine.norm() ** 2)
+            prev = aux_step(net.layers[l - 1], net.layers[l], aux[l - 1], net.layers[l - 1].affine.forward(prev),
+                            x_next, tau)
+            aux[l - 1] = prev
+    assert torch.equal(res.x, x) and torch.equal(res.dual, z)
+    assert all(torch.equal(r, a_) for r, a_ in zip(res.aux, aux))
+
+
+def test_lifted_cd_with_admm_x0_solver_reaches_lower_energy_in_the_same_sweeps():
+    net = conv_net(3)
+    g = torch.Generator().manual_seed(41)
+    y = net.forward(torch.rand(2, 1, 12, 12, generator=g))
+    alpha, reg = 1e-2, TV()
+    paper = lifted_cd(net, y, alpha, max_iter=8, tol=0.0)
+    fast = lifted_cd(net, y, alpha, max_iter=8, tol=0.0, x0_solver="admm", inner_iters=10)
+    assert fast.params["x0_solver"] == "admm" and (fast.history["inner_iterations"] <= 10).all()
+    e_paper = net.energy([paper.x, *paper.aux], y, alpha, reg)
+    e_fast = net.energy([fast.x, *fast.aux], y, alpha, reg)
+    assert (e_fast <= e_paper).all(), (e_fast, e_paper)
+    assert torch.linalg.vector_norm(fast.dual, dim=-3).max() <= 1 + 1e-12
+    with pytest.raises(ValueError, match="x0_solver"):
+        lifted_cd(net, y, alpha, max_iter=1, x0_solver="cg")
 
 
 def test_solvers_follow_input_dtype():

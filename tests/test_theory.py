@@ -25,13 +25,8 @@ from lbreg.theory import (
     tv_subgradient,
 )
 
-@pytest.fixture(autouse=True)
-def _float64_default():
-    """Float64 by default in this module only (restored afterwards for the other test files)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 ACTIVATIONS = [ReLU(), LeakyReLU(0.2), HardTanh(), SoftShrink(0.5), Sigmoid(), Tanh(), Identity()]
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..network import Layer, LiftedNetwork
 from ..regularizers import TV, Regularizer
+from .admm import admm
 from .pdhg import _dual_start, default_steps, pdhg_step
 from .result import (
     IterationLog,
@@ -64,8 +65,9 @@ def lifted_cd(
     *,
     max_iter: int = 1_500,
     tol: float = 1e-5,
-    inner_iters: int = 1,
+    inner_iters: int | None = None,
     inner_tol: float = 1e-5,
+    x0_solver: str = "pdhg",
     tau_x: float | None = None,
     tau_z: float | None = None,
     tau_aux: list[float] | None = None,
@@ -103,9 +105,17 @@ def lifted_cd(
         reg: the regulariser on :math:`x_0`; default isotropic `TV()`.
         max_iter: number of sweeps (the paper's 1,500, read as sweeps, PAPER_MATH §3).
         tol: stopping threshold on the per-sweep change.
-        inner_iters: at most this many PDHG steps on :math:`x_0` per sweep.
+        inner_iters: at most this many steps on :math:`x_0` per sweep; default 1 for
+            ``"pdhg"`` (the paper's one step (16) per sweep) and 20 for ``"admm"``.
         inner_tol: a sample's inner PDHG loop stops when the changes of :math:`x_0` and
-            :math:`z` both fall below it.
+            :math:`z` both fall below it (for ``"admm"``: its residual tolerance).
+        x0_solver: ``"pdhg"`` (default: the paper's warm-started steps (16), eq. (14)) or
+            ``"admm"``: the sub-problem (15a) by `admm` with budget ``inner_iters``,
+            warm-started in :math:`x_0` (its splitting variables restart from
+            :math:`Wx_0+b`, :math:`Kx_0` and zero multipliers each sweep): the fast solver
+            of the same sub-problem, for an ill-conditioned :math:`W_1`. Its x-update is
+            re-assembled each sweep (CG for convolutions, no factorisation), and a sweep
+            costs far more than one step (16).
         tau_x, tau_z: PDHG step sizes for :math:`x_0`; default `default_steps` with :math:`W_1`.
         tau_aux: steps for :math:`x_1, \dots, x_{L-1}`; default :math:`1/\|W_{l+1}\|^2`.
         x0: starting input (default zeros).
@@ -122,6 +132,10 @@ def lifted_cd(
     if not isinstance(reg, Regularizer):
         raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
     max_iter = check_int(max_iter, "max_iter")
+    if x0_solver not in ("pdhg", "admm"):
+        raise ValueError(f"x0_solver must be 'pdhg' (eq. (14), the paper's) or 'admm', got {x0_solver!r}")
+    if inner_iters is None:
+        inner_iters = 1 if x0_solver == "pdhg" else 20
     inner_iters = check_int(inner_iters, "inner_iters", minimum=1)
     inner_tol = check_positive(inner_tol, "inner_tol", allow_zero=True)
     check_every = check_int(check_every, "check_every", minimum=1)
@@ -142,6 +156,7 @@ def lifted_cd(
         raise ValueError(f"tau_aux must hold {depth - 1} step sizes (one per auxiliary variable), got {len(tau_aux)}")
     tau_aux_t = [torch.full_like(alpha_t, check_positive(t, f"tau_aux[{i}]")) for i, t in enumerate(tau_aux)]
 
+    first = LiftedNetwork.from_layers([layers[0]])
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, None, y)
     aux = [s for s in network.states(x)[1:depth]]
@@ -150,9 +165,13 @@ def lifted_cd(
     k = 0
     while k < max_iter:
         data = aux[0] if depth > 1 else y
-        x_new, z_new, residual, inner = _solve_x0(
-            layers[0], data, x, z, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters, inner_tol, check_every
-        )
+        if x0_solver == "pdhg":
+            x_new, z_new, residual, inner = _solve_x0(
+                layers[0], data, x, z, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters, inner_tol,
+                check_every
+            )
+        else:
+            x_new, z_new, residual, inner = _solve_x0_admm(first, data, x, alpha_t, reg, inner_iters, inner_tol)
         change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
         aux_new, prev = [], x_new
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
@@ -175,7 +194,8 @@ def lifted_cd(
         x=x, aux=aux, dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),
         params={"tau_x": tau_x_t.cpu(), "tau_z": tau_z_t.cpu(), "tau_aux": list(tau_aux),
-                "inner_iters": inner_iters, "inner_tol": inner_tol, "tol": tol, "max_iter": max_iter},
+                "inner_iters": inner_iters, "inner_tol": inner_tol, "tol": tol, "max_iter": max_iter,
+                "x0_solver": x0_solver},
     )
 
 
@@ -215,3 +235,24 @@ def _solve_x0(
         if (j + 1) % check_every == 0 and not bool(running.any()):
             break
     return x, z, residual, steps
+
+
+def _solve_x0_admm(
+    first: LiftedNetwork,
+    data: Tensor,
+    x: Tensor,
+    alpha: Tensor,
+    reg: Regularizer,
+    inner_iters: int,
+    inner_tol: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""Sub-problem (15a) by `admm` from :math:`x_0^k`, at most ``inner_iters`` iterations.
+
+    Returns:
+        ``(x_0, z, residual, steps)`` as `_solve_x0`; ``residual`` is ADMM's dual residual at
+        its last iteration, ``z = ν_d/α`` its TV dual (pixelwise in the unit ball).
+    """
+    res = admm(first, data, alpha, reg, x0=x, max_iter=inner_iters, tol=inner_tol)
+    device = x.device
+    residual = res.history["dual_residual"][-1].to(device=device, dtype=x.dtype)
+    return res.x, res.dual, residual, res.iterations.to(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from ..activations import Activation
 from ..network import AffineMap, LiftedNetwork
-from ..regularizers import TV, Regularizer
+from ..regularizers import TV, Regularizer, SquaredNorm
 from .result import (
     IterationLog,
     Result,
@@ -24,7 +25,7 @@ from .result import (
     sample_norm,
 )
 
-__all__ = ["pdhg", "pdhg_step", "default_steps"]
+__all__ = ["pdhg", "pdhg_step", "default_steps", "primal_dual_gap"]
 
 
 def default_steps(norm_W: float, alpha: Tensor, reg: Regularizer) -> tuple[Tensor, Tensor]:
@@ -93,6 +94,89 @@ def pdhg_step(
     return x_new, z_new, objective, sample_norm(grad)
 
 
+def _conj_value(reg: Regularizer, z: Tensor) -> Tensor | None:
+    r""":math:`R^*(z)` per sample for the regularisers with a known conjugate, else ``None``.
+
+    TV: :math:`R^*=\chi_C` is 0 on the iterates (they are projected onto :math:`C`);
+    `SquaredNorm`: :math:`\tfrac12\|z\|^2`.
+    """
+    if isinstance(reg, TV):
+        return z.new_zeros(z.shape[0])
+    if isinstance(reg, SquaredNorm):
+        return 0.5 * sample_norm(z) ** 2
+    return None
+
+
+def _gap_from_residual(
+    x: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer, residual: Tensor, radius: float
+) -> Tensor | None:
+    r"""`primal_dual_gap` from the Lagrangian's gradient norm already known at :math:`(x, z)`."""
+    conj = _conj_value(reg, z)
+    if conj is None:
+        return None
+    pairing = (reg.K(x) * z).reshape(x.shape[0], -1).sum(dim=1)
+    return alpha * (reg.value(x) + conj - pairing) + radius * residual
+
+
+def primal_dual_gap(
+    network: LiftedNetwork,
+    y: Tensor,
+    x: Tensor,
+    z: Tensor,
+    alpha: float | Tensor,
+    reg: Regularizer | None = None,
+    radius: float | None = None,
+) -> Tensor:
+    r"""Partial primal-dual gap of the saddle problem (12) at :math:`(x, z)`, per sample.
+
+    With the Lagrangian :math:`\mathcal L(x, z) = B_\Psi(y, Wx+b) + \alpha\langle Kx, z\rangle
+    - \alpha R^*(z)` and the primal objective :math:`P(x) = \max_z\mathcal L(x, z) =
+    B_\Psi(y, Wx+b) + \alpha R(Kx)` of (11), the gap on the ball
+    :math:`\{x' : \|x'-x\|\le\rho\}` (Chambolle & Pock 2011, §2) is bounded, by convexity of
+    :math:`\mathcal L(\cdot, z)`, by
+
+    .. math::
+        G_\rho(x, z) = \alpha\big[R(Kx) + R^*(z) - \langle Kx, z\rangle\big]
+            + \rho\,\big\|W^\top(\sigma(Wx+b) - y) + \alpha K^\top z\big\|
+        \;\ge\; P(x) - \min_{\|x'-x\|\le\rho}\mathcal L(x', z) \;\ge\; 0 .
+
+    Both terms are non-negative (Fenchel-Young; for TV and :math:`z\in C`,
+    :math:`\langle\nabla x, z\rangle\le\mathrm{TV}(x)`), and both vanish exactly at a saddle
+    point (the optimality conditions of PAPER_MATH §6 item 9). Whenever
+    :math:`\|x - x^\star\|\le\rho` for a minimiser :math:`x^\star`, it certifies
+    :math:`P(x) - P(x^\star)\le G_\rho(x, z)`. The default :math:`\rho = \sqrt n`
+    (:math:`n` entries of :math:`x`) is the diameter of :math:`[0,1]^n`: a bound for images
+    with values in :math:`[0, 1]`.
+
+    Args:
+        network: a depth-1 `LiftedNetwork`.
+        y: data ``(B, *output_shape)``. x: ``(B, *input_shape)``. z: ``(B, *reg.dual_shape)``,
+            in the dual domain (for TV, pixelwise in the unit ball: any pdhg or admm ``dual``).
+        alpha: :math:`\alpha > 0`, a number or ``(B,)``.
+        reg: the regulariser; default `TV()`. Must be `TV` or `SquaredNorm` (whose
+            :math:`R^*` is known).
+        radius: :math:`\rho`; default :math:`\sqrt n`.
+
+    Returns:
+        ``(B,)`` gaps.
+    """
+    network = check_network(network)
+    if network.depth != 1:
+        raise ValueError(f"network must have depth 1 for primal_dual_gap, it has depth {network.depth}")
+    reg = TV() if reg is None else reg
+    if _conj_value(reg, z) is None:
+        raise TypeError(f"reg must be TV or SquaredNorm (known conjugate R*), got {type(reg).__name__}")
+    y = check_data(network, y)
+    alpha_t = check_alpha(alpha, y.shape[0], y)
+    rho = math.sqrt(math.prod(network.input_shape)) if radius is None else check_positive(radius, "radius")
+    layer = network.layers[0]
+    affine = layer.affine.to(device=y.device, dtype=y.dtype)
+    x = x.reshape(y.shape[0], *network.input_shape)
+    grad = (affine.adjoint(layer.activation.bregman_grad(y, affine.forward(x)))
+            + bview(alpha_t, x) * reg.K_adj(z))
+    return _gap_from_residual(x, z, alpha_t, reg, sample_norm(grad), rho)
+
+
 def pdhg(
     network: LiftedNetwork,
     y: Tensor,
@@ -106,6 +190,7 @@ def pdhg(
     x0: Tensor | None = None,
     z0: Tensor | None = None,
     check_every: int = 10,
+    gap_radius: float | None = None,
     progress: bool = False,
     callback: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Result:
@@ -129,7 +214,9 @@ def pdhg(
         max_iter: iteration budget (the paper: 10,000).
         tol: threshold of the change-based stopping test (the paper: 1e-5).
         x0, z0: optional starting points (warm starts).
-        check_every: how often the host checks whether any sample is still running.
+        check_every: how often the host checks whether any sample is still running, and
+            how often the primal-dual gap is recorded.
+        gap_radius: the radius :math:`\rho` of `primal_dual_gap` (default :math:`\sqrt n`).
         progress: show a tqdm progress bar.
         callback: called after each iteration with a dict (``iteration``, ``x``, ``z``,
             ``active``); returning ``True`` stops the solver.
@@ -137,7 +224,12 @@ def pdhg(
     Returns:
         `Result` with ``x``, ``dual = z``, per-sample ``iterations`` and ``converged``, and
         ``history`` holding ``objective``, ``residual``, ``change_x`` and ``change_z`` per
-        iteration; ``params`` holds ``tau_x``, ``tau_z``, ``norm_W``.
+        iteration (row ``k`` at iterate ``k``), and, for TV and `SquaredNorm`, ``gap``
+        ``(C, B)``: `primal_dual_gap` at the iterates ``gap_iteration`` ``(C,)`` (every
+        ``check_every``-th iterate from 0, and the returned one last). The gap reuses the
+        step's products with :math:`W`, so it costs no extra matrix product except once for
+        the returned iterate, and no host synchronisation. ``params`` holds ``tau_x``,
+        ``tau_z``, ``norm_W``, ``gap_radius``.
     """
     network = check_network(network)
     if network.depth != 1:
@@ -163,6 +255,12 @@ def pdhg(
     if tau_z is not None:
         tau_z_t = torch.full_like(alpha_t, check_positive(tau_z, "tau_z"))
 
+    radius = (math.sqrt(math.prod(network.input_shape)) if gap_radius is None
+              else check_positive(gap_radius, "gap_radius"))
+    with_gap = isinstance(reg, (TV, SquaredNorm))
+    gaps: list[Tensor] = []
+    gap_its: list[int] = []
+
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, z0, y)
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
@@ -172,6 +270,9 @@ def pdhg(
         x_new, z_new, objective, residual = pdhg_step(
             layer.affine, layer.activation, y, x, z, alpha_t, reg, tau_x_t, tau_z_t
         )
+        if with_gap and k % check_every == 0:
+            gaps.append(_gap_from_residual(x, z, alpha_t, reg, residual, radius))
+            gap_its.append(k)
         change_x, change_z = sample_norm(x_new - x), sample_norm(z_new - z)
         log.record(objective=objective, residual=residual, change_x=change_x, change_z=change_z)
         x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
@@ -181,11 +282,17 @@ def pdhg(
             break
 
     iterations, converged, message, history = log.finish("pdhg", tol)
+    if with_gap:
+        if not gap_its or gap_its[-1] != k:
+            gaps.append(primal_dual_gap(network, y, x, z, alpha_t, reg, radius))
+            gap_its.append(k)
+        history["gap"] = torch.stack(gaps).cpu()
+        history["gap_iteration"] = torch.tensor(gap_its, dtype=torch.int64)
     return Result(
         x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),
         params={"tau_x": tau_x_t.cpu(), "tau_z": tau_z_t.cpu(), "norm_W": norm_W, "tol": tol,
-                "max_iter": max_iter},
+                "max_iter": max_iter, "gap_radius": radius},
     )
 
 

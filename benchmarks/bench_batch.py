@@ -1,0 +1,79 @@
+r"""Benchmark 3: batched solves, problems per second to a relative objective gap of 1e-4.
+
+``B`` circle problems (PAPER_MATH §4.1, one :math:`W`, ``B`` noise draws) solved in one call,
+for ``B`` = 1, 16, 64: ``lbreg.solvers.admm`` (the fast solver, stopped by its residual test
+at ``tol``) with the largest relative gap in the batch against a tight reference (``admm``,
+``tol=1e-10``), and eq. (14) (``pdhg``) at a fixed 1,000 iterations (it does not reach 1e-4;
+its throughput is reported in problem-iterations per second). Goal: batch 64 throughput
+≥ 8× batch 1. Prints a table; writes ``benchmarks/results/batch.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from lbreg.data import add_noise  # noqa: E402
+from lbreg.instances import circle_problem  # noqa: E402
+from lbreg.operators import tv  # noqa: E402
+from lbreg.solvers import admm, pdhg  # noqa: E402
+
+ALPHA = 0.015
+
+
+def batch_data(p, batch: int) -> torch.Tensor:
+    """``batch`` noisy copies of the circle's exact data, noise seeds 1..batch."""
+    relu = p.network.layers[0].activation
+    ys = [add_noise(p.y, p.noise_std, torch.Generator().manual_seed(s), relu)[0] for s in range(1, batch + 1)]
+    return torch.cat(ys)
+
+
+def main() -> None:
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--law", default="normal", choices=("uniform", "normal"))
+    parser.add_argument("--tol", type=float, default=1e-6, help="admm residual tolerance (default 1e-6)")
+    args = parser.parse_args()
+    device = common.setup(args)
+    env = common.environment(args, device)
+    size, m = (32, 256) if args.quick else (64, 512)
+    pdhg_iters = 100 if args.quick else 1_000
+    batches = (1, 16, 64)
+    p = circle_problem(args.law, seed=0, size=size, m=m)
+    net = p.network.to(device=device, dtype=torch.float64)
+    y_all = batch_data(p, max(batches)).to(device)
+    ref = admm(net, y_all, ALPHA, tol=1e-10, max_iter=300 if args.quick else 3_000)
+    layer = net.layers[0]
+
+    def objective(x, y):
+        return layer.activation.bregman(y, layer.affine.forward(x)) + ALPHA * tv(x)
+
+    f_ref = objective(ref.x, y_all)
+    rows = []
+    for batch in batches:
+        y = y_all[:batch].contiguous()
+        secs, res = common.timed(lambda: admm(net, y, ALPHA, tol=args.tol), device, repeat=1 if args.quick else 2)
+        gap = float(((objective(res.x, y) - f_ref[:batch]) / f_ref[:batch]).max())
+        secs_p, _ = common.timed(lambda: pdhg(net, y, ALPHA, max_iter=pdhg_iters, tol=0.0), device)
+        rows.append({"batch": batch, "admm [s]": secs, "admm problems/s": batch / secs,
+                     "admm iterations (max)": int(res.iterations.max()), "max rel. gap": gap,
+                     "eq. 14 [s]": secs_p, "eq. 14 problem-iterations/s": batch * pdhg_iters / secs_p})
+    base = rows[0]
+    for r in rows:
+        r["admm speed-up"] = r["admm problems/s"] / base["admm problems/s"]
+        r["eq. 14 speed-up"] = r["eq. 14 problem-iterations/s"] / base["eq. 14 problem-iterations/s"]
+    print(f"circle ({args.law}) {size}x{size}, W {m}x{size * size}, float64, alpha={ALPHA}, admm tol={args.tol:g}, "
+          f"eq. 14 {pdhg_iters} iterations; reference admm tol 1e-10 converged: {bool(ref.converged.all())}")
+    print(common.table(rows, list(rows[0].keys())))
+    payload = {"benchmark": "batch", "law": args.law, "alpha": ALPHA, "admm_tol": args.tol,
+               "pdhg_iterations": pdhg_iters, "environment": env, "rows": rows, "goal_speedup_64": 8.0}
+    for path in common.write("batch", payload, args):
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

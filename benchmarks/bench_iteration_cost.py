@@ -1,0 +1,79 @@
+r"""Benchmark 2: the cost of one eq. (14) iteration against its two matrix products.
+
+One PDHG iteration (14) needs :math:`Wx^k` and :math:`W^\top(\sigma(Wx^k+b)-y^\delta)`; all
+else (gradient, divergence, projection, objective, stopping test) is :math:`O(n)`. This
+measures, in one process and interleaved (so a changing machine load hits both alike), the
+seconds per iteration of ``lbreg.solvers.pdhg`` (the whole loop: step, objective, per-sample
+stopping test, history) and of the two products alone (``AffineMap.forward`` and ``adjoint``,
+and raw ``torch`` matrix products), on the circle problem (PAPER_MATH §4.1), batch 1 and 64.
+Goal: ratio ≤ 1.5. Prints a table; writes ``benchmarks/results/iteration_cost.json``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from lbreg.instances import circle_problem  # noqa: E402
+from lbreg.solvers import pdhg  # noqa: E402
+
+
+def main() -> None:
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    device = common.setup(args)
+    env = common.environment(args, device)
+    size, m = (32, 256) if args.quick else (64, 512)
+    iters, rounds = (50, 3) if args.quick else (200, 3)
+    p = circle_problem("uniform", seed=0, size=size, m=m)
+    net = p.network.to(device=device, dtype=torch.float64)
+    affine = net.layers[0].affine
+    affine.norm()  # cache ‖W‖ so that it is not timed
+    W = affine.weight
+    rows = []
+    for batch in (1, 64):
+        y = p.y_delta.to(device).expand(batch, -1).contiguous()
+        x = torch.rand(batch, 1, size, size, dtype=torch.float64, device=device)
+        u = torch.rand(batch, m, dtype=torch.float64, device=device)
+        xf = x.reshape(batch, -1)
+
+        def products():
+            for _ in range(iters):
+                affine.forward(x)
+                affine.adjoint(u)
+
+        def raw():
+            for _ in range(iters):
+                torch.addmm(affine.bias.reshape(1, -1), xf, W.T)
+                u @ W
+
+        def solver():
+            pdhg(net, y, 0.015, max_iter=iters, tol=0.0, check_every=10)
+
+        samples = {"pdhg": [], "products": [], "raw": []}
+        for _ in range(rounds):  # interleaved
+            for key, fn in (("pdhg", solver), ("products", products), ("raw", raw)):
+                samples[key].append(common.timed(fn, device)[0] / iters)
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        rows.append({"batch": batch, "pdhg iteration [ms]": 1e3 * med["pdhg"],
+                     "W x + Wᵀu (AffineMap) [ms]": 1e3 * med["products"],
+                     "W x + Wᵀu (raw torch) [ms]": 1e3 * med["raw"],
+                     "ratio (AffineMap)": med["pdhg"] / med["products"],
+                     "ratio (raw)": med["pdhg"] / med["raw"],
+                     "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}})
+    columns = [c for c in rows[0] if c != "samples_ms"]
+    print(f"circle {size}x{size}, W {m}x{size * size}, float64, {iters} iterations x {rounds} rounds (median)")
+    print(common.table(rows, columns))
+    payload = {"benchmark": "iteration_cost", "shape": [m, size * size], "iterations": iters,
+               "rounds": rounds, "environment": env, "rows": rows, "goal_ratio": 1.5}
+    for path in common.write("iteration_cost", payload, args):
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Shared plumbing of the benchmarks: arguments, environment record, tables and JSON output.
+
+Every benchmark script takes ``--device`` (``cpu`` or ``cuda``), ``--threads`` (intra-op
+threads, default 1), ``--quick`` (a smoke run in seconds) and ``--publish`` (also write the
+JSON the book's Performance page reads, ``book/performance/<name>.json``). Results always go
+to ``benchmarks/results/<name>.json`` (git-ignored). Timings are wall-clock seconds measured in
+one process; compare ratios, not absolute numbers, across machines and loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PUBLISHED = ROOT / "book" / "performance"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The common command line of every benchmark."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--quick", action="store_true", help="small sizes and budgets: a smoke run")
+    p.add_argument("--publish", action="store_true",
+                   help="also write book/performance/<name>.json for the book's Performance page")
+    return p
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` and return the device (raises if CUDA is asked for but absent)."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda given but torch.cuda.is_available() is False")
+    return device
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device (timings on a GPU need it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeat: int = 1) -> tuple[float, Any]:
+    """Best wall-clock seconds of ``repeat`` calls of ``fn`` and its last return value."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        out = fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS does not report them)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """What the numbers depend on: versions, device, threads, CPU count, load."""
+    env = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "quick": bool(args.quick),
+        "load_before": load_average(),
+    }
+    return env
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table of ``rows`` (dicts) in the order of ``columns``."""
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "—"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def write(name: str, payload: dict[str, Any], args: argparse.Namespace) -> list[Path]:
+    """Write ``payload`` (with the load after the run added) to results/, and to book/ with --publish."""
+    payload["environment"]["load_after"] = load_average()
+    if payload["environment"]["device"] != "cpu":  # GPU numbers sit beside the CPU ones
+        name = f"{name}_{payload['environment']['device'].split(':')[0]}"
+    paths = [RESULTS / f"{name}.json"]
+    if args.publish:
+        paths.append(PUBLISHED / f"{name}.json")
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
+    return paths
