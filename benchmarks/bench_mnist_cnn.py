@@ -29,11 +29,14 @@ ALPHA = 9e-3
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="batch sizes (default 1 64; 1 8 with --quick)")
+    args = parser.parse_args()
     device = common.setup(args)
     env = common.environment(args, device)
     sweeps = 30 if args.quick else 1_500
-    batches = (1, 8) if args.quick else (1, 64)
+    batches = args.batches or ((1, 8) if args.quick else (1, 64))
     images, _ = mnist_tensors(False, n=max(batches), dtype=torch.float64)
     rows = []
     for dtype in (torch.float64, torch.float32):
