@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from .data import as_generator
 from .network import LiftedNetwork
 from .operators import grad2d
 from .solvers.result import IterationLog, Result, bview, check_alpha, freeze, sample_norm
@@ -33,14 +34,6 @@ Forward = LiftedNetwork | nn.Module | Callable[[Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _as_generator(generator: torch.Generator | int, device: torch.device) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, bool) or not isinstance(generator, int):
-        raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
-    return torch.Generator(device=device).manual_seed(generator)
 
 
 def _check_y(y: Any) -> Tensor:
@@ -410,7 +403,7 @@ def deep_image_prior(
     if isinstance(network, LiftedNetwork):
         network = network.to(device=device, dtype=dtype)
         forward = network.forward
-    gen = _as_generator(generator, device)
+    gen = as_generator(generator, device)
     n = math.prod(shape)
 
     u = torch.randn(input_dim, generator=gen, dtype=dtype, device=device)

@@ -32,6 +32,7 @@ __all__ = [
     "NOISE_STDS",
     "ChecksumError",
     "add_noise",
+    "as_generator",
     "disc",
     "load_mnist",
     "mnist_root",
@@ -262,12 +263,19 @@ def mnist_tensors(
     return images, labels.clone()
 
 
-def _as_generator(generator: torch.Generator | int, device: torch.device) -> torch.Generator:
+def as_generator(generator: torch.Generator | int, device: torch.device | str | None = None) -> torch.Generator:
+    """``generator`` itself, or a new ``torch.Generator`` on ``device`` (CPU if ``None``) seeded with it.
+
+    Every random draw of ``lbreg`` goes through this: the global RNG is never used.
+
+    Raises:
+        TypeError: ``generator`` is neither a ``torch.Generator`` nor an int seed.
+    """
     if isinstance(generator, torch.Generator):
         return generator
     if isinstance(generator, bool) or not isinstance(generator, int):
         raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
-    return torch.Generator(device=device).manual_seed(generator)
+    return torch.Generator(device=device or "cpu").manual_seed(generator)
 
 
 def add_noise(
@@ -298,7 +306,7 @@ def add_noise(
         raise ValueError(f"std must be non-negative, got std={std}")
     if y.ndim < 1:
         raise ValueError(f"y must have a leading batch dimension, got shape {tuple(y.shape)}")
-    gen = _as_generator(generator, y.device)
+    gen = as_generator(generator, y.device)
     noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
     y_delta = y + std * noise
     if activation is not None:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from lbreg.activations import Activation, ReLU
-from lbreg.data import add_noise, disc
+from lbreg.data import add_noise, as_generator, disc
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d, tv
 
@@ -36,16 +36,6 @@ LAWS = ("uniform", "normal")
 """The laws of :math:`(W, b)` accepted by :func:`random_perceptron`."""
 
 Law = Literal["uniform", "normal"]
-
-
-def _generator(generator: torch.Generator | int) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, bool) or not isinstance(generator, int):
-        raise TypeError(
-            f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}"
-        )
-    return torch.Generator().manual_seed(generator)
 
 
 def random_perceptron(
@@ -96,7 +86,7 @@ def random_perceptron(
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-    gen = _generator(generator)
+    gen = as_generator(generator)
     n = math.prod(shape)
     if law == "uniform":
         bound = 1.0 / math.sqrt(n)

@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from lbreg.activations import Activation, ReLU
+from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d
-from lbreg.instances import _generator
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
 
@@ -174,7 +174,7 @@ def source_condition_instance(
     if not v_norm > 0:
         raise ValueError(f"v_norm must be positive, got {v_norm}")
     activation = ReLU() if activation is None else activation
-    g = _generator(generator)
+    g = as_generator(generator)
     if cond is None:
         W = torch.randn(m, n, generator=g, dtype=dtype)
         W = W / torch.linalg.matrix_norm(W, ord=2)
