@@ -442,12 +442,7 @@ def deep_image_prior(
         k += 1
         if not log.keep_going(k) and not (k == max_iter):
             break
-    iterations, converged, message, history = log.finish("deep_image_prior", tol=tau)
-    if level is None:
-        converged = torch.zeros_like(converged)
-        message = f"deep_image_prior: no delta given, ran {max_iter} iterations"
-    else:
-        message = message.replace("stopping test (tol=", "discrepancy principle (tau=")
+    iterations, converged, message, history = log.finish_discrepancy("deep_image_prior", level, "tau", tau, max_iter)
     return Result(
         x=x_out, aux=[], dual=None, iterations=iterations, converged=converged, message=message,
         history=history, alpha=torch.zeros(batch, dtype=torch.float64),

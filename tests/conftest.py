@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import grad2d
+from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -65,6 +65,18 @@ def image_data(net: LiftedNetwork, batch: int, seed: int, noise: float = 0.01) -
     x = torch.rand(batch, *net.input_shape, generator=g).round()
     y = net.forward(x)
     return net.layers[-1].activation.project_domain(y + noise * torch.randn(y.shape, generator=g))
+
+
+def assert_tv_kkt(net: LiftedNetwork, y, alpha: float, x, z, *, stationarity_tol: float,
+                  pairing_rtol: float) -> None:
+    """Optimality of (x, z) for B_Ψ(y, Wx+b) + α TV(x) (PAPER_MATH §6 item 9): stationarity
+    W^T(σ(Wx+b) - y) + α K^T z ≈ 0, dual feasibility |z_ij| ≤ 1 and ⟨z, ∇x⟩ = TV(x)."""
+    layer = net.layers[0]
+    stationarity = layer.affine.adjoint(layer.activation(layer.affine.forward(x)) - y) + alpha * TV().K_adj(z)
+    assert stationarity.abs().max() < stationarity_tol
+    assert torch.linalg.vector_norm(z, dim=-3).max() <= 1 + 1e-12
+    pairing = (z * grad2d(x)).flatten(1).sum(1)
+    assert torch.allclose(pairing, tv(x), rtol=pairing_rtol, atol=1e-8)
 
 
 def objective(net: LiftedNetwork, y, x, alpha, reg=TV()) -> torch.Tensor:

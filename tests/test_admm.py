@@ -8,10 +8,9 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from conftest import cvxpy_minimiser, image_data, objective, perceptron
+from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perceptron
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, pdhg
 from lbreg.solvers.admm import bregman_prox
@@ -78,12 +77,7 @@ def test_admm_kkt_and_dual_at_termination():
     alpha = 0.1
     res = admm(net, y, alpha, tol=1e-10, max_iter=20_000)
     assert res.success
-    affine = net.layers[0].affine
-    stationarity = affine.adjoint(ReLU()(affine.forward(res.x)) - y) + alpha * TV().K_adj(res.dual)
-    assert stationarity.abs().max() < 1e-6
-    assert torch.linalg.vector_norm(res.dual, dim=-3).max() <= 1 + 1e-12
-    pairing = (res.dual * grad2d(res.x)).flatten(1).sum(1)
-    assert torch.allclose(pairing, tv(res.x), rtol=1e-5, atol=1e-8)
+    assert_tv_kkt(net, y, alpha, res.x, res.dual, stationarity_tol=1e-6, pairing_rtol=1e-5)
 
 
 def test_admm_with_squared_norm_is_ridge_regression():

@@ -4,10 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import cvxpy_minimiser, image_data, objective, perceptron
+from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perceptron
 from lbreg.activations import LeakyReLU, ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
 
@@ -33,12 +32,7 @@ def test_pdhg_kkt_at_termination():
     y = image_data(net, 2, seed=4)
     alpha = 0.1
     res = pdhg(net, y, alpha, max_iter=50_000, tol=1e-9)
-    affine = net.layers[0].affine
-    stationarity = affine.adjoint(ReLU()(affine.forward(res.x)) - y) + alpha * TV().K_adj(res.dual)
-    assert stationarity.abs().max() < 1e-7
-    assert torch.linalg.vector_norm(res.dual, dim=-3).max() <= 1 + 1e-12
-    pairing = (res.dual * grad2d(res.x)).flatten(1).sum(1)
-    assert torch.allclose(pairing, tv(res.x), rtol=1e-6, atol=1e-8)
+    assert_tv_kkt(net, y, alpha, res.x, res.dual, stationarity_tol=1e-7, pairing_rtol=1e-6)
 
 
 def test_primal_dual_gap_is_nonnegative_for_any_dual_feasible_pair():

@@ -112,12 +112,7 @@ def landweber(
         k += 1
         if not log.keep_going(k, {"x": x}) and not (k == max_iter and level is not None):
             break
-    iterations, converged, message, history = log.finish("landweber", tol=eta)
-    if level is None:
-        converged = torch.zeros_like(converged)
-        message = f"landweber: no delta given, ran {max_iter} iterations"
-    else:
-        message = message.replace("stopping test (tol=", "discrepancy principle (eta=")
+    iterations, converged, message, history = log.finish_discrepancy("landweber", level, "eta", eta, max_iter)
     return Result(
         x=x, aux=[], dual=None, iterations=iterations, converged=converged, message=message,
         history=history, alpha=torch.zeros(batch, dtype=torch.float64),

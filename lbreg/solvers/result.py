@@ -255,3 +255,19 @@ class IterationLog:
         history["time"] = torch.tensor(self._times, dtype=torch.float64)
         history["time_iteration"] = torch.tensor(self._time_its, dtype=torch.int64)
         return iterations, converged, message, history
+
+    def finish_discrepancy(
+        self, solver: str, level: Tensor | None, name: str, factor: float, max_iter: int
+    ) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
+        r"""`finish` for a solver stopped by the discrepancy principle
+        :math:`\|\mathcal N(x)-y^\delta\|\le` ``factor`` :math:`\cdot\,\delta`.
+
+        Without a noise level (``level is None``) there is no stopping test: no sample counts
+        as converged and the message says that the whole budget of ``max_iter`` iterations ran.
+        """
+        iterations, converged, message, history = self.finish(solver, tol=factor)
+        if level is None:
+            return (iterations, torch.zeros_like(converged),
+                    f"{solver}: no delta given, ran {max_iter} iterations", history)
+        message = message.replace("stopping test (tol=", f"discrepancy principle ({name}=")
+        return iterations, converged, message, history
