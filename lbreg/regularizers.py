@@ -70,6 +70,11 @@ class Regularizer(ABC):
         r""":math:`K^\top z`, in :math:`\partial(R\circ K)(x)` when :math:`z\in\partial R(Kx)`."""
         return self.K_adj(z)
 
+    def conj_value(self, z: Tensor) -> Tensor | None:
+        r""":math:`R^*(z)` per sample, ``(B,)``, for ``z`` in the dual domain; ``None`` where the
+        regulariser does not know its conjugate (then no primal-dual gap is available)."""
+        return None
+
 
 class TV(Regularizer):
     r"""Total variation :math:`R(Kx)=\|\nabla x\|_{2,1}` (or :math:`\|\nabla x\|_{1,1}`), eq. (11).
@@ -112,6 +117,11 @@ class TV(Regularizer):
             )
         return (*shape[:-2], 2, *shape[-2:])
 
+    def conj_value(self, z: Tensor) -> Tensor:
+        r""":math:`R^*=\chi_C` is 0 on the pixelwise unit ball :math:`C`, where every pdhg or
+        admm dual iterate lies (it is projected onto :math:`C`)."""
+        return z.new_zeros(z.shape[0])
+
     def subgradient_from_dual(self, z: Tensor) -> Tensor:
         r""":math:`p_\alpha=-\operatorname{div} z`, in :math:`\partial\mathrm{TV}(x_\alpha)` at a saddle point.
 
@@ -146,6 +156,10 @@ class SquaredNorm(Regularizer):
 
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(n) for n in input_shape)
+
+    def conj_value(self, z: Tensor) -> Tensor:
+        r""":math:`R^*(z)=\tfrac12\|z\|^2`."""
+        return 0.5 * z.reshape(z.shape[0], -1).pow(2).sum(dim=1)
 
 
 Functional = Regularizer | Callable[[Tensor], Tensor]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..activations import Activation
 from ..network import AffineMap, LiftedNetwork
-from ..regularizers import TV, Regularizer, SquaredNorm
+from ..regularizers import TV, Regularizer
 from .result import (
     IterationLog,
     Result,
@@ -94,24 +94,16 @@ def pdhg_step(
     return x_new, z_new, objective, sample_norm(grad)
 
 
-def _conj_value(reg: Regularizer, z: Tensor) -> Tensor | None:
-    r""":math:`R^*(z)` per sample for the regularisers with a known conjugate, else ``None``.
-
-    TV: :math:`R^*=\chi_C` is 0 on the iterates (they are projected onto :math:`C`);
-    `SquaredNorm`: :math:`\tfrac12\|z\|^2`.
-    """
-    if isinstance(reg, TV):
-        return z.new_zeros(z.shape[0])
-    if isinstance(reg, SquaredNorm):
-        return 0.5 * sample_norm(z) ** 2
-    return None
+def _gap_radius(network: LiftedNetwork, radius: float | None, name: str) -> float:
+    r"""The radius :math:`\rho` of `primal_dual_gap`: ``radius``, or :math:`\sqrt n` by default."""
+    return math.sqrt(math.prod(network.input_shape)) if radius is None else check_positive(radius, name)
 
 
 def _gap_from_residual(
     x: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer, residual: Tensor, radius: float
 ) -> Tensor | None:
     r"""`primal_dual_gap` from the Lagrangian's gradient norm already known at :math:`(x, z)`."""
-    conj = _conj_value(reg, z)
+    conj = reg.conj_value(z)
     if conj is None:
         return None
     pairing = (reg.K(x) * z).reshape(x.shape[0], -1).sum(dim=1)
@@ -164,11 +156,11 @@ def primal_dual_gap(
     if network.depth != 1:
         raise ValueError(f"network must have depth 1 for primal_dual_gap, it has depth {network.depth}")
     reg = TV() if reg is None else reg
-    if _conj_value(reg, z) is None:
+    if reg.conj_value(z) is None:
         raise TypeError(f"reg must be TV or SquaredNorm (known conjugate R*), got {type(reg).__name__}")
     y = check_data(network, y)
     alpha_t = check_alpha(alpha, y.shape[0], y)
-    rho = math.sqrt(math.prod(network.input_shape)) if radius is None else check_positive(radius, "radius")
+    rho = _gap_radius(network, radius, "radius")
     layer = network.layers[0]
     affine = layer.affine.to(device=y.device, dtype=y.dtype)
     x = x.reshape(y.shape[0], *network.input_shape)
@@ -255,14 +247,13 @@ def pdhg(
     if tau_z is not None:
         tau_z_t = torch.full_like(alpha_t, check_positive(tau_z, "tau_z"))
 
-    radius = (math.sqrt(math.prod(network.input_shape)) if gap_radius is None
-              else check_positive(gap_radius, "gap_radius"))
-    with_gap = isinstance(reg, (TV, SquaredNorm))
+    radius = _gap_radius(network, gap_radius, "gap_radius")
     gaps: list[Tensor] = []
     gap_its: list[int] = []
 
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, z0, y)
+    with_gap = reg.conj_value(z) is not None
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="pdhg", callback=callback)
     k = 0
