@@ -121,19 +121,27 @@ class _WoodburySolver(XStep):
         T = C^{-1} + U^\top A^{-1}U = \begin{pmatrix} S & G\\ G^\top & 0\end{pmatrix},\qquad
         S = \rho_u^{-1}I + WA^{-1}W^\top,\quad G = WE/\gamma,
 
-    (the zero block because :math:`A^{-1}E = E/\gamma`), solved through the Cholesky factors
-    of the SPD :math:`S` and of the small Schur complement :math:`G^\top S^{-1}G`. The identity
-    is exact, so the x-update is exact to rounding. A null vector with :math:`We = 0` (then
-    :math:`M` is singular) is left in :math:`A` only, which for right-hand sides in
-    :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)` returns the solution
-    orthogonal to :math:`e`, again an exact minimiser of the x-subproblem.
+    (the zero block because :math:`A^{-1}E = E/\gamma`), inverted through :math:`S^{-1}` and the
+    inverse of the small Schur complement :math:`\Sigma = G^\top S^{-1}G`, both formed once
+    from Cholesky factors. The identity is exact, so the x-update is exact to rounding. A null
+    vector with :math:`We = 0` (then :math:`M` is singular) is left in :math:`A` only, which for
+    right-hand sides in :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)`
+    returns the solution orthogonal to :math:`e`, again an exact minimiser of the x-subproblem.
 
-    Factorised once per call and shared by the batch (:math:`Z = WA^{-1}` and
-    :math:`S - I/\rho_u = WA^{-1}W^\top` stored). A step costs two passes over an
-    :math:`m\times n` matrix: :math:`W(A^{-1}K^\top v)`, and :math:`Z^\top` applied to the stacked
-    ``[ρ_u w - p, ν]``; then :math:`x^+ = Z^\top(\rho_uw-p) + \rho_dA^{-1}K^\top v - Eq/\gamma`,
-    :math:`Wx^+ = (S-I/\rho_u)(\rho_uw-p) + \rho_dW A^{-1}K^\top v - Gq` and
-    :math:`W^\top\nu = A(Z^\top\nu)` need only DCTs and :math:`m\times m` products.
+    **A step** with :math:`r = \rho_uW^\top w + \rho_dK^\top v`: since
+    :math:`\rho_u WA^{-1}W^\top = \rho_u S - I`, Woodbury's correction reduces to the
+    multiplier :math:`c = \rho_u(w - Wx^+)`,
+
+    .. math::
+        c = S^{-1}\big(w - \rho_d\,WA^{-1}K^\top v + Gq\big),\qquad
+        x^+ = A^{-1}\big(W^\top c + \rho_dK^\top v\big) - Eq/\gamma,\qquad
+        Wx^+ = w - c/\rho_u,
+
+    where :math:`q = -\Sigma^{-1}\big(G^\top c_0 + \rho_dE^\top A^{-1}K^\top v\big)` with
+    :math:`c_0 = S^{-1}(w - \rho_dWA^{-1}K^\top v)` costs :math:`C'` numbers per
+    sample. So a step makes two passes over the one stored :math:`m\times n` matrix :math:`W`
+    (:math:`W(A^{-1}K^\top v)`, and :math:`W^\top` applied to the stacked ``[c, ν]``, which
+    also yields :math:`W^\top\nu`), one :math:`m\times m` product and DCTs.
     """
 
     kind = "woodbury"
@@ -148,11 +156,10 @@ class _WoodburySolver(XStep):
         null = eig == 0
         self.gamma = rho_d * float(eig.mean())
         self.a = torch.where(null, torch.full_like(eig, self.gamma), rho_d * eig)  # eigenvalues of A
-        self.zt = self._a_inv(W.reshape(m, *diag.shape)).reshape(m, n)  # Z = W A⁻¹ (m, n)
-        wawt = self.zt @ W.T
-        self.wawt = 0.5 * (wawt + wawt.T)  # W A⁻¹ Wᵀ = S - I/ρ_u
+        wq = diag.forward(W.reshape(m, *diag.shape)).reshape(m, n)  # rows of W in the Q basis
+        wawt = (wq / self.a.reshape(n)) @ wq.T  # W A⁻¹ Wᵀ
         eye = torch.eye(m, dtype=W.dtype, device=W.device)
-        self.s_chol = torch.linalg.cholesky(self.wawt + eye / rho_u)
+        self.s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
         e = torch.zeros((int(null.sum()), *diag.shape), dtype=W.dtype, device=W.device)
         idx = null.nonzero()
         e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
@@ -163,58 +170,58 @@ class _WoodburySolver(XStep):
         self.g = we[:, keep] / self.gamma  # G (m, C')
         self.bordered = self.g.shape[1] > 0
         if self.bordered:
-            self.h = torch.cholesky_solve(self.g, self.s_chol)  # S⁻¹G (m, C')
-            sigma = self.g.T @ self.h
-            self.sigma_chol = torch.linalg.cholesky(0.5 * (sigma + sigma.T))
+            self.h = self.s_inv @ self.g  # S⁻¹G (m, C')
+            self.sigma_inv = _spd_inverse(self.g.T @ self.h)  # Σ⁻¹ (C', C')
 
     def _a_inv(self, v: Tensor) -> Tensor:
-        return self.diag.inverse(self.diag.forward(v) / self.a)
+        """:math:`A^{-1}v` for ``v`` ``(B, *shape)``, returned as rows ``(B, n)``."""
+        c = self.diag.forward(v.reshape(v.shape[0], *self.diag.shape))
+        return self.diag.inverse(c / self.a).reshape(v.shape[0], self.n)
 
-    def _a(self, v: Tensor) -> Tensor:
-        return self.diag.inverse(self.diag.forward(v) * self.a)
-
-    def _rows(self, w: Tensor, akv: Tensor, wakv: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``(ρ_u w - p, Wx⁺, q)`` in row layout, from ``w`` ``(B, m)``, A⁻¹Kᵀv and W A⁻¹Kᵀv."""
-        a = self.rho_u * (w @ self.wawt) + self.rho_d * wakv  # W A⁻¹ r
-        p = torch.cholesky_solve(a.T, self.s_chol).T  # (B, m)
-        q = None
-        if self.bordered:
-            ktv_e = self.rho_d * (akv @ self.e.T)  # Eᵀ(ρ_d Kᵀv)/γ = ρ_d Eᵀ A⁻¹Kᵀv
-            beta = self.rho_u * (w @ self.g) + ktv_e  # Eᵀ r / γ
-            q = torch.cholesky_solve((p @ self.g - beta).T, self.sigma_chol).T  # (B, C')
-            p = p - q @ self.h.T
-        c = self.rho_u * w - p
-        wx = c @ self.wawt + self.rho_d * wakv
-        if q is not None:
-            wx = wx - q @ self.g.T
-        return c, wx, q
+    def _correct(self, c: Tensor, akv: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The null-space border: ``c + q hᵀ`` and ``q`` from ``c = (w - ρ_d W A⁻¹Kᵀv) S⁻¹``."""
+        if not self.bordered:
+            return c, None
+        beta = c @ self.g
+        if akv is not None:
+            beta = beta + self.rho_d * (akv @ self.e.T)  # ρ_d Eᵀ A⁻¹Kᵀv = Eᵀ(ρ_d Kᵀv)/γ
+        q = -beta @ self.sigma_inv
+        return c + q @ self.h.T, q
 
     def step(self, w: Tensor, v: Tensor, nu: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch = w.shape[0]
-        shape = self.diag.shape
-        akv = self._a_inv(self.reg.K_adj(v)).reshape(batch, self.n)
+        akv = self._a_inv(self.reg.K_adj(v))  # A⁻¹Kᵀv (B, n)
         wakv = akv @ self.W.T  # pass 1
-        c, wx, q = self._rows(w.reshape(batch, self.m), akv, wakv)
-        both = torch.cat([c, nu.reshape(batch, self.m)]) @ self.zt  # pass 2
-        x_new = both[:batch] + self.rho_d * akv
+        w = w.reshape(batch, self.m)
+        c, q = self._correct((w - self.rho_d * wakv) @ self.s_inv, akv)
+        both = torch.cat([c, nu.reshape(batch, self.m)]) @ self.W  # pass 2: [Wᵀc, Wᵀν]
+        x_new = self._a_inv(both[:batch]) + self.rho_d * akv
         if q is not None:
             x_new = x_new - (q @ self.e) / self.gamma
-        wt_nu = self._a(both[batch:].reshape(batch, *shape))
-        out = self.affine.out_shape
-        return x_new.reshape(batch, *shape), wx.reshape(batch, *out), wt_nu
+        wx = w - c / self.rho_u
+        return (x_new.reshape(batch, *self.diag.shape), wx.reshape(batch, *self.affine.out_shape),
+                both[batch:].reshape(batch, *self.diag.shape))
 
     def solve(self, r: Tensor, x: Tensor) -> Tensor:
         """:math:`M^{-1}r` for ``r`` ``(B, *in_shape)`` (used by tests; `step` is the fast path)."""
         batch = r.shape[0]
-        ar = self._a_inv(r.reshape(batch, *self.diag.shape)).reshape(batch, self.n)
-        a = r.reshape(batch, self.n) @ self.zt.T  # W A⁻¹ r
-        p = torch.cholesky_solve(a.T, self.s_chol).T
-        out = ar - p @ self.zt
+        ar = self._a_inv(r)
+        p = (ar @ self.W.T) @ self.s_inv  # S⁻¹ W A⁻¹ r
+        q = None
         if self.bordered:
-            beta = (r.reshape(batch, self.n) @ self.e.T) / self.gamma
-            q = torch.cholesky_solve((p @ self.g - beta).T, self.sigma_chol).T
-            out = out + (q @ self.h.T) @ self.zt - (q @ self.e) / self.gamma
+            beta = (r.reshape(batch, self.n) @ self.e.T) / self.gamma  # Eᵀ A⁻¹ r
+            q = (p @ self.g - beta) @ self.sigma_inv
+            p = p - q @ self.h.T
+        out = ar - self._a_inv(p @ self.W)
+        if q is not None:
+            out = out - (q @ self.e) / self.gamma
         return out.reshape(r.shape)
+
+
+def _spd_inverse(mat: Tensor) -> Tensor:
+    """The inverse of a symmetric positive definite matrix through its Cholesky factor (symmetrised)."""
+    inv = torch.cholesky_inverse(torch.linalg.cholesky(mat))
+    return 0.5 * (inv + inv.T)
 
 
 class _CholeskySolver(XStep):
