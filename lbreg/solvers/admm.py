@@ -78,12 +78,17 @@ _RHO_D_PER_ALPHA = 15.0
 
 
 def _norm_sq(affine: AffineMap) -> float:
-    r""":math:`\|W\|^2`: top eigenvalue of the smaller Gram matrix (dense maps), else power iteration."""
+    r""":math:`\|W\|^2`: top eigenvalue of the smaller Gram matrix (dense maps), else power iteration.
+
+    The Gram matrix is formed and decomposed in single precision (relative error about
+    :math:`10^{-6}`, ample for a penalty, at half the set-up cost of double precision).
+    """
     W = affine.weight
     m, n = math.prod(affine.out_shape), math.prod(affine.in_shape)
     if W is not None and W.dim() == 2 and tuple(W.shape) == (m, n) and min(m, n) <= 2048:
-        gram = W @ W.T if m <= n else W.T @ W
-        return float(torch.linalg.eigvalsh(gram.to(torch.float64))[-1])
+        w32 = W.to(torch.float32)
+        gram = w32 @ w32.T if m <= n else w32.T @ w32
+        return float(torch.linalg.eigvalsh(gram)[-1])
     return affine.norm() ** 2
 
 
@@ -123,17 +128,19 @@ class _Groups:
             self.members.append((idx, ru, x_solver(affine, reg, ru, rd, like)))
         self.kind = self.members[0][2].kind
 
-    def step(self, w: Tensor, v: Tensor, nu: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """`XStep.step` of each group on its samples."""
         if len(self.members) == 1:
             return self.members[0][2].step(w, v, nu, x)
         outs = None
         for idx, _, solver in self.members:
-            part = solver.step(w[idx], v[idx], nu[idx], x[idx])
+            part = solver.step(w[idx], v[idx], None if nu is None else nu[idx], x[idx])
             if outs is None:
-                outs = [t.new_empty((w.shape[0], *t.shape[1:])) for t in part]
+                outs = [None if t is None else t.new_empty((w.shape[0], *t.shape[1:])) for t in part]
             for out, t in zip(outs, part):
-                out[idx] = t
+                if t is not None:
+                    out[idx] = t
         return outs[0], outs[1], outs[2]
 
     def u_prox(self, activation: Activation, y: Tensor, v: Tensor) -> Tensor:
@@ -156,7 +163,7 @@ def admm(
     reg: Regularizer | None = None,
     *,
     rho: float | tuple[float, float] | None = None,
-    relax: float = 1.6,
+    relax: float = 1.8,
     max_iter: int = 5_000,
     tol: float = 1e-6,
     x0: Tensor | None = None,
@@ -212,9 +219,10 @@ def admm(
     the optimality condition :math:`W^\top(\sigma(u)-y) + \alpha K^\top z = 0`,
     :math:`z\in\partial R(d)` of (6) holds with :math:`u \approx Wx+b`, :math:`d\approx Kx`
     up to the two residuals (for :math:`\theta=1`, :math:`r_{\rm dual}` is Boyd's
-    :math:`\|\rho A^\top B(z^{k+1}-z^k)\|`). The step that yields :math:`x^{k+2}` also returns
-    :math:`W^\top\nu_u` of iterate :math:`k+1`, so an iteration costs two passes over
-    :math:`W`; the returned iterate is the last one tested.
+    :math:`\|\rho A^\top B(z^{k+1}-z^k)\|`). The test runs every ``check_every`` iterations
+    (and at ``max_iter``), where the step that yields :math:`x^{k+2}` also returns
+    :math:`W^\top\nu_u` of iterate :math:`k+1`; an iteration costs two passes over
+    :math:`W` and the O(n) work of the prox steps; the returned iterate is the last one tested.
 
     **Penalty.** Default :math:`\rho_d = 15\,\alpha` and :math:`\rho_u = \rho_d\|K\|^2/\|W\|^2`
     (:math:`8\rho_d/\|W\|^2` for TV), per sample; fixed over the run. The ratio balances the
@@ -223,9 +231,9 @@ def admm(
     of the problem (PAPER_MATH §5 item 1); the level sets the shrinkage threshold
     :math:`\alpha/\rho_d` of the TV prox against the gradients of images with unit dynamic
     range (for images of range :math:`c`, divide both default penalties by :math:`c`).
-    Tuned on the circle problem (§4.1), where the iterations to a relative objective gap of
-    :math:`10^{-4}` are 120, 108 and 254 for :math:`N(0,1)` weights and
-    :math:`\alpha = 1.5\cdot10^{-3}, 1.5\cdot10^{-2}, 0.15`, and 211 for :math:`U(\pm1/64)`
+    Tuned on the circle problem (§4.1) with ``relax`` = 1.8, where the iterations to a
+    relative objective gap of :math:`10^{-4}` are 110, 96 and 233 for :math:`N(0,1)` weights and
+    :math:`\alpha = 1.5\cdot10^{-3}, 1.5\cdot10^{-2}, 0.15`, and 187 for :math:`U(\pm1/64)`
     weights, within 25% of the best :math:`\rho_d` of a grid. The default tolerance's
     residual test lands at a gap of about :math:`10^{-5}` there (its tail is sublinear, as
     the TV dual at flat pixels is not unique).
@@ -243,7 +251,8 @@ def admm(
         tol: absolute and relative tolerance of the residual test.
         x0: optional starting point (warm start); then :math:`u^0 = Wx^0+b`,
             :math:`d^0 = Kx^0`, :math:`\lambda^0=0`. Default zero.
-        check_every: how often the host checks whether any sample is still running.
+        check_every: iterations between stopping tests; each computes the residuals and the
+            objective, records them, and asks the host whether any sample is still running.
         progress: show a tqdm progress bar.
         callback: called after each iteration with a dict (``iteration``, ``x``, ``z``,
             ``active``); returning ``True`` stops the solver.
@@ -252,7 +261,9 @@ def admm(
         `Result` with ``x``; ``dual`` :math:`z=\nu_d/\alpha` (shape ``(B, *reg.dual_shape)``),
         which lies in :math:`\partial R(d)` (for TV the pixelwise unit ball) and is comparable
         with pdhg's :math:`z`; per-sample ``iterations``, ``converged``; ``history`` with
-        ``objective`` (at :math:`x^k`), ``primal_residual``, ``dual_residual`` per iteration;
+        ``objective`` (at :math:`x^k`), ``primal_residual``, ``dual_residual`` at each test
+        (row ``j`` is iterate ``history["time_iteration"][j]``; every iteration for
+        ``check_every=1``);
         ``params`` with ``rho_u``, ``rho_d`` (``(B,)``), ``relax``, ``x_update``
         (``"woodbury"``, ``"cholesky"`` or ``"cg"``), ``norm_W`` (None when ``rho`` is
         given), ``tol``, ``max_iter``.
@@ -290,12 +301,13 @@ def admm(
     s_d = bview(alpha_t / rho_d, d)  # d-prox parameter α/ρ_d
     lam_u, z = torch.zeros_like(u), torch.zeros_like(d)
     sqrt_n, sqrt_p = math.sqrt(x[0].numel()), math.sqrt(u[0].numel() + d[0].numel())
-    x_next, wx_next, _ = groups.step(u - b, d, lam_u, x)
+    x_next, wx_next, _ = groups.step(u - b, d, None, x)
 
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="admm", callback=callback)
     k = 0
     while k < max_iter:
+        check = (k + 1) % check_every == 0 or k + 1 == max_iter
         wx, kx = wx_next + b, reg.K(x_next)
         v_u = relax * wx + (1.0 - relax) * u + lam_u
         v_d = relax * kx + (1.0 - relax) * d + s_d * z
@@ -303,28 +315,35 @@ def admm(
         lam_u_new = v_u - u_new
         z_new = reg.prox_conj(v_d / s_d, 1.0 / s_d)  # ν_d / α, in ∂R(d)
         d_new = v_d - s_d * z_new
-        # iterate k+1 is (x_next, u_new, d_new, λ_new); its step gives x^{k+2} and Wᵀλ_u
+        # iterate k+1 is (x_next, u_new, d_new, λ_new); its step gives x^{k+2} (and Wᵀλ_u to test it)
         x_ahead, wx_ahead, wt_lam = groups.step(u_new - b - lam_u_new, d_new - s_d * z_new,
-                                                lam_u_new, x_next)
-        wt_nu = bview(rho_u, wt_lam) * wt_lam
-        kt_nu = reg.K_adj(bview(alpha_t, z_new) * z_new)
-        r_pri = torch.hypot(sample_norm(wx - u_new), sample_norm(kx - d_new))
-        r_dual = sample_norm(wt_nu + kt_nu)
-        scale_pri = torch.maximum(
-            torch.maximum(torch.hypot(sample_norm(wx - b), sample_norm(kx)),
-                          torch.hypot(sample_norm(u_new), sample_norm(d_new))),
-            norm_b,
-        )
-        scale_dual = torch.maximum(sample_norm(wt_nu), sample_norm(kt_nu))
-        objective = act.bregman(y, wx, check=False) + alpha_t * reg.value(x_next)
-        log.record(objective=objective, primal_residual=r_pri, dual_residual=r_dual)
-
-        active = log.active
-        x, u, d, z = (freeze(active, x_next, x), freeze(active, u_new, u),
-                      freeze(active, d_new, d), freeze(active, z_new, z))
-        lam_u = freeze(active, lam_u_new, lam_u)
-        x_next, wx_next = freeze(active, x_ahead, x_next), freeze(active, wx_ahead, wx_next)
-        log.update((r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual)))
+                                                lam_u_new if check else None, x_next)
+        log.count()
+        if check:
+            wt_nu = bview(rho_u, wt_lam) * wt_lam
+            kt_nu = reg.K_adj(bview(alpha_t, z_new) * z_new)
+            r_pri = torch.hypot(sample_norm(wx - u_new), sample_norm(kx - d_new))
+            r_dual = sample_norm(wt_nu + kt_nu)
+            scale_pri = torch.maximum(
+                torch.maximum(torch.hypot(sample_norm(wx - b), sample_norm(kx)),
+                              torch.hypot(sample_norm(u_new), sample_norm(d_new))),
+                norm_b,
+            )
+            scale_dual = torch.maximum(sample_norm(wt_nu), sample_norm(kt_nu))
+            objective = act.bregman(y, wx, check=False) + alpha_t * reg.value(x_next)
+            log.record(objective=objective, primal_residual=r_pri, dual_residual=r_dual)
+            done = (r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual))
+        if log.all_active:  # no sample has finished: nothing to freeze
+            x, u, d, z, lam_u = x_next, u_new, d_new, z_new, lam_u_new
+            x_next, wx_next = x_ahead, wx_ahead
+        else:
+            active = log.active
+            x, u, d, z = (freeze(active, x_next, x), freeze(active, u_new, u),
+                          freeze(active, d_new, d), freeze(active, z_new, z))
+            lam_u = freeze(active, lam_u_new, lam_u)
+            x_next, wx_next = freeze(active, x_ahead, x_next), freeze(active, wx_ahead, wx_next)
+        if check:
+            log.deactivate(done)
         k += 1
         if not log.keep_going(k, {"x": x, "z": z}):
             break

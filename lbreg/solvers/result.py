@@ -193,6 +193,7 @@ class IterationLog:
         self._times: list[float] = []
         self._time_its: list[int] = []
         self.stopped_by_callback = False
+        self.all_active = True  # as of the last host check: no sample has finished yet
         self._bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False)
         self._bar_pos = 0
 
@@ -230,10 +231,11 @@ class IterationLog:
     def _check(self, k: int) -> bool:
         self._bar.update(k - self._bar_pos)
         self._bar_pos = k
-        any_active = bool(self.active.any())  # the only host synchronisation
+        n_active = int(self.active.sum())  # the only host synchronisation
+        self.all_active = n_active == self.active.numel()
         self._times.append(time.perf_counter() - self._start)
         self._time_its.append(k)
-        return any_active
+        return n_active > 0
 
     def finish(self, solver: str, tol: float) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
         """Close the progress bar; return (iterations, converged, message, history) on CPU."""

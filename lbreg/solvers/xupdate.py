@@ -98,13 +98,17 @@ class XStep:
     def solve(self, r: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def step(self, w: Tensor, v: Tensor, nu: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(x_new, W x_new, Wᵀ nu)`` for ``w, nu`` ``(B, *out_shape)``, ``v`` ``(B, *dual_shape)``."""
+    def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(x_new, W x_new, Wᵀ nu)`` for ``w, nu`` ``(B, *out_shape)``, ``v`` ``(B, *dual_shape)``.
+
+        ``nu=None`` skips :math:`W^\top\nu` (returned as None).
+        """
         batch = w.shape[0]
-        both = self.affine.adjoint(torch.cat([w, nu]))
+        both = self.affine.adjoint(w if nu is None else torch.cat([w, nu]))
         r = self.rho_u * both[:batch] + self.rho_d * self.reg.K_adj(v)
         x_new = self.solve(r, x)
-        return x_new, self.affine.linear(x_new), both[batch:]
+        return x_new, self.affine.linear(x_new), None if nu is None else both[batch:]
 
 
 class _WoodburySolver(XStep):
@@ -139,9 +143,12 @@ class _WoodburySolver(XStep):
 
     where :math:`q = -\Sigma^{-1}\big(G^\top c_0 + \rho_dE^\top A^{-1}K^\top v\big)` with
     :math:`c_0 = S^{-1}(w - \rho_dWA^{-1}K^\top v)` costs :math:`C'` numbers per
-    sample. So a step makes two passes over the one stored :math:`m\times n` matrix :math:`W`
-    (:math:`W(A^{-1}K^\top v)`, and :math:`W^\top` applied to the stacked ``[c, ν]``, which
-    also yields :math:`W^\top\nu`), one :math:`m\times m` product and DCTs.
+    sample. The whole step runs in the :math:`Q` basis, where :math:`A` is diagonal and the
+    null vectors are unit vectors: with :math:`V = WQ^\top` stored (once, instead of
+    :math:`W`), it makes two passes over that :math:`m\times n` matrix (:math:`V` applied to
+    :math:`QA^{-1}K^\top v`, and :math:`V^\top` applied to the stacked ``[c, ν]``, which also
+    yields :math:`QW^\top\nu`), one :math:`m\times m` product, one forward DCT (of
+    :math:`K^\top v`) and one inverse DCT.
     """
 
     kind = "woodbury"
@@ -151,71 +158,66 @@ class _WoodburySolver(XStep):
         super().__init__(affine, reg, rho_u, rho_d)
         W = affine.weight
         m, n = W.shape
-        self.W, self.diag, self.m, self.n = W, diag, m, n
-        eig = diag.eig
+        self.diag, self.m, self.n = diag, m, n
+        eig = diag.eig.reshape(n)
         null = eig == 0
         self.gamma = rho_d * float(eig.mean())
         self.a = torch.where(null, torch.full_like(eig, self.gamma), rho_d * eig)  # eigenvalues of A
-        wq = diag.forward(W.reshape(m, *diag.shape)).reshape(m, n)  # rows of W in the Q basis
-        wawt = (wq / self.a.reshape(n)) @ wq.T  # W A⁻¹ Wᵀ
+        self.v = diag.forward(W.reshape(m, *diag.shape)).reshape(m, n)  # V = W Qᵀ, W in the Q basis
+        wawt = (self.v / self.a) @ self.v.T  # W A⁻¹ Wᵀ
         eye = torch.eye(m, dtype=W.dtype, device=W.device)
         self.s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
-        e = torch.zeros((int(null.sum()), *diag.shape), dtype=W.dtype, device=W.device)
-        idx = null.nonzero()
-        e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
-        e = diag.inverse(e).reshape(-1, n)  # orthonormal null vectors (C, n)
-        we = W @ e.T  # (m, C)
+        # the null vectors E are unit vectors in the Q basis, so WE = V[:, null] and Eᵀ = coefficients
+        idx = null.nonzero().reshape(-1)
+        we = self.v[:, idx]
         keep = torch.linalg.vector_norm(we, dim=0) > 1e-12 * torch.linalg.matrix_norm(W)
-        self.e = e[keep]
+        self.null = idx[keep]
         self.g = we[:, keep] / self.gamma  # G (m, C')
         self.bordered = self.g.shape[1] > 0
         if self.bordered:
             self.h = self.s_inv @ self.g  # S⁻¹G (m, C')
             self.sigma_inv = _spd_inverse(self.g.T @ self.h)  # Σ⁻¹ (C', C')
 
-    def _a_inv(self, v: Tensor) -> Tensor:
-        """:math:`A^{-1}v` for ``v`` ``(B, *shape)``, returned as rows ``(B, n)``."""
-        c = self.diag.forward(v.reshape(v.shape[0], *self.diag.shape))
-        return self.diag.inverse(c / self.a).reshape(v.shape[0], self.n)
+    def _to_q(self, t: Tensor) -> Tensor:
+        """Coefficients ``(B, n)`` in the Q basis of ``t`` ``(B, *shape)``."""
+        return self.diag.forward(t.reshape(t.shape[0], *self.diag.shape)).reshape(t.shape[0], self.n)
 
-    def _correct(self, c: Tensor, akv: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """The null-space border: ``c + q hᵀ`` and ``q`` from ``c = (w - ρ_d W A⁻¹Kᵀv) S⁻¹``."""
+    def _from_q(self, c: Tensor) -> Tensor:
+        """The image ``(B, *shape)`` with Q-basis coefficients ``c`` ``(B, n)``."""
+        return self.diag.inverse(c.reshape(c.shape[0], *self.diag.shape))
+
+    def _border(self, c: Tensor, ak: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The null-space border: ``c + q hᵀ`` and ``q``, from ``c = (·) S⁻¹`` and Q A⁻¹(·) ``ak``."""
         if not self.bordered:
             return c, None
-        beta = c @ self.g
-        if akv is not None:
-            beta = beta + self.rho_d * (akv @ self.e.T)  # ρ_d Eᵀ A⁻¹Kᵀv = Eᵀ(ρ_d Kᵀv)/γ
-        q = -beta @ self.sigma_inv
+        q = -(c @ self.g + self.rho_d * ak[:, self.null]) @ self.sigma_inv
         return c + q @ self.h.T, q
 
-    def step(self, w: Tensor, v: Tensor, nu: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         batch = w.shape[0]
-        akv = self._a_inv(self.reg.K_adj(v))  # A⁻¹Kᵀv (B, n)
-        wakv = akv @ self.W.T  # pass 1
+        akv = self._to_q(self.reg.K_adj(v)) / self.a  # Q A⁻¹Kᵀv (B, n)
         w = w.reshape(batch, self.m)
-        c, q = self._correct((w - self.rho_d * wakv) @ self.s_inv, akv)
-        both = torch.cat([c, nu.reshape(batch, self.m)]) @ self.W  # pass 2: [Wᵀc, Wᵀν]
-        x_new = self._a_inv(both[:batch]) + self.rho_d * akv
+        c, q = self._border((w - self.rho_d * (akv @ self.v.T)) @ self.s_inv, akv)  # pass 1
+        rows = c if nu is None else torch.cat([c, nu.reshape(batch, self.m)])
+        both = rows @ self.v  # pass 2: Q Wᵀc (and Q Wᵀν)
+        x_hat = (both[:batch] / self.a + self.rho_d * akv).clone()
         if q is not None:
-            x_new = x_new - (q @ self.e) / self.gamma
-        wx = w - c / self.rho_u
-        return (x_new.reshape(batch, *self.diag.shape), wx.reshape(batch, *self.affine.out_shape),
-                both[batch:].reshape(batch, *self.diag.shape))
+            x_hat[:, self.null] -= q / self.gamma
+        out = self._from_q(x_hat if nu is None else torch.cat([x_hat, both[batch:]]))
+        wx = (w - c / self.rho_u).reshape(batch, *self.affine.out_shape)
+        return out[:batch], wx, None if nu is None else out[batch:]
 
     def solve(self, r: Tensor, x: Tensor) -> Tensor:
         """:math:`M^{-1}r` for ``r`` ``(B, *in_shape)`` (used by tests; `step` is the fast path)."""
-        batch = r.shape[0]
-        ar = self._a_inv(r)
-        p = (ar @ self.W.T) @ self.s_inv  # S⁻¹ W A⁻¹ r
-        q = None
+        ar = self._to_q(r) / self.a  # Q A⁻¹ r
+        p = (ar @ self.v.T) @ self.s_inv  # S⁻¹ W A⁻¹ r
+        out = ar - (p @ self.v) / self.a
         if self.bordered:
-            beta = (r.reshape(batch, self.n) @ self.e.T) / self.gamma  # Eᵀ A⁻¹ r
-            q = (p @ self.g - beta) @ self.sigma_inv
-            p = p - q @ self.h.T
-        out = ar - self._a_inv(p @ self.W)
-        if q is not None:
-            out = out - (q @ self.e) / self.gamma
-        return out.reshape(r.shape)
+            q = (p @ self.g - ar[:, self.null]) @ self.sigma_inv  # Eᵀ A⁻¹ r = Eᵀ r / γ
+            out = out + ((q @ self.h.T) @ self.v) / self.a
+            out[:, self.null] -= q / self.gamma
+        return self._from_q(out).reshape(r.shape)
 
 
 def _spd_inverse(mat: Tensor) -> Tensor:
