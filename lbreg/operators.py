@@ -49,9 +49,17 @@ def grad2d(x: Tensor) -> Tensor:
         Tensor of shape ``(..., 2, H, W)``; component 0 along ``H``, component 1 along ``W``.
     """
     _check_float_tensor(x, "x", 2, "(..., H, W)")
-    g = x.new_zeros(*x.shape[:-2], 2, *x.shape[-2:])
-    g[..., 0, :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    g[..., 1, :, :-1] = x[..., :, 1:] - x[..., :, :-1]
+    if x.requires_grad and torch.is_grad_enabled():  # out= does not record autograd
+        g = x.new_zeros(*x.shape[:-2], 2, *x.shape[-2:])
+        g[..., 0, :-1, :] = x[..., 1:, :] - x[..., :-1, :]
+        g[..., 1, :, :-1] = x[..., :, 1:] - x[..., :, :-1]
+        return g
+    # the differences written straight into the result: no zero fill, no temporaries
+    g = x.new_empty(*x.shape[:-2], 2, *x.shape[-2:])
+    torch.sub(x[..., 1:, :], x[..., :-1, :], out=g[..., 0, :-1, :])
+    torch.sub(x[..., :, 1:], x[..., :, :-1], out=g[..., 1, :, :-1])
+    g[..., 0, -1, :] = 0.0
+    g[..., 1, :, -1] = 0.0
     return g
 
 

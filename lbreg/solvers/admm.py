@@ -299,9 +299,11 @@ def admm(
     norm_b = sample_norm(b).expand(batch)
     u, d = affine.forward(x), reg.K(x)
     s_d = bview(alpha_t / rho_d, d)  # d-prox parameter α/ρ_d
-    lam_u, z = torch.zeros_like(u), torch.zeros_like(d)
     sqrt_n, sqrt_p = math.sqrt(x[0].numel()), math.sqrt(u[0].numel() + d[0].numel())
     x_next, wx_next, _ = groups.step(u - b, d, None, x)
+    # The d-block is carried as (v_d, λ_d) with d = v_d - λ_d and λ_d = s_d z (scaled dual):
+    # the relaxed point is then θKx + (1-θ)v_d + θλ_d, which saves a full-size pass per iteration.
+    lam_u, v_d, lam_d = torch.zeros_like(u), d, torch.zeros_like(d)
 
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="admm", callback=callback)
@@ -310,18 +312,23 @@ def admm(
         check = (k + 1) % check_every == 0 or k + 1 == max_iter
         wx, kx = wx_next + b, reg.K(x_next)
         v_u = relax * wx + (1.0 - relax) * u + lam_u
-        v_d = relax * kx + (1.0 - relax) * d + s_d * z
+        v_d_new = torch.add(kx, v_d, alpha=(1.0 - relax) / relax).add_(lam_d).mul_(relax)
         u_new = groups.u_prox(act, y, v_u)
         lam_u_new = v_u - u_new
-        z_new = reg.prox_conj(v_d / s_d, 1.0 / s_d)  # ν_d / α, in ∂R(d)
-        d_new = v_d - s_d * z_new
-        # iterate k+1 is (x_next, u_new, d_new, λ_new); its step gives x^{k+2} (and Wᵀλ_u to test it)
-        x_ahead, wx_ahead, wt_lam = groups.step(u_new - b - lam_u_new, d_new - s_d * z_new,
+        p_d = v_d_new.div_(s_d)  # in place: v_d_new is restored below
+        z_new = reg.prox_conj(p_d, 1.0 / s_d)  # ν_d / α, in ∂R(d)
+        lam_d_new = (z_new.clone() if z_new.data_ptr() == p_d.data_ptr() else z_new).mul_(s_d)
+        v_d_new = p_d.mul_(s_d)  # λ_d = s_d z; z_new is not needed apart from it
+        # iterate k+1 is (x_next, u_new, d_new = v_d_new - λ_d, λ_new); its step gives x^{k+2}
+        # (and Wᵀλ_u to test it)
+        x_ahead, wx_ahead, wt_lam = groups.step(u_new - b - lam_u_new,
+                                                torch.add(v_d_new, lam_d_new, alpha=-2.0),
                                                 lam_u_new if check else None, x_next)
         log.count()
         if check:
+            d_new = v_d_new - lam_d_new
             wt_nu = bview(rho_u, wt_lam) * wt_lam
-            kt_nu = reg.K_adj(bview(alpha_t, z_new) * z_new)
+            kt_nu = reg.K_adj(bview(rho_d, lam_d_new) * lam_d_new)  # Kᵀ(α z)
             r_pri = torch.hypot(sample_norm(wx - u_new), sample_norm(kx - d_new))
             r_dual = sample_norm(wt_nu + kt_nu)
             scale_pri = torch.maximum(
@@ -334,20 +341,21 @@ def admm(
             log.record(objective=objective, primal_residual=r_pri, dual_residual=r_dual)
             done = (r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual))
         if log.all_active:  # no sample has finished: nothing to freeze
-            x, u, d, z, lam_u = x_next, u_new, d_new, z_new, lam_u_new
+            x, u, v_d, lam_d, lam_u = x_next, u_new, v_d_new, lam_d_new, lam_u_new
             x_next, wx_next = x_ahead, wx_ahead
         else:
             active = log.active
-            x, u, d, z = (freeze(active, x_next, x), freeze(active, u_new, u),
-                          freeze(active, d_new, d), freeze(active, z_new, z))
+            x, u = freeze(active, x_next, x), freeze(active, u_new, u)
+            v_d, lam_d = freeze(active, v_d_new, v_d), freeze(active, lam_d_new, lam_d)
             lam_u = freeze(active, lam_u_new, lam_u)
             x_next, wx_next = freeze(active, x_ahead, x_next), freeze(active, wx_ahead, wx_next)
         if check:
             log.deactivate(done)
         k += 1
-        if not log.keep_going(k, {"x": x, "z": z}):
+        if not log.keep_going(k, {"x": x, "z": lam_d / s_d} if callback is not None else None):
             break
 
+    z = lam_d / s_d
     iterations, converged, message, history = log.finish("admm", tol)
     return Result(
         x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,

@@ -201,7 +201,7 @@ class _WoodburySolver(XStep):
         c, q = self._border((w - self.rho_d * (akv @ self.v.T)) @ self.s_inv, akv)  # pass 1
         rows = c if nu is None else torch.cat([c, nu.reshape(batch, self.m)])
         both = rows @ self.v  # pass 2: Q Wᵀc (and Q Wᵀν)
-        x_hat = (both[:batch] / self.a + self.rho_d * akv).clone()
+        x_hat = torch.add(both[:batch] / self.a, akv, alpha=self.rho_d)
         if q is not None:
             x_hat[:, self.null] -= q / self.gamma
         out = self._from_q(x_hat if nu is None else torch.cat([x_hat, both[batch:]]))
