@@ -8,7 +8,7 @@ from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perc
 from lbreg.activations import LeakyReLU, ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
-from lbreg.solvers import aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
+from lbreg.solvers import admm, aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -279,6 +279,23 @@ def test_lifted_cd_with_admm_x0_solver_reaches_lower_energy_in_the_same_sweeps()
     assert torch.linalg.vector_norm(fast.dual, dim=-3).max() <= 1 + 1e-12
     with pytest.raises(ValueError, match="x0_solver"):
         lifted_cd(net, y, alpha, max_iter=1, x0_solver="cg")
+
+
+@pytest.mark.parametrize("make_net", [conv_net, dense_net], ids=["conv", "dense"])
+def test_lifted_cd_admm_sweep_is_admm_on_the_first_layer(make_net):
+    """One sweep with x0_solver="admm" solves (15a) exactly as `admm` called on the first layer
+    with data x_1 (the x-update prepared once per call gives the same iterates)."""
+    net = make_net(5)
+    g = torch.Generator().manual_seed(43)
+    y = net.forward(torch.rand(2, *net.input_shape, generator=g))
+    alpha = torch.tensor([1e-2, 3e-2])
+    res = lifted_cd(net, y, alpha, max_iter=1, tol=0.0, x0_solver="admm", inner_iters=12, inner_tol=1e-9)
+    x0 = torch.zeros(2, *net.input_shape)
+    first = LiftedNetwork.from_layers([net.layers[0]])
+    ref = admm(first, net.states(x0)[1], alpha, TV(), x0=x0, max_iter=12, tol=1e-9)
+    assert torch.allclose(res.x, ref.x, rtol=0, atol=1e-12)
+    assert torch.allclose(res.dual, ref.dual, rtol=0, atol=1e-12)
+    assert torch.equal(res.history["inner_iterations"][0], ref.iterations)
 
 
 def test_solvers_follow_input_dtype():

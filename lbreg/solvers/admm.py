@@ -73,8 +73,9 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
 
 # --------------------------------------------------------------------------- penalties
 
-# Default ρ_d = _RHO_D_PER_ALPHA · α (see `admm`, "Penalty").
+# Default ρ_d = _RHO_D_PER_ALPHA · α and over-relaxation (see `admm`, "Penalty").
 _RHO_D_PER_ALPHA = 15.0
+ADMM_RELAX = 1.8
 
 
 def _norm_sq(affine: AffineMap) -> float:
@@ -114,10 +115,13 @@ def _penalties(
 
 
 class _Groups:
-    """Samples sharing one penalty pair share one factorisation of the x-update."""
+    """The penalties ``(rho_u, rho_d)`` ``(B,)`` for ``alpha`` and the x-update: samples sharing
+    one penalty pair share one factorisation."""
 
-    def __init__(self, rho_u: Tensor, rho_d: Tensor, affine: AffineMap, reg: Regularizer,
+    def __init__(self, affine: AffineMap, reg: Regularizer, alpha: Tensor, rho: Any,
                  like: Tensor) -> None:
+        rho_u, rho_d, self.norm_w = _penalties(rho, alpha, affine, reg)
+        self.rho_u, self.rho_d = rho_u, rho_d
         pairs = torch.stack([rho_u, rho_d], dim=1).cpu()
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
         self.members: list[tuple[Tensor | None, float, XStep]] = []
@@ -163,7 +167,7 @@ def admm(
     reg: Regularizer | None = None,
     *,
     rho: float | tuple[float, float] | None = None,
-    relax: float = 1.8,
+    relax: float = ADMM_RELAX,
     max_iter: int = 5_000,
     tol: float = 1e-6,
     x0: Tensor | None = None,
@@ -287,14 +291,22 @@ def admm(
     check_every = check_int(check_every, "check_every", minimum=1)
     y = check_data(network, y)
     network = network.to(device=y.device, dtype=y.dtype)
+    alpha_t = check_alpha(alpha, y.shape[0], y)
+    groups = _Groups(network.layers[0].affine, reg, alpha_t, rho, y)
+    x = check_start(network, x0, y)
+    return _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
+                 check_every=check_every, progress=progress, callback=callback)
+
+
+def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, groups: _Groups,
+          x: Tensor, *, relax: float, max_iter: int, tol: float, check_every: int,
+          progress: bool = False, callback: Callable[[dict[str, Any]], Any] | None = None) -> Result:
+    """The loop of `admm` on checked arguments, with the x-update ``groups`` prepared for
+    ``alpha_t`` (so that `lifted_cd` prepares it once for all its sweeps)."""
     batch = y.shape[0]
-    alpha_t = check_alpha(alpha, batch, y)
     layer = network.layers[0]
     affine, act = layer.affine, layer.activation
-    rho_u, rho_d, norm_w = _penalties(rho, alpha_t, affine, reg)
-    groups = _Groups(rho_u, rho_d, affine, reg, y)
-
-    x = check_start(network, x0, y)
+    rho_u, rho_d = groups.rho_u, groups.rho_d
     b = affine.forward(torch.zeros_like(x[:1]))  # (1, *out_shape)
     norm_b = sample_norm(b).expand(batch)
     u, d = affine.forward(x), reg.K(x)
@@ -361,5 +373,5 @@ def admm(
         x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),
         params={"rho_u": rho_u.cpu(), "rho_d": rho_d.cpu(), "relax": relax,
-                "x_update": groups.kind, "norm_W": norm_w, "tol": tol, "max_iter": max_iter},
+                "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter},
     )

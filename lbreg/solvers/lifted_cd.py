@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..network import Layer, LiftedNetwork
 from ..regularizers import TV, Regularizer
-from .admm import admm
+from .admm import ADMM_RELAX, _admm, _Groups
 from .pdhg import _dual_start, default_steps, pdhg_step
 from .result import (
     IterationLog,
@@ -157,6 +157,7 @@ def lifted_cd(
     tau_aux_t = [torch.full_like(alpha_t, check_positive(t, f"tau_aux[{i}]")) for i, t in enumerate(tau_aux)]
 
     first = LiftedNetwork.from_layers([layers[0]])
+    groups = _Groups(layers[0].affine, reg, alpha_t, None, y) if x0_solver == "admm" else None
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, None, y)
     aux = [s for s in network.states(x)[1:depth]]
@@ -171,7 +172,8 @@ def lifted_cd(
                 check_every
             )
         else:
-            x_new, z_new, residual, inner = _solve_x0_admm(first, data, x, alpha_t, reg, inner_iters, inner_tol)
+            x_new, z_new, residual, inner = _solve_x0_admm(first, data, x, alpha_t, reg, groups,
+                                                           inner_iters, inner_tol)
         change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
         aux_new, prev = [], x_new
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
@@ -243,16 +245,21 @@ def _solve_x0_admm(
     x: Tensor,
     alpha: Tensor,
     reg: Regularizer,
+    groups: _Groups,
     inner_iters: int,
     inner_tol: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r"""Sub-problem (15a) by `admm` from :math:`x_0^k`, at most ``inner_iters`` iterations.
 
+    ``groups`` is admm's x-update for the first layer and ``alpha``, prepared once per call
+    of `lifted_cd` (its penalties do not depend on the data :math:`x_1^k`).
+
     Returns:
         ``(x_0, z, residual, steps)`` as `_solve_x0`; ``residual`` is ADMM's dual residual at
         its last iteration, ``z = ν_d/α`` its TV dual (pixelwise in the unit ball).
     """
-    res = admm(first, data, alpha, reg, x0=x, max_iter=inner_iters, tol=inner_tol)
+    res = _admm(first, data, alpha, reg, groups, x, relax=ADMM_RELAX, max_iter=inner_iters,
+                tol=inner_tol, check_every=10)
     device = x.device
     residual = res.history["dual_residual"][-1].to(device=device, dtype=x.dtype)
     return res.x, res.dual, residual, res.iterations.to(device)
