@@ -19,6 +19,7 @@ timed loop (a copy of :math:`x` every ``record_every`` iterations is the only ov
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -58,6 +59,21 @@ def _norm_L(W: np.ndarray, shape: tuple[int, int], grad, iters: int = 200) -> fl
             break
         lam = lam_new
     return float(np.sqrt(lam))
+
+
+def _recorder(niter: int, record_every: int, as_array: Callable[[Any], np.ndarray]):
+    """``(iterates, callback)``: the callback appends ``(seconds, k, copy of x_k)`` every
+    ``record_every`` iterations and at ``niter``, seconds counted from this call."""
+    iterates = []
+    t0 = time.perf_counter()
+    counter = {"k": 0}
+
+    def callback(xk):
+        counter["k"] += 1
+        if counter["k"] % record_every == 0 or counter["k"] == niter:
+            iterates.append((time.perf_counter() - t0, counter["k"], as_array(xk)))
+
+    return iterates, callback
 
 
 def run_odl(W, b, y, alpha, shape, niter, record_every):
@@ -132,15 +148,7 @@ def run_odl(W, b, y, alpha, shape, niter, record_every):
     tau = sigma = 1.0 / norm
     x = space.zero()
     setup = time.perf_counter() - start
-    iterates = []
-    t0 = time.perf_counter()
-    counter = {"k": 0}
-
-    def callback(xk):
-        counter["k"] += 1
-        if counter["k"] % record_every == 0 or counter["k"] == niter:
-            iterates.append((time.perf_counter() - t0, counter["k"], xk.asarray().ravel().copy()))
-
+    iterates, callback = _recorder(niter, record_every, lambda xk: xk.asarray().ravel().copy())
     odl.solvers.pdhg(x, f, g, L, niter, tau, sigma, callback=callback)
     return setup, iterates, {"tau": tau, "sigma": sigma, "norm_L": norm * 0.99}
 
@@ -177,15 +185,7 @@ def run_pyproximal(W, b, y, alpha, shape, niter, record_every):
     norm = 1.0 / 0.99 * _norm_L(W, shape, grad)
     tau = mu = 1.0 / norm
     setup = time.perf_counter() - start
-    iterates = []
-    t0 = time.perf_counter()
-    counter = {"k": 0}
-
-    def callback(xk):
-        counter["k"] += 1
-        if counter["k"] % record_every == 0 or counter["k"] == niter:
-            iterates.append((time.perf_counter() - t0, counter["k"], np.array(xk, copy=True)))
-
+    iterates, callback = _recorder(niter, record_every, lambda xk: np.array(xk, copy=True))
     pyproximal.optimization.primaldual.PrimalDual(Zero(), g, A, np.zeros(n), tau, mu, theta=1.0,
                                                   niter=niter, callback=callback, show=False)
     return setup, iterates, {"tau": tau, "mu": mu, "norm_L": norm * 0.99}
