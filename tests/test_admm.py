@@ -108,6 +108,25 @@ def test_batched_admm_equals_single_solves():
         assert torch.allclose(batched.params["rho_d"][i], single.params["rho_d"][0])
 
 
+def test_finished_samples_leave_the_batch_one_check_at_a_time():
+    """Four samples stopping at different checks (so the working batch shrinks three times,
+    across two penalty groups) give exactly the single solves."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=13, scale=2.0)
+    y = image_data(net, 4, seed=14)
+    alphas = torch.tensor([0.2, 0.01, 0.2, 0.05])
+    batched = admm(net, y, alphas, tol=1e-7, check_every=1)
+    assert batched.success and len(set(batched.iterations.tolist())) >= 3
+    for i in range(4):
+        single = admm(net, y[i : i + 1], float(alphas[i]), tol=1e-7, check_every=1)
+        assert batched.iterations[i] == single.iterations[0]
+        assert torch.allclose(batched.x[i], single.x[0], atol=1e-10, rtol=0)
+        assert torch.allclose(batched.dual[i], single.dual[0], atol=1e-10, rtol=0)
+        last = int(single.iterations[0]) - 1
+        assert torch.allclose(batched.history["objective"][last, i], single.history["objective"][last, 0],
+                              atol=1e-10, rtol=0)
+        assert (batched.history["objective"][last:, i] == batched.history["objective"][last, i]).all()
+
+
 def test_converged_sample_stops_changing_while_others_run():
     net = perceptron(30, (1, 6, 6), ReLU(), seed=9, scale=2.0)
     y = image_data(net, 2, seed=10)

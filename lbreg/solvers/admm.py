@@ -10,6 +10,7 @@ can be shown the true minimiser (Boyd et al. 2011, §3 and §3.4.3; Eckstein & B
 
 from __future__ import annotations
 
+import copy
 import math
 from numbers import Real
 from typing import Any, Callable
@@ -30,7 +31,6 @@ from .result import (
     check_network,
     check_positive,
     check_start,
-    freeze,
     sample_norm,
 )
 from .xupdate import XStep, x_solver
@@ -124,13 +124,25 @@ class _Groups:
         self.rho_u, self.rho_d = rho_u, rho_d
         pairs = torch.stack([rho_u, rho_d], dim=1).cpu()
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-        self.members: list[tuple[Tensor | None, float, XStep]] = []
-        for g, (ru, rd) in enumerate(unique.tolist()):
-            idx = None
-            if unique.shape[0] > 1:
-                idx = (inverse == g).nonzero().reshape(-1).to(like.device)
-            self.members.append((idx, ru, x_solver(affine, reg, ru, rd, like)))
-        self.kind = self.members[0][2].kind
+        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like)) for ru, rd in unique.tolist()]
+        self.kind = self.solvers[0][1].kind
+        self._group = inverse.to(like.device)  # the group of each sample
+        self.members = self._members()
+
+    def _members(self) -> list[tuple[Tensor | None, float, XStep]]:
+        """``(rows, rho_u, solver)`` per group present (``rows`` None when one group holds all)."""
+        if len(self.solvers) == 1:
+            return [(None, *self.solvers[0])]
+        rows = [(self._group == g).nonzero().reshape(-1) for g in range(len(self.solvers))]
+        present = [(r, *solver) for r, solver in zip(rows, self.solvers) if r.numel() > 0]
+        return [(None, ru, solver) for _, ru, solver in present] if len(present) == 1 else present
+
+    def subset(self, rows: Tensor) -> _Groups:
+        """The same penalties and x-updates for the samples ``rows`` of the batch only."""
+        out = copy.copy(self)
+        out.rho_u, out.rho_d, out._group = self.rho_u[rows], self.rho_d[rows], self._group[rows]
+        out.members = out._members()
+        return out
 
     def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
              x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -227,6 +239,8 @@ def admm(
     (and at ``max_iter``), where the step that yields :math:`x^{k+2}` also returns
     :math:`W^\top\nu_u` of iterate :math:`k+1`; an iteration costs two passes over
     :math:`W` and the O(n) work of the prox steps; the returned iterate is the last one tested.
+    A sample that passes the test leaves the working batch there (its iterate is kept), so the
+    later iterations of a batch cost only what its running samples cost.
 
     **Penalty.** Default :math:`\rho_d = 15\,\alpha` and :math:`\rho_u = \rho_d\|K\|^2/\|W\|^2`
     (:math:`8\rho_d/\|W\|^2` for TV), per sample; fixed over the run. The ratio balances the
@@ -306,16 +320,26 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
     batch = y.shape[0]
     layer = network.layers[0]
     affine, act = layer.affine, layer.activation
-    rho_u, rho_d = groups.rho_u, groups.rho_d
+    params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
+              "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
     b = affine.forward(torch.zeros_like(x[:1]))  # (1, *out_shape)
-    norm_b = sample_norm(b).expand(batch)
     u, d = affine.forward(x), reg.K(x)
-    s_d = bview(alpha_t / rho_d, d)  # d-prox parameter α/ρ_d
     sqrt_n, sqrt_p = math.sqrt(x[0].numel()), math.sqrt(u[0].numel() + d[0].numel())
+    x_out, z_out = torch.empty_like(x), torch.empty_like(d)
+    # Finished samples leave the working batch at the check that stops them (their iterate goes
+    # to x_out, z_out): `rows` are the batch indices of the working samples (None while all run).
+    rows, alpha_w, whole_groups = None, alpha_t, groups
+    s_d = bview(alpha_w / groups.rho_d, d)  # d-prox parameter α/ρ_d
     x_next, wx_next, _ = groups.step(u - b, d, None, x)
     # The d-block is carried as (v_d, λ_d) with d = v_d - λ_d and λ_d = s_d z (scaled dual):
     # the relaxed point is then θKx + (1-θ)v_d + θλ_d, which saves a full-size pass per iteration.
     lam_u, v_d, lam_d = torch.zeros_like(u), d, torch.zeros_like(d)
+    recorded: dict[str, Tensor] = {}
+
+    def whole(name: str, value: Tensor) -> Tensor:
+        """A per-sample record for the whole batch (finished samples keep their last value)."""
+        recorded[name] = value if rows is None else recorded[name].index_copy(0, rows, value)
+        return recorded[name]
 
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="admm", callback=callback)
@@ -324,54 +348,57 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
         check = (k + 1) % check_every == 0 or k + 1 == max_iter
         wx, kx = wx_next + b, reg.K(x_next)
         v_u = relax * wx + (1.0 - relax) * u + lam_u
-        v_d_new = torch.add(kx, v_d, alpha=(1.0 - relax) / relax).add_(lam_d).mul_(relax)
-        u_new = groups.u_prox(act, y, v_u)
-        lam_u_new = v_u - u_new
-        p_d = v_d_new.div_(s_d)  # in place: v_d_new is restored below
-        z_new = reg.prox_conj(p_d, 1.0 / s_d)  # ν_d / α, in ∂R(d)
-        lam_d_new = (z_new.clone() if z_new.data_ptr() == p_d.data_ptr() else z_new).mul_(s_d)
-        v_d_new = p_d.mul_(s_d)  # λ_d = s_d z; z_new is not needed apart from it
-        # iterate k+1 is (x_next, u_new, d_new = v_d_new - λ_d, λ_new); its step gives x^{k+2}
-        # (and Wᵀλ_u to test it)
-        x_ahead, wx_ahead, wt_lam = groups.step(u_new - b - lam_u_new,
-                                                torch.add(v_d_new, lam_d_new, alpha=-2.0),
-                                                lam_u_new if check else None, x_next)
+        v_d = torch.add(kx, v_d, alpha=(1.0 - relax) / relax).add_(lam_d).mul_(relax)
+        u = groups.u_prox(act, y, v_u)
+        lam_u = v_u - u
+        p_d = v_d.div_(s_d)  # in place: v_d is restored below
+        z = reg.prox_conj(p_d, 1.0 / s_d)  # ν_d / α, in ∂R(d)
+        lam_d = (z.clone() if z.data_ptr() == p_d.data_ptr() else z).mul_(s_d)  # λ_d = s_d z
+        v_d = p_d.mul_(s_d)
+        # iterate k+1 is (x_next, u, d = v_d - λ_d, λ); its step gives x^{k+2} (and Wᵀλ_u to test it)
+        x, wx_prev = x_next, wx
+        x_next, wx_next, wt_lam = groups.step(u - b - lam_u, torch.add(v_d, lam_d, alpha=-2.0),
+                                              lam_u if check else None, x)
         log.count()
         if check:
-            d_new = v_d_new - lam_d_new
-            wt_nu = bview(rho_u, wt_lam) * wt_lam
-            kt_nu = reg.K_adj(bview(rho_d, lam_d_new) * lam_d_new)  # Kᵀ(α z)
-            r_pri = torch.hypot(sample_norm(wx - u_new), sample_norm(kx - d_new))
+            d = v_d - lam_d
+            wt_nu = bview(groups.rho_u, wt_lam) * wt_lam
+            kt_nu = reg.K_adj(bview(groups.rho_d, lam_d) * lam_d)  # Kᵀ(α z)
+            r_pri = torch.hypot(sample_norm(wx_prev - u), sample_norm(kx - d))
             r_dual = sample_norm(wt_nu + kt_nu)
             scale_pri = torch.maximum(
-                torch.maximum(torch.hypot(sample_norm(wx - b), sample_norm(kx)),
-                              torch.hypot(sample_norm(u_new), sample_norm(d_new))),
-                norm_b,
+                torch.maximum(torch.hypot(sample_norm(wx_prev - b), sample_norm(kx)),
+                              torch.hypot(sample_norm(u), sample_norm(d))),
+                sample_norm(b).expand(x.shape[0]),
             )
             scale_dual = torch.maximum(sample_norm(wt_nu), sample_norm(kt_nu))
-            objective = act.bregman(y, wx, check=False) + alpha_t * reg.value(x_next)
-            log.record(objective=objective, primal_residual=r_pri, dual_residual=r_dual)
+            objective = act.bregman(y, wx_prev, check=False) + alpha_w * reg.value(x)
+            log.record(objective=whole("objective", objective),
+                       primal_residual=whole("primal_residual", r_pri),
+                       dual_residual=whole("dual_residual", r_dual))
             done = (r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual))
-        if log.all_active:  # no sample has finished: nothing to freeze
-            x, u, v_d, lam_d, lam_u = x_next, u_new, v_d_new, lam_d_new, lam_u_new
-            x_next, wx_next = x_ahead, wx_ahead
-        else:
-            active = log.active
-            x, u = freeze(active, x_next, x), freeze(active, u_new, u)
-            v_d, lam_d = freeze(active, v_d_new, v_d), freeze(active, lam_d_new, lam_d)
-            lam_u = freeze(active, lam_u_new, lam_u)
-            x_next, wx_next = freeze(active, x_ahead, x_next), freeze(active, wx_ahead, wx_next)
-        if check:
-            log.deactivate(done)
+            log.deactivate(done if rows is None else torch.zeros_like(log.active).index_copy(0, rows, done))
+            if bool(done.any()) and not bool(done.all()):  # host check: compact the working batch
+                gone, keep = done.nonzero().reshape(-1), (~done).nonzero().reshape(-1)
+                at = gone if rows is None else rows[gone]
+                x_out[at], z_out[at] = x[gone], (lam_d / s_d)[gone]
+                rows = keep if rows is None else rows[keep]
+                x, u, v_d, lam_d, lam_u, x_next, wx_next, y, alpha_w, s_d = (
+                    t[keep] for t in (x, u, v_d, lam_d, lam_u, x_next, wx_next, y, alpha_w, s_d))
+                groups = whole_groups.subset(rows)
         k += 1
-        if not log.keep_going(k, {"x": x, "z": lam_d / s_d} if callback is not None else None):
+        state = None
+        if callback is not None:  # the whole batch, finished samples at their final iterate
+            state = {"x": _merge(x_out, rows, x), "z": _merge(z_out, rows, lam_d / s_d)}
+        if not log.keep_going(k, state):
             break
 
-    z = lam_d / s_d
+    x, z = _merge(x_out, rows, x), _merge(z_out, rows, lam_d / s_d)
     iterations, converged, message, history = log.finish("admm", tol)
-    return Result(
-        x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
-        history=history, alpha=alpha_t.cpu(),
-        params={"rho_u": rho_u.cpu(), "rho_d": rho_d.cpu(), "relax": relax,
-                "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter},
-    )
+    return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
+                  history=history, alpha=alpha_t.cpu(), params=params)
+
+
+def _merge(out: Tensor, rows: Tensor | None, working: Tensor) -> Tensor:
+    """The whole batch: ``out`` (finished samples) with the ``working`` samples at ``rows``."""
+    return working if rows is None else out.index_copy(0, rows, working)

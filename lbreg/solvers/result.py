@@ -193,7 +193,6 @@ class IterationLog:
         self._times: list[float] = []
         self._time_its: list[int] = []
         self.stopped_by_callback = False
-        self.all_active = True  # as of the last host check: no sample has finished yet
         self._bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False)
         self._bar_pos = 0
 
@@ -231,11 +230,10 @@ class IterationLog:
     def _check(self, k: int) -> bool:
         self._bar.update(k - self._bar_pos)
         self._bar_pos = k
-        n_active = int(self.active.sum())  # the only host synchronisation
-        self.all_active = n_active == self.active.numel()
+        any_active = bool(self.active.any())  # the only host synchronisation
         self._times.append(time.perf_counter() - self._start)
         self._time_its.append(k)
-        return n_active > 0
+        return any_active
 
     def finish(self, solver: str, tol: float) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
         """Close the progress bar; return (iterations, converged, message, history) on CPU."""
