@@ -38,8 +38,10 @@ class Result:
             ``max_iter``.
         message: one line saying what stopped the solver.
         history: per-iteration records, each a CPU tensor of shape ``(K, B)`` (row ``k`` holds
-            the value at iterate ``k``), plus ``"time"``: seconds since the start at each
-            host check, shape ``(C,)``, with ``"time_iteration"`` the iterations they refer to.
+            the value at iterate ``k``; `admm` records only at its stopping tests, row ``j``
+            then holding iterate ``time_iteration[j]``), plus ``"time"``: seconds since the
+            start at each host check, shape ``(C,)``, with ``"time_iteration"`` the iterations
+            they refer to.
         alpha: the regularisation parameter(s) used, ``(B,)`` on CPU.
         params: step sizes and settings actually used.
     """
