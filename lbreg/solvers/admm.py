@@ -76,6 +76,7 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
 # Default ρ_d = _RHO_D_PER_ALPHA · α and over-relaxation (see `admm`, "Penalty").
 _RHO_D_PER_ALPHA = 15.0
 ADMM_RELAX = 1.8
+ADMM_CHECK_EVERY = 10  # iterations between stopping tests
 
 
 def _norm_sq(affine: AffineMap) -> float:
@@ -183,7 +184,7 @@ def admm(
     max_iter: int = 5_000,
     tol: float = 1e-6,
     x0: Tensor | None = None,
-    check_every: int = 10,
+    check_every: int = ADMM_CHECK_EVERY,
     progress: bool = False,
     callback: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Result:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..network import Layer, LiftedNetwork
 from ..regularizers import TV, Regularizer
-from .admm import ADMM_RELAX, _admm, _Groups
+from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, _admm, _Groups
 from .pdhg import _dual_start, default_steps, pdhg_step
 from .result import (
     IterationLog,
@@ -259,7 +259,7 @@ def _solve_x0_admm(
         its last iteration, ``z = ν_d/α`` its TV dual (pixelwise in the unit ball).
     """
     res = _admm(first, data, alpha, reg, groups, x, relax=ADMM_RELAX, max_iter=inner_iters,
-                tol=inner_tol, check_every=10)
+                tol=inner_tol, check_every=ADMM_CHECK_EVERY)
     device = x.device
     residual = res.history["dual_residual"][-1].to(device=device, dtype=x.dtype)
     return res.x, res.dual, residual, res.iterations.to(device)
