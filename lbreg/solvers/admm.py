@@ -379,7 +379,7 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
                        dual_residual=whole("dual_residual", r_dual))
             done = (r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual))
             log.deactivate(done if rows is None else torch.zeros_like(log.active).index_copy(0, rows, done))
-            if bool(done.any()) and not bool(done.all()):  # host check: compact the working batch
+            if 0 < int(done.sum()) < done.numel():  # one host check: compact the working batch
                 gone, keep = done.nonzero().reshape(-1), (~done).nonzero().reshape(-1)
                 at = gone if rows is None else rows[gone]
                 x_out[at], z_out[at] = x[gone], (lam_d / s_d)[gone]
