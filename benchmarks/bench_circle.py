@@ -5,7 +5,9 @@ For both laws of :math:`W` (``uniform`` :math:`U(\pm1/64)`, the default, and ``n
 :math:`(f(x_k) - f^\star)/f^\star` of eq. (11) against a reference optimum :math:`f^\star` (a
 long ``admm`` run, cross-checked with cvxpy/Clarabel; the lowest value found is used), for
 
-- ``lbreg pdhg (eq. 14)`` at the paper's step sizes, 10,000 iterations (the paper's budget);
+- ``lbreg pdhg (eq. 14)`` at the paper's step sizes, 10,000 iterations (the paper's budget;
+  for the ``normal`` law continued to 40,000, since eq. 14 is far from every tolerance there and
+  only the length of its run bounds the speed-up of the fast solver over it from below);
 - ``lbreg admm`` with its default penalties (``tol=0``: run the whole budget);
 - ODL and PyProximal PDHG on the same objective (``benchmarks/peers.py``), when installed.
 
@@ -36,6 +38,8 @@ from lbreg.solvers import admm, pdhg  # noqa: E402
 
 ALPHA = 0.015
 TOLS = (1e-3, 1e-4, 1e-6)
+PAPER_BUDGET = 10_000  # eq. 14's iterations in the paper
+EQ14_LONG = 40_000  # eq. 14's iterations on the normal law (a longer run, a tighter bound)
 
 
 def problem(law: str, quick: bool, device: torch.device):
@@ -156,6 +160,8 @@ def summarise(trace: list, f_star: float) -> dict:
         out[f"time_to_{tol:g}"] = None if hit is None else hit[0]
         out[f"iters_to_{tol:g}"] = None if hit is None else hit[1]
     out["final_gap"] = gaps[-1][2]
+    at_budget = [(k, g) for _, k, g in gaps if k <= PAPER_BUDGET][-1]
+    out["iteration_at_paper_budget"], out["gap_at_paper_budget"] = at_budget
     step = max(1, len(gaps) // 300)
     curve = gaps[::step] + ([gaps[-1]] if (len(gaps) - 1) % step else [])
     out["curve"] = {"seconds": [c[0] for c in curve], "iteration": [c[1] for c in curve],
@@ -167,14 +173,15 @@ def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     device = common.setup(args)
     env = common.environment(args, device)
-    budget_pdhg, budget_admm = (300, 300) if args.quick else (10_000, 2_000)
+    budget_admm = 300 if args.quick else 2_000
+    budget_pdhg = {"uniform": 300, "normal": 600} if args.quick else {"uniform": PAPER_BUDGET, "normal": EQ14_LONG}
     peer_iters, record_every = (100, 10) if args.quick else (5_000, 10)
     available = peers.available()
     env["peers"] = available
     rows, laws = [], {}
     for law in ("uniform", "normal"):
         ref = reference(law, args.quick, device, with_cvxpy=not args.quick)
-        traces = {"lbreg pdhg (eq. 14)": lbreg_trace("pdhg", law, args.quick, device, budget_pdhg),
+        traces = {"lbreg pdhg (eq. 14)": lbreg_trace("pdhg", law, args.quick, device, budget_pdhg[law]),
                   "lbreg admm": lbreg_trace("admm", law, args.quick, device, budget_admm)}
         for label, (module, runner) in peers.RUNNERS.items():
             if available[module] is not None and device.type == "cpu":
@@ -198,7 +205,8 @@ def main() -> None:
             rows.append({"law": law, "solver": label, "iterations run": tr["iterations"],
                          **{f"t→{tol:g} [s]": s[f"time_to_{tol:g}"] for tol in TOLS},
                          **{f"k→{tol:g}": s[f"iters_to_{tol:g}"] for tol in TOLS},
-                         "final gap": s["final_gap"], "total [s]": tr["total_s"],
+                         "gap at 10,000 its": s["gap_at_paper_budget"], "final gap": s["final_gap"],
+                         "total [s]": tr["total_s"],
                          "t→1e-4, 2 threads [s]": s.get("time_to_0.0001_2_threads")})
         print(f"{law}: f* = {f_star:.12g}; admm(tol 1e-11) {ref['admm_f']:.12g}"
               + (f"; cvxpy {ref['cvxpy_f']:.12g} ({ref['cvxpy_status']}, {ref['cvxpy_seconds']:.1f} s)"

@@ -106,9 +106,12 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def write(name: str, payload: dict[str, Any], args: argparse.Namespace) -> list[Path]:
     """Write ``payload`` (with the load after the run added) to results/, and to book/ with --publish."""
-    payload["environment"]["load_after"] = load_average()
-    if payload["environment"]["device"] != "cpu":  # GPU numbers sit beside the CPU ones
-        name = f"{name}_{payload['environment']['device'].split(':')[0]}"
+    env = payload["environment"]
+    env["load_after"] = load_average()
+    if env["device"] != "cpu":  # GPU numbers sit beside the CPU ones
+        name = f"{name}_{env['device'].split(':')[0]}"
+    elif env["threads"] != 1:  # so do CPU numbers on more than one thread
+        name = f"{name}_threads{env['threads']}"
     paths = [RESULTS / f"{name}.json"]
     if args.publish:
         paths.append(PUBLISHED / f"{name}.json")

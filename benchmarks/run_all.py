@@ -1,24 +1,38 @@
 """Run every benchmark in turn (``make bench``); extra arguments are passed to each script.
 
 ``python benchmarks/run_all.py --quick`` is a smoke run; ``--publish`` also refreshes the JSON
-the book's Performance page reads (``book/performance/*.json``).
+the book's Performance page reads (``book/performance/*.json``). On a CPU with more than one
+core, the iteration-cost and batch benchmarks run a second time on all cores.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_iteration_cost.py", "bench_batch.py", "bench_mnist_cnn.py", "bench_circle.py"]
+# on a CPU, also on all its cores (JSON ``<name>_threads<N>.json``) unless --threads is given
+ALL_CORES = ["bench_iteration_cost.py", "bench_batch.py"]
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    runs = [(script, args) for script in SCRIPTS]
+    given = argparse.ArgumentParser(add_help=False)
+    given.add_argument("--device", default="cpu")
+    given.add_argument("--threads", type=int)
+    known, _ = given.parse_known_args(args)
+    cores = os.cpu_count() or 1
+    if known.device == "cpu" and known.threads is None and cores > 1:
+        runs += [(script, [*args, "--threads", str(cores)]) for script in ALL_CORES]
     status = 0
-    for script in SCRIPTS:
-        print(f"\n=== {script} {' '.join(sys.argv[1:])}", flush=True)
-        status |= subprocess.call([sys.executable, str(HERE / script), *sys.argv[1:]])
+    for script, script_args in runs:
+        print(f"\n=== {script} {' '.join(script_args)}", flush=True)
+        status |= subprocess.call([sys.executable, str(HERE / script), *script_args])
     return status
 
 
