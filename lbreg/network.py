@@ -32,6 +32,9 @@ __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
 # the norm sets step sizes and is computed once per map.
 _NORM_ITERS = 2000
 _NORM_TOL = 1e-10
+# A dense W with min(m, n) up to this size gets its norm exactly from the smaller Gram matrix
+# (512 x 4096: 0.07 s, against 3-5 s of power iteration that stops ~1e-8 below the norm).
+_EXACT_NORM_MAX = 2048
 
 _SKIPPED = (
     nn.Identity,
@@ -177,6 +180,10 @@ class AffineMap:
     def _kind(self) -> str:
         raise NotImplementedError
 
+    def _exact_norm(self) -> float | None:
+        r""":math:`\|W\|_2` where it is cheap to compute exactly, else ``None``."""
+        return None
+
     # ---- public API
     @property
     def dtype(self) -> torch.dtype | None:
@@ -206,21 +213,27 @@ class AffineMap:
         return self._apply_adjoint(u).reshape(u.shape[0], *self.in_shape)
 
     def norm(self) -> float:
-        r"""Spectral norm :math:`\|W\|_2` by power iteration in float64 (cached).
+        r"""Spectral norm :math:`\|W\|_2` in float64 (cached).
 
-        Uses :func:`~lbreg.operators.power_norm` on :math:`W^\top W` with a fixed seed, so
-        the value is deterministic; it is a (tight) lower bound of :math:`\|W\|_2`.
+        A dense :math:`W \in \mathbb R^{m\times n}` with :math:`\min(m, n) \le 2048`: exactly,
+        the square root of the largest eigenvalue of the smaller Gram matrix (:math:`WW^\top`
+        or :math:`W^\top W`). Otherwise (convolutions, pooling, larger matrices):
+        :func:`~lbreg.operators.power_norm` on :math:`W^\top W` with a fixed seed, so the value
+        is deterministic; it is then a (tight) lower bound of :math:`\|W\|_2`.
         """
         if self._norm is None:
-            a = self.to(dtype=torch.float64)
-            self._norm = power_norm(
-                a.linear,
-                a.adjoint,
-                (1, *self.in_shape),
-                n_iter=_NORM_ITERS,
-                tol=_NORM_TOL,
-                device=a.device,
-            )
+            norm = self._exact_norm()
+            if norm is None:
+                a = self.to(dtype=torch.float64)
+                norm = power_norm(
+                    a.linear,
+                    a.adjoint,
+                    (1, *self.in_shape),
+                    n_iter=_NORM_ITERS,
+                    tol=_NORM_TOL,
+                    device=a.device,
+                )
+            self._norm = norm
         return self._norm
 
     def to(
@@ -360,6 +373,13 @@ class _DenseMap(AffineMap):
 
     def _apply_adjoint(self, u: Tensor) -> Tensor:
         return u @ self.weight
+
+    def _exact_norm(self) -> float | None:
+        if min(self.weight.shape) > _EXACT_NORM_MAX:
+            return None
+        w = self.weight.to(torch.float64)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        return math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
 
 
 class _ConvMap(AffineMap):

@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from lbreg import network
 from lbreg.activations import Identity, LeakyReLU, ReLU
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import tv
+from lbreg.operators import power_norm, tv
 from lbreg.regularizers import TV
 
 DT = torch.float64
@@ -149,14 +150,28 @@ def test_from_matrix_adjoint_forward_and_shapes():
 
 
 def test_norm_of_dense_map_matches_matrix_norm():
-    W = _randn(100, 784, seed=5)
-    ref = float(torch.linalg.matrix_norm(W, 2))
-    assert AffineMap.from_matrix(W).norm() == pytest.approx(ref, rel=1e-6)
+    """Exact (Gram eigenvalue) for wide and tall W, against the SVD's largest singular value."""
+    for W in (_randn(100, 784, seed=5), _randn(300, 40, seed=6)):
+        ref = float(torch.linalg.matrix_norm(W, 2))
+        assert AffineMap.from_matrix(W).norm() == pytest.approx(ref, rel=1e-13)
     lin = _seeded(nn.Linear(50, 30))
     ref = float(torch.linalg.matrix_norm(lin.weight.detach(), 2))
     assert AffineMap.from_module(lin, (50,)).to(dtype=torch.float32).norm() == pytest.approx(
         ref, rel=1e-6
     )
+
+
+def test_norm_of_a_large_dense_map_falls_back_to_power_iteration(monkeypatch):
+    """Above the exact-norm size the power iteration answers: a lower bound within 1e-6."""
+    calls = []
+    monkeypatch.setattr(network, "_EXACT_NORM_MAX", 10)
+    monkeypatch.setattr(network, "power_norm", lambda *a, **k: calls.append(a) or power_norm(*a, **k))
+    W = _randn(30, 50, seed=8)
+    ref = float(torch.linalg.matrix_norm(W, 2))
+    norm = AffineMap.from_matrix(W).norm()
+    assert len(calls) == 1
+    assert norm == pytest.approx(ref, rel=1e-6)
+    assert norm <= ref * (1 + 1e-14)
 
 
 @pytest.mark.parametrize(
