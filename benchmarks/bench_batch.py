@@ -2,8 +2,10 @@ r"""Benchmark 3: batched solves, problems per second to a relative objective gap
 
 ``B`` circle problems (PAPER_MATH §4.1, one :math:`W`, ``B`` noise draws) solved in one call,
 for ``B`` = 1 (the first 8 problems, one call each), 16, 64: ``lbreg.solvers.admm`` (the fast
-solver, stopped by its residual test at ``tol``) with the largest relative gap in the batch against a tight reference (``admm``,
-``tol=1e-10``), and eq. (14) (``pdhg``) at a fixed 1,000 iterations (it does not reach 1e-4;
+solver, stopped by its residual test at ``tol``, default 1e-5: the loosest power of ten at which
+every problem lies within the goal's relative objective gap of 1e-4; at 1e-4 the worst of 16
+problems is 3.8e-4) with the largest relative gap in the batch against a tight reference
+(``admm``, ``tol=1e-10``), and eq. (14) (``pdhg``) at a fixed 1,000 iterations (it does not reach 1e-4;
 its throughput is reported in problem-iterations per second). Goal: batch 64 throughput
 ≥ 8× batch 1. Prints a table; writes ``benchmarks/results/batch.json``.
 """
@@ -37,7 +39,7 @@ def batch_data(p, batch: int) -> torch.Tensor:
 def main() -> None:
     parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--law", default="normal", choices=("uniform", "normal"))
-    parser.add_argument("--tol", type=float, default=1e-6, help="admm residual tolerance (default 1e-6)")
+    parser.add_argument("--tol", type=float, default=1e-5, help="admm residual tolerance (default 1e-5)")
     args = parser.parse_args()
     device = common.setup(args)
     env = common.environment(args, device)
