@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lbreg.activations import Activation, Identity, activation_of
-from lbreg.operators import power_norm
+from lbreg.operators import gram_norm_sq, power_norm
 
 __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
 
@@ -377,9 +377,7 @@ class _DenseMap(AffineMap):
     def _exact_norm(self) -> float | None:
         if min(self.weight.shape) > _EXACT_NORM_MAX:
             return None
-        w = self.weight.to(torch.float64)
-        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-        return math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
+        return math.sqrt(max(gram_norm_sq(self.weight.to(torch.float64)), 0.0))
 
 
 class _ConvMap(AffineMap):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["grad2d", "div2d", "tv", "project_dual_ball", "power_norm"]
+__all__ = ["grad2d", "div2d", "tv", "project_dual_ball", "power_norm", "gram_norm_sq"]
 
 
 def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tensor:
@@ -230,3 +230,23 @@ def power_norm(
             break
         lam_prev = lam
     return math.sqrt(max(lam, 0.0))
+
+
+def gram_norm_sq(W: Tensor) -> float:
+    r""":math:`\|W\|_2^2` of a matrix: the largest eigenvalue of the smaller Gram matrix.
+
+    :math:`WW^\top` if :math:`W` has no more rows than columns, else :math:`W^\top W`, formed
+    and decomposed in the dtype of ``W`` (exact up to rounding; :math:`O(k^2\max(m, n) + k^3)`
+    with :math:`k = \min(m, n)`).
+
+    Args:
+        W: real floating matrix ``(m, n)``.
+
+    Returns:
+        The eigenvalue as a Python float.
+    """
+    _check_float_tensor(W, "W", 2, "(m, n)")
+    if W.dim() != 2:
+        raise ValueError(f"W must be a matrix (m, n), got shape {tuple(W.shape)}")
+    gram = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
+    return float(torch.linalg.eigvalsh(gram)[-1])

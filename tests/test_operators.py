@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lbreg.operators import div2d, grad2d, power_norm, project_dual_ball, tv
+from lbreg.operators import div2d, grad2d, gram_norm_sq, power_norm, project_dual_ball, tv
 from lbreg.regularizers import (
     TV,
     SquaredNorm,
@@ -243,3 +243,16 @@ def test_isotropic_tv_and_projection_use_the_pixelwise_euclidean_norm(scale):
     norm = torch.sqrt((p[..., 0, :, :] / scale) ** 2 + (p[..., 1, :, :] / scale) ** 2) * scale
     ref = p / torch.clamp(norm, min=1.0).unsqueeze(-3)
     assert torch.allclose(project_dual_ball(p), ref, rtol=1e-14, atol=0)
+
+
+def test_gram_norm_sq_is_the_squared_spectral_norm():
+    """Wide and tall matrices, float64 and float32, against the SVD; a non-matrix is refused."""
+    for shape in ((7, 19), (19, 7)):
+        W = _randn(*shape, seed=11)
+        ref = float(torch.linalg.matrix_norm(W, 2)) ** 2
+        assert gram_norm_sq(W) == pytest.approx(ref, rel=1e-13)
+        assert gram_norm_sq(W.float()) == pytest.approx(ref, rel=1e-5)
+    with pytest.raises(ValueError, match="matrix"):
+        gram_norm_sq(_randn(2, 3, 4))
+    with pytest.raises(TypeError, match="floating"):
+        gram_norm_sq(torch.ones(3, 3, dtype=torch.int64))

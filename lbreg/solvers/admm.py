@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..activations import Activation
 from ..network import AffineMap, LiftedNetwork
+from ..operators import gram_norm_sq
 from ..regularizers import TV, Regularizer
 from .result import (
     IterationLog,
@@ -88,9 +89,7 @@ def _norm_sq(affine: AffineMap) -> float:
     W = affine.weight
     m, n = math.prod(affine.out_shape), math.prod(affine.in_shape)
     if W is not None and W.dim() == 2 and tuple(W.shape) == (m, n) and min(m, n) <= 2048:
-        w32 = W.to(torch.float32)
-        gram = w32 @ w32.T if m <= n else w32.T @ w32
-        return float(torch.linalg.eigvalsh(gram)[-1])
+        return gram_norm_sq(W.to(torch.float32))
     return affine.norm() ** 2
 
 
