@@ -51,7 +51,7 @@ def main() -> None:
     y_all = batch_data(p, max(batches)).to(device)
     ref = admm(net, y_all, ALPHA, tol=1e-10, max_iter=300 if args.quick else 3_000)
     layer = net.layers[0]
-    layer.affine.norm()  # cache ‖W‖ (eq. 14's step size) so that no row times its power iteration
+    layer.affine.norm()  # cache ‖W‖ (eq. 14's step size) so that no row times its computation
 
     def objective(x, y):
         return layer.activation.bregman(y, layer.affine.forward(x)) + ALPHA * tv(x)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..activations import Activation
-from ..network import AffineMap, LiftedNetwork
+from ..network import _EXACT_NORM_MAX, AffineMap, LiftedNetwork
 from ..operators import gram_norm_sq
 from ..regularizers import TV, Regularizer
 from .result import (
@@ -88,7 +88,7 @@ def _norm_sq(affine: AffineMap) -> float:
     """
     W = affine.weight
     m, n = math.prod(affine.out_shape), math.prod(affine.in_shape)
-    if W is not None and W.dim() == 2 and tuple(W.shape) == (m, n) and min(m, n) <= 2048:
+    if W is not None and W.dim() == 2 and tuple(W.shape) == (m, n) and min(m, n) <= _EXACT_NORM_MAX:
         return gram_norm_sq(W.to(torch.float32))
     return affine.norm() ** 2
 
