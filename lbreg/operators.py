@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["grad2d", "div2d", "tv", "project_dual_ball", "power_norm", "gram_norm_sq"]
+__all__ = ["grad2d", "div2d", "tv", "mixed_norm", "project_dual_ball", "power_norm", "gram_norm_sq"]
 
 
 def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tensor:
@@ -31,6 +31,17 @@ def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tens
             f"got shape {tuple(t.shape)}"
         )
     return t
+
+
+def _check_field(p: object, min_dim: int, layout: str) -> Tensor:
+    """A floating gradient field ``p``: at least ``min_dim`` axes, 2 components on axis -3."""
+    _check_float_tensor(p, "p", min_dim, layout)
+    if p.shape[-3] != 2:
+        raise ValueError(
+            f"p must have shape {layout} with 2 gradient components on axis -3, "
+            f"got shape {tuple(p.shape)}"
+        )
+    return p
 
 
 def grad2d(x: Tensor) -> Tensor:
@@ -79,12 +90,7 @@ def div2d(p: Tensor) -> Tensor:
     Returns:
         Tensor of shape ``(..., H, W)``.
     """
-    _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
-    if p.shape[-3] != 2:
-        raise ValueError(
-            f"p must have shape (..., 2, H, W) with 2 gradient components on axis -3, "
-            f"got shape {tuple(p.shape)}"
-        )
+    _check_field(p, 3, "(..., 2, H, W)")
     p0 = p[..., 0, :, :]
     p1 = p[..., 1, :, :]
     d = torch.zeros_like(p0)
@@ -105,7 +111,7 @@ def tv(x: Tensor, isotropic: bool = True) -> Tensor:
         \mathrm{TV}_1(x) = \sum_{i,j}\|(\nabla x)_{i,j}\|_1 \quad(\text{anisotropic}),
 
     with :func:`grad2d` (forward differences, Neumann boundary), summed over every
-    non-batch axis (channels included).
+    non-batch axis (channels included): :func:`mixed_norm` of the gradient.
 
     Args:
         x: real floating tensor of shape ``(B, ..., H, W)`` (at least 3 dimensions).
@@ -115,12 +121,29 @@ def tv(x: Tensor, isotropic: bool = True) -> Tensor:
         Tensor of shape ``(B,)``.
     """
     _check_float_tensor(x, "x", 3, "(B, ..., H, W)")
-    g = grad2d(x)
-    g0, g1 = g[..., 0, :, :], g[..., 1, :, :]
+    return mixed_norm(grad2d(x), isotropic)
+
+
+def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
+    r"""The mixed norm :math:`\|p\|_{2,1}` (or :math:`\|p\|_{1,1}`) of a gradient field, per sample.
+
+    :math:`\sum_{i,j}\|p_{i,j}\|_2` over the pixels, the norm taken over the two components
+    (isotropic), or :math:`\sum_{i,j}\|p_{i,j}\|_1` (anisotropic); so
+    :math:`\mathrm{TV}(x) = \|\nabla x\|_{2,1}` (:func:`tv`), the function :math:`R` of eq. (11).
+
+    Args:
+        p: real floating tensor of shape ``(B, ..., 2, H, W)``.
+        isotropic: which norm (see above).
+
+    Returns:
+        Tensor of shape ``(B,)``.
+    """
+    _check_field(p, 4, "(B, ..., 2, H, W)")
+    p0, p1 = p[..., 0, :, :], p[..., 1, :, :]
     # hypot of the two components, not vector_norm(dim=-3): a strided reduction over a
     # length-2 axis is ~30x slower on CPU (PAPER_MATH §3; benchmarks/)
-    pix = torch.hypot(g0, g1) if isotropic else g0.abs() + g1.abs()
-    return pix.reshape(x.shape[0], -1).sum(dim=1)
+    pix = torch.hypot(p0, p1) if isotropic else p0.abs() + p1.abs()
+    return pix.reshape(p.shape[0], -1).sum(dim=1)
 
 
 def project_dual_ball(p: Tensor, isotropic: bool = True) -> Tensor:
@@ -137,14 +160,9 @@ def project_dual_ball(p: Tensor, isotropic: bool = True) -> Tensor:
     Returns:
         Tensor of the shape of ``p``.
     """
-    _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
     if not isotropic:
-        return p.clamp(-1.0, 1.0)
-    if p.shape[-3] != 2:
-        raise ValueError(
-            f"p must have shape (..., 2, H, W) with 2 gradient components on axis -3, "
-            f"got shape {tuple(p.shape)}"
-        )
+        return _check_float_tensor(p, "p", 3, "(..., 2, H, W)").clamp(-1.0, 1.0)
+    _check_field(p, 3, "(..., 2, H, W)")
     norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).clamp_(min=1.0)
     return p / norm.unsqueeze(-3)
 

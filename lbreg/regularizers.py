@@ -5,8 +5,8 @@ The PDHG solver treats :math:`\alpha R(Kx)` through its conjugate,
 .. math::
     \min_x \max_z\ B_\Psi(y^\delta, Wx+b) + \alpha\langle Kx, z\rangle - \alpha R^*(z),
 
-so a :class:`Regularizer` provides :math:`R\circ K` (``value``), the operator :math:`K`
-and its adjoint, :math:`\operatorname{prox}_{sR^*}`, and a bound on :math:`\|K\|^2`
+so a :class:`Regularizer` provides :math:`R` on the range of :math:`K` (``R``) and
+:math:`R\circ K` (``value``), the operator :math:`K` and its adjoint, :math:`\operatorname{prox}_{sR^*}`, and a bound on :math:`\|K\|^2`
 (PAPER_MATH §3). The distances of PAPER_MATH §2 ("Bregman distances") follow.
 """
 
@@ -15,9 +15,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor
 
-from lbreg.operators import div2d, grad2d, project_dual_ball, tv
+from lbreg.operators import div2d, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
     "Regularizer",
@@ -46,8 +47,12 @@ class Regularizer(ABC):
     norm_K_sq: float
 
     @abstractmethod
+    def R(self, p: Tensor) -> Tensor:
+        """:math:`R(p)` per sample, ``(B, *dual_shape) -> (B,)``: the function of eq. (11) on the range of K."""
+
     def value(self, x: Tensor) -> Tensor:
         """:math:`R(Kx)` per sample; ``x`` of shape ``(B, ...)``, returns ``(B,)``."""
+        return self.R(self.K(x))
 
     @abstractmethod
     def K(self, x: Tensor) -> Tensor:
@@ -56,6 +61,14 @@ class Regularizer(ABC):
     @abstractmethod
     def K_adj(self, p: Tensor) -> Tensor:
         r"""The adjoint :math:`K^\top`, ``(B, *dual_shape) -> (B, *input_shape)``."""
+
+    def add_K_adj_(self, out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
+        r"""``out`` :math:`\mathrel{+}= s\,K^\top p` in place (and returned), ``s`` = ``scale``.
+
+        ``out`` is ``(B, *input_shape)``, ``p`` ``(B, *dual_shape)``, ``scale`` a number or a
+        tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``).
+        """
+        return out.addcmul_(self.K_adj(p), torch.as_tensor(scale, dtype=out.dtype, device=out.device))
 
     @abstractmethod
     def prox_conj(self, p: Tensor, s: float | Tensor) -> Tensor:
@@ -97,14 +110,25 @@ class TV(Regularizer):
     def __repr__(self) -> str:
         return f"TV(isotropic={self.isotropic})"
 
-    def value(self, x: Tensor) -> Tensor:
-        return tv(x, isotropic=self.isotropic)
+    def R(self, p: Tensor) -> Tensor:
+        return mixed_norm(p, isotropic=self.isotropic)
 
     def K(self, x: Tensor) -> Tensor:
         return grad2d(x)
 
     def K_adj(self, p: Tensor) -> Tensor:
         return -div2d(p)
+
+    def add_K_adj_(self, out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
+        r"""``out`` :math:`\mathrel{-}= s\operatorname{div}p` entry by entry, without forming
+        :math:`\operatorname{div}p` (the sums of `lbreg.operators.div2d`, applied to ``out``)."""
+        s = torch.as_tensor(scale, dtype=out.dtype, device=out.device)
+        p0, p1 = p[..., 0, :-1, :], p[..., 1, :, :-1]
+        out[..., :-1, :].addcmul_(p0, s, value=-1.0)
+        out[..., 1:, :].addcmul_(p0, s)
+        out[..., :, :-1].addcmul_(p1, s, value=-1.0)
+        out[..., :, 1:].addcmul_(p1, s)
+        return out
 
     def prox_conj(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
         return project_dual_ball(p, isotropic=self.isotropic)
@@ -142,8 +166,8 @@ class SquaredNorm(Regularizer):
     def __repr__(self) -> str:
         return "SquaredNorm()"
 
-    def value(self, x: Tensor) -> Tensor:
-        return 0.5 * x.reshape(x.shape[0], -1).pow(2).sum(dim=1)
+    def R(self, p: Tensor) -> Tensor:
+        return 0.5 * p.reshape(p.shape[0], -1).pow(2).sum(dim=1)
 
     def K(self, x: Tensor) -> Tensor:
         return x

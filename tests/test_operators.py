@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lbreg.operators import div2d, grad2d, gram_norm_sq, power_norm, project_dual_ball, tv
+from lbreg.operators import div2d, grad2d, gram_norm_sq, mixed_norm, power_norm, project_dual_ball, tv
 from lbreg.regularizers import (
     TV,
     SquaredNorm,
@@ -171,6 +171,26 @@ def test_tv_regularizer_operators():
     assert power_norm(reg.K, reg.K_adj, (1, 1, 6, 9), n_iter=2000) ** 2 <= reg.norm_K_sq
 
 
+@pytest.mark.parametrize("reg", [TV(), TV(isotropic=False), SquaredNorm()], ids=repr)
+def test_R_of_K_is_the_value_and_add_K_adj_is_an_axpy(reg):
+    """value(x) = R(Kx); add_K_adj_(out, p, s) = out + s Kᵀp in place, for a per-sample s."""
+    x = _randn(3, 2, 6, 9)
+    p = _randn(3, *reg.dual_shape((2, 6, 9)), seed=1)
+    kx = reg.K(x)
+    torch.testing.assert_close(reg.R(kx), reg.value(x), rtol=1e-15, atol=0)
+    if isinstance(reg, TV):
+        pix = kx.abs().sum(-3) if not reg.isotropic else kx.pow(2).sum(-3).sqrt()
+        torch.testing.assert_close(mixed_norm(kx, reg.isotropic), pix.flatten(1).sum(1), rtol=1e-14, atol=0)
+    scale = torch.tensor([0.5, -2.0, 3.0], dtype=DT).reshape(3, 1, 1, 1)
+    out = _randn(3, 2, 6, 9, seed=2)
+    expected = out + scale * reg.K_adj(p)
+    returned = reg.add_K_adj_(out, p, scale)
+    assert returned is out
+    torch.testing.assert_close(out, expected, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(reg.add_K_adj_(out.clone(), p, 0.25), out + 0.25 * reg.K_adj(p),
+                               rtol=1e-14, atol=1e-14)
+
+
 def test_tv_bregman_distance_is_nonnegative_for_a_subgradient():
     reg = TV()
     v = _randn(2, 1, 8, 8)
@@ -220,6 +240,10 @@ def test_bad_inputs_raise_clear_errors():
         tv(torch.zeros(4, 4, dtype=DT))
     with pytest.raises(ValueError, match="p must have shape"):
         project_dual_ball(torch.zeros(2, 3, 4, 4, dtype=DT))
+    with pytest.raises(ValueError, match=r"p must have shape \(B, \.\.\., 2, H, W\)"):
+        mixed_norm(torch.zeros(2, 3, 4, 4, dtype=DT))
+    with pytest.raises(ValueError, match="p must have at least 4 dimensions"):
+        mixed_norm(torch.zeros(2, 4, 4, dtype=DT))
     with pytest.raises(ValueError, match="input_shape"):
         TV().dual_shape((784,))
     ident = lambda v: v  # noqa: E731
@@ -239,6 +263,7 @@ def test_isotropic_tv_and_projection_use_the_pixelwise_euclidean_norm(scale):
     g = grad2d(x)
     pix = torch.sqrt((g[..., 0, :, :] / scale) ** 2 + (g[..., 1, :, :] / scale) ** 2) * scale
     assert torch.allclose(tv(x), pix.reshape(3, -1).sum(1), rtol=1e-13, atol=0)
+    assert torch.allclose(mixed_norm(g), pix.reshape(3, -1).sum(1), rtol=1e-13, atol=0)
     p = scale * _randn(3, 2, 2, 9, 7, seed=6)
     norm = torch.sqrt((p[..., 0, :, :] / scale) ** 2 + (p[..., 1, :, :] / scale) ** 2) * scale
     ref = p / torch.clamp(norm, min=1.0).unsqueeze(-3)

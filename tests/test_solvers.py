@@ -98,17 +98,42 @@ def test_batched_solve_equals_single_solves():
         assert batched.converged[i] == single.converged[0]
 
 
+@pytest.mark.parametrize("reg", [TV(), SquaredNorm()], ids=repr)
+def test_pdhg_loop_is_the_public_step_iterated(reg):
+    """pdhg carries Kx between iterations and takes ‖x_new - x‖ as τ_x‖∇_x L‖; the same
+    iterates, objectives and changes as pdhg_step applied k times (to rounding)."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
+    y = image_data(net, 2, seed=8)
+    alpha = torch.tensor([0.01, 0.05])
+    res = pdhg(net, y, alpha, reg, max_iter=40, tol=0.0)
+    tau_x, tau_z = res.params["tau_x"], res.params["tau_z"]
+    x, z = torch.zeros_like(res.x), torch.zeros_like(res.dual)
+    for k in range(40):
+        x_new, z_new, obj, residual = pdhg_step(net.layers[0].affine, net.layers[0].activation, y, x, z,
+                                                alpha, reg, tau_x, tau_z)
+        torch.testing.assert_close(res.history["objective"][k], obj, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(res.history["residual"][k], residual, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(res.history["change_x"][k], (x_new - x).flatten(1).norm(dim=1),
+                                   rtol=1e-9, atol=1e-14)
+        torch.testing.assert_close(res.history["change_z"][k], (z_new - z).flatten(1).norm(dim=1),
+                                   rtol=1e-9, atol=1e-14)
+        x, z = x_new, z_new
+    torch.testing.assert_close(res.x, x, rtol=0, atol=1e-13)
+    torch.testing.assert_close(res.dual, z, rtol=0, atol=1e-13)
+
+
 def test_converged_sample_stops_changing_while_others_run():
     net = perceptron(30, (1, 6, 6), ReLU(), seed=9, scale=2.0)
     y = image_data(net, 2, seed=10)
     snapshots = []
     res = pdhg(net, y, torch.tensor([0.1, 0.01]), max_iter=20_000, tol=1e-6, check_every=7,
-               callback=lambda info: snapshots.append(info["x"].clone()))
+               callback=lambda info: snapshots.append((info["x"].clone(), info["z"].clone())))
     fast, slow = int(res.iterations[0]), int(res.iterations[1])
     assert res.success and fast < slow
-    frozen = torch.stack([s[0] for s in snapshots[fast - 1 :]])
-    assert (frozen == frozen[0]).all()
-    assert not torch.equal(snapshots[fast][1], snapshots[-1][1])
+    for i, final in enumerate((res.x, res.dual)):  # x and z of the first sample
+        frozen = torch.stack([s[i][0] for s in snapshots[fast - 1 :]])
+        assert (frozen == frozen[0]).all() and torch.equal(final[0], frozen[0])
+        assert not torch.equal(snapshots[fast][i][1], snapshots[-1][i][1])
 
 
 def test_theorem2_bound_holds_for_relu_and_leaky_perceptrons():

@@ -85,13 +85,38 @@ def pdhg_step(
         Lagrangian's gradient :math:`\|W^\top(\sigma(Wx^k+b)-y) + \alpha K^\top z^k\|`, both
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
+    x_new, z_new, _, objective, residual = _step(
+        affine, activation, y, x, z, reg.K(x), alpha, reg, tau_x, tau_z * alpha)
+    return x_new, z_new, objective, residual
+
+
+def _step(
+    affine: AffineMap,
+    activation: Activation,
+    y: Tensor,
+    x: Tensor,
+    z: Tensor,
+    kx: Tensor,
+    alpha: Tensor,
+    reg: Regularizer,
+    tau_x: Tensor,
+    s: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    r"""`pdhg_step` given :math:`Kx^k` (``kx``), with :math:`s = \tau_z\alpha` ``(B,)``.
+
+    Returns ``(x_new, z_new, kx_new, objective, residual)``: :math:`K(2x^{k+1}-x^k)` is formed
+    as :math:`2Kx^{k+1}-Kx^k` and :math:`R(Kx^k)` from ``kx``, so that a loop that carries
+    :math:`Kx` applies :math:`K` once per iteration; a sample with ``tau_x`` = 0 keeps its
+    :math:`x` exactly.
+    """
     wx = affine.forward(x)
-    grad = affine.adjoint(activation.bregman_grad(y, wx)) + bview(alpha, x) * reg.K_adj(z)
-    x_new = x - bview(tau_x, x) * grad
-    s = bview(tau_z * alpha, z)
-    z_new = reg.prox_conj(z + s * reg.K(2.0 * x_new - x), s)
-    objective = activation.bregman(y, wx, check=False) + alpha * reg.value(x)
-    return x_new, z_new, objective, sample_norm(grad)
+    grad = reg.add_K_adj_(affine.adjoint(activation.bregman_grad(y, wx)), z, bview(alpha, x))
+    x_new = torch.addcmul(x, bview(tau_x, x), grad, value=-1.0)
+    kx_new = reg.K(x_new)
+    s = bview(s, z)
+    z_new = reg.prox_conj(torch.addcmul(z, s, kx_new, value=2.0).addcmul_(s, kx, value=-1.0), s)
+    objective = activation.bregman(y, wx, check=False) + alpha * reg.R(kx)
+    return x_new, z_new, kx_new, objective, sample_norm(grad)
 
 
 def _gap_radius(network: LiftedNetwork, radius: float | None, name: str) -> float:
@@ -100,14 +125,14 @@ def _gap_radius(network: LiftedNetwork, radius: float | None, name: str) -> floa
 
 
 def _gap_from_residual(
-    x: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer, residual: Tensor, radius: float
+    kx: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer, residual: Tensor, radius: float
 ) -> Tensor | None:
-    r"""`primal_dual_gap` from the Lagrangian's gradient norm already known at :math:`(x, z)`."""
+    r"""`primal_dual_gap` from :math:`Kx` and the Lagrangian's gradient norm known at :math:`(x, z)`."""
     conj = reg.conj_value(z)
     if conj is None:
         return None
-    pairing = (reg.K(x) * z).reshape(x.shape[0], -1).sum(dim=1)
-    return alpha * (reg.value(x) + conj - pairing) + radius * residual
+    pairing = (kx * z).reshape(kx.shape[0], -1).sum(dim=1)
+    return alpha * (reg.R(kx) + conj - pairing) + radius * residual
 
 
 def primal_dual_gap(
@@ -164,9 +189,9 @@ def primal_dual_gap(
     layer = network.layers[0]
     affine = layer.affine.to(device=y.device, dtype=y.dtype)
     x = x.reshape(y.shape[0], *network.input_shape)
-    grad = (affine.adjoint(layer.activation.bregman_grad(y, affine.forward(x)))
-            + bview(alpha_t, x) * reg.K_adj(z))
-    return _gap_from_residual(x, z, alpha_t, reg, sample_norm(grad), rho)
+    grad = reg.add_K_adj_(affine.adjoint(layer.activation.bregman_grad(y, affine.forward(x))), z,
+                          bview(alpha_t, x))
+    return _gap_from_residual(reg.K(x), z, alpha_t, reg, sample_norm(grad), rho)
 
 
 def pdhg(
@@ -256,17 +281,20 @@ def pdhg(
     with_gap = reg.conj_value(z) is not None
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="pdhg", callback=callback)
+    kx, s = reg.K(x), tau_z_t * alpha_t
     k = 0
     while k < max_iter:
-        x_new, z_new, objective, residual = pdhg_step(
-            layer.affine, layer.activation, y, x, z, alpha_t, reg, tau_x_t, tau_z_t
+        # a finished sample takes a zero step, so that its x stays exactly where it stopped
+        x_new, z_new, kx_new, objective, residual = _step(
+            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_t * log.active, s
         )
         if with_gap and k % check_every == 0:
-            gaps.append(_gap_from_residual(x, z, alpha_t, reg, residual, radius))
+            gaps.append(_gap_from_residual(kx, z, alpha_t, reg, residual, radius))
             gap_its.append(k)
-        change_x, change_z = sample_norm(x_new - x), sample_norm(z_new - z)
+        # ‖x_new - x‖ = tau_x ‖∇_x L‖ for a running sample
+        change_x, change_z = tau_x_t * residual, sample_norm(z_new - z)
         log.record(objective=objective, residual=residual, change_x=change_x, change_z=change_z)
-        x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
+        x, z, kx = x_new, freeze(log.active, z_new, z), kx_new
         log.update((change_x < tol) & (change_z < tol))
         k += 1
         if not log.keep_going(k, {"x": x, "z": z}):
