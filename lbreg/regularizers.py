@@ -5,9 +5,9 @@ The PDHG solver treats :math:`\alpha R(Kx)` through its conjugate,
 .. math::
     \min_x \max_z\ B_\Psi(y^\delta, Wx+b) + \alpha\langle Kx, z\rangle - \alpha R^*(z),
 
-so a :class:`Regularizer` provides :math:`R` on the range of :math:`K` (``R``) and
-:math:`R\circ K` (``value``), the operator :math:`K` and its adjoint, :math:`\operatorname{prox}_{sR^*}`, and a bound on :math:`\|K\|^2`
-(PAPER_MATH §3). The distances of PAPER_MATH §2 ("Bregman distances") follow.
+so a :class:`Regularizer` provides :math:`R` (``R``) and :math:`R\circ K` (``value``), the
+operator :math:`K` and its adjoint, :math:`\operatorname{prox}_{sR^*}`, and a bound on
+:math:`\|K\|^2` (PAPER_MATH §3). The distances of PAPER_MATH §2 ("Bregman distances") follow.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class Regularizer(ABC):
 
     @abstractmethod
     def R(self, p: Tensor) -> Tensor:
-        """:math:`R(p)` per sample, ``(B, *dual_shape) -> (B,)``: the function of eq. (11) on the range of K."""
+        """:math:`R(p)` per sample, ``(B, *dual_shape) -> (B,)``: the function of eq. (11) applied
+        to :math:`p = Kx` (``value(x) = R(K(x))``)."""
 
     def value(self, x: Tensor) -> Tensor:
         """:math:`R(Kx)` per sample; ``x`` of shape ``(B, ...)``, returns ``(B,)``."""
