@@ -254,6 +254,25 @@ def test_lifted_cd_energy_does_not_increase_when_x0_block_is_solved(make_net):
     assert (tv.history["energy"][-1] < 0.9 * tv.history["energy"][0]).all()
 
 
+@pytest.mark.parametrize("x0_solver", ["pdhg", "admm"])
+@pytest.mark.parametrize("make_net", [dense_net, conv_net], ids=["dense", "conv"])
+def test_lifted_cd_records_the_lifted_energy_at_the_start_of_each_sweep(make_net, x0_solver):
+    """history["energy"][k] (assembled from the steps' own products) is J(x_0, x_1, ...) of
+    eq. (3) at the iterate entering sweep k, for every sample."""
+    net = make_net(6)
+    g = torch.Generator().manual_seed(19)
+    x_true = torch.rand(2, *net.input_shape, generator=g)
+    y = net.layers[-1].activation.project_domain(net.forward(x_true) + 0.05 * torch.randn(2, 20, generator=g))
+    alpha = torch.tensor([1e-2, 3e-2])
+    states = []
+    res = lifted_cd(net, y, alpha, max_iter=6, tol=0.0, x0_solver=x0_solver, inner_iters=2,
+                    callback=lambda info: states.append([info["x"].clone(), *(a.clone() for a in info["aux"])]))
+    start = [torch.zeros_like(x_true), *net.states(torch.zeros_like(x_true))[1 : net.depth]]
+    for k, xs in enumerate([start, *states[:-1]]):
+        torch.testing.assert_close(res.history["energy"][k], net.energy(xs, y, alpha, TV(), check=False),
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_lifted_cd_with_one_layer_is_pdhg():
     net = perceptron(30, (1, 6, 6), ReLU(), seed=17, scale=2.0)
     y = image_data(net, 2, seed=18)

@@ -52,9 +52,16 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
     Returns:
         :math:`x_l^{k+1}`.
     """
-    g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, next_layer.affine.forward(x_l)))
+    return _aux_step(layer, next_layer, x_l, u, x_next, tau)[0]
+
+
+def _aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor,
+              tau: Tensor) -> tuple[Tensor, Tensor]:
+    r"""`aux_step` and the pre-activation :math:`W_{l+1}x_l^k + b_{l+1}` it evaluates (a term of :math:`J`)."""
+    v = next_layer.affine.forward(x_l)
+    g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, v))
     t = bview(tau, x_l)
-    return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t))
+    return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t)), v
 
 
 def lifted_cd(
@@ -166,12 +173,15 @@ def lifted_cd(
     k = 0
     while k < max_iter:
         data = aux[0] if depth > 1 else y
+        # J at the start of the sweep, from the products the steps evaluate anyway: the x_0 step's
+        # B_Ψ1(x_1, W_1x_0 + b_1) + αR(x_0), then each step (17)'s B_Ψl+1(x_l+1, W_l+1 x_l + b_l+1)
         if x0_solver == "pdhg":
-            x_new, z_new, residual, inner = _solve_x0(
+            x_new, z_new, residual, inner, energy = _solve_x0(
                 layers[0], data, x, z, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters, inner_tol,
                 check_every
             )
         else:
+            energy = first.energy([x], data, alpha_t, reg, check=False)
             x_new, z_new, residual, inner = _solve_x0_admm(first, data, x, alpha_t, reg, groups,
                                                            inner_iters, inner_tol)
         change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
@@ -179,11 +189,11 @@ def lifted_cd(
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
             x_next = aux[l] if l + 1 < depth else y
             u = layers[l - 1].affine.forward(prev)
-            prev = aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1])
+            prev, v = _aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1])
+            energy = energy + layers[l].activation.bregman(x_next, v, check=False)
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
             aux_new.append(prev)
-        log.record(energy=network.energy([x, *aux], y, alpha_t, reg, check=False), change=change,
-                   residual=residual, inner_iterations=inner)
+        log.record(energy=energy, change=change, residual=residual, inner_iterations=inner)
         x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
         aux = [freeze(log.active, new, old) for new, old in zip(aux_new, aux)]
         log.update(change < tol)
@@ -214,21 +224,24 @@ def _solve_x0(
     inner_iters: int,
     inner_tol: float,
     check_every: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     r"""Sub-problem (15a) by warm-started PDHG steps (16): eq. (14) with data :math:`x_1^k`.
 
     Each active sample takes steps until its changes of :math:`x_0` and :math:`z` are both below
     ``inner_tol`` or ``inner_iters`` steps are done; finished samples stop changing.
 
     Returns:
-        ``(x_0, z, residual, steps)``: the new iterates, the last PDHG residual and the number
-        of steps per sample ``(B,)``.
+        ``(x_0, z, residual, steps, objective)``: the new iterates, the last PDHG residual, the
+        number of steps per sample ``(B,)``, and the sub-problem's objective
+        :math:`B_{\Psi_1}(x_1^k, W_1x_0^k+b_1)+\alpha R(x_0^k)` at the incoming :math:`x_0^k`.
     """
     running = active.clone()
     steps = torch.zeros_like(alpha, dtype=torch.int64)
-    residual = torch.zeros_like(alpha)
+    residual = objective = torch.zeros_like(alpha)
     for j in range(inner_iters):
-        x_new, z_new, _, res = pdhg_step(layer.affine, layer.activation, data, x, z, alpha, reg, tau_x, tau_z)
+        x_new, z_new, obj, res = pdhg_step(layer.affine, layer.activation, data, x, z, alpha, reg, tau_x, tau_z)
+        if j == 0:
+            objective = obj
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)
         x, z = freeze(running, x_new, x), freeze(running, z_new, z)
         residual = torch.where(running, res, residual)
@@ -236,7 +249,7 @@ def _solve_x0(
         running &= ~done
         if (j + 1) % check_every == 0 and not bool(running.any()):
             break
-    return x, z, residual, steps
+    return x, z, residual, steps, objective
 
 
 def _solve_x0_admm(
