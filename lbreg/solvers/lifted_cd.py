@@ -10,7 +10,7 @@ from torch import Tensor
 from ..network import Layer, LiftedNetwork
 from ..regularizers import TV, Regularizer
 from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, _admm, _Groups
-from .pdhg import _dual_start, default_steps, pdhg_step
+from .pdhg import _dual_start, _step, default_steps
 from .result import (
     IterationLog,
     Result,
@@ -56,9 +56,10 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
 
 
 def _aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor,
-              tau: Tensor) -> tuple[Tensor, Tensor]:
-    r"""`aux_step` and the pre-activation :math:`W_{l+1}x_l^k + b_{l+1}` it evaluates (a term of :math:`J`)."""
-    v = next_layer.affine.forward(x_l)
+              tau: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    r"""`aux_step` and the pre-activation :math:`v = W_{l+1}x_l^k + b_{l+1}` it evaluates (a term
+    of :math:`J`); ``v`` is computed unless given."""
+    v = next_layer.affine.forward(x_l) if v is None else v
     g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, v))
     t = bview(tau, x_l)
     return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t)), v
@@ -168,6 +169,9 @@ def lifted_cd(
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, None, y)
     aux = [s for s in network.states(x)[1:depth]]
+    # pre[l] = W_{l+1} x_l + b_{l+1} for l < L-1: a sweep's step (17) on x_{l+1} evaluates it at
+    # the new x_l, which the next sweep needs again (the x_0 step and the step on x_l)
+    pre = [layer.affine.forward(s) for layer, s in zip(layers[: depth - 1], [x, *aux])]
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="lifted_cd", callback=callback)
     k = 0
@@ -178,24 +182,27 @@ def lifted_cd(
         if x0_solver == "pdhg":
             x_new, z_new, residual, inner, energy = _solve_x0(
                 layers[0], data, x, z, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters, inner_tol,
-                check_every
+                check_every, pre[0] if pre else None
             )
         else:
             energy = first.energy([x], data, alpha_t, reg, check=False)
             x_new, z_new, residual, inner = _solve_x0_admm(first, data, x, alpha_t, reg, groups,
                                                            inner_iters, inner_tol)
         change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
-        aux_new, prev = [], x_new
+        aux_new, pre_new, prev = [], [], x_new
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
             x_next = aux[l] if l + 1 < depth else y
             u = layers[l - 1].affine.forward(prev)
-            prev, v = _aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1])
+            prev, v = _aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1],
+                                pre[l] if l < depth - 1 else None)
             energy = energy + layers[l].activation.bregman(x_next, v, check=False)
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
             aux_new.append(prev)
+            pre_new.append(u)
         log.record(energy=energy, change=change, residual=residual, inner_iterations=inner)
         x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
         aux = [freeze(log.active, new, old) for new, old in zip(aux_new, aux)]
+        pre = [freeze(log.active, new, old) for new, old in zip(pre_new, pre)]
         log.update(change < tol)
         k += 1
         if not log.keep_going(k, {"x": x, "z": z, "aux": aux}):
@@ -224,11 +231,13 @@ def _solve_x0(
     inner_iters: int,
     inner_tol: float,
     check_every: int,
+    wx: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     r"""Sub-problem (15a) by warm-started PDHG steps (16): eq. (14) with data :math:`x_1^k`.
 
     Each active sample takes steps until its changes of :math:`x_0` and :math:`z` are both below
-    ``inner_tol`` or ``inner_iters`` steps are done; finished samples stop changing.
+    ``inner_tol`` or ``inner_iters`` steps are done; finished samples stop changing. ``wx``:
+    :math:`W_1x_0^k+b_1` if known.
 
     Returns:
         ``(x_0, z, residual, steps, objective)``: the new iterates, the last PDHG residual, the
@@ -239,7 +248,8 @@ def _solve_x0(
     steps = torch.zeros_like(alpha, dtype=torch.int64)
     residual = objective = torch.zeros_like(alpha)
     for j in range(inner_iters):
-        x_new, z_new, obj, res = pdhg_step(layer.affine, layer.activation, data, x, z, alpha, reg, tau_x, tau_z)
+        x_new, z_new, _, obj, res = _step(layer.affine, layer.activation, data, x, z, reg.K(x), alpha, reg,
+                                          tau_x, tau_z * alpha, wx if j == 0 else None)
         if j == 0:
             objective = obj
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)

@@ -101,15 +101,17 @@ def _step(
     reg: Regularizer,
     tau_x: Tensor,
     s: Tensor,
+    wx: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    r"""`pdhg_step` given :math:`Kx^k` (``kx``), with :math:`s = \tau_z\alpha` ``(B,)``.
+    r"""`pdhg_step` given :math:`Kx^k` (``kx``), with :math:`s = \tau_z\alpha` ``(B,)`` and, if
+    known, ``wx`` :math:`= Wx^k+b`.
 
     Returns ``(x_new, z_new, kx_new, objective, residual)``: :math:`K(2x^{k+1}-x^k)` is formed
     as :math:`2Kx^{k+1}-Kx^k` and :math:`R(Kx^k)` from ``kx``, so that a loop that carries
     :math:`Kx` applies :math:`K` once per iteration; a sample with ``tau_x`` = 0 keeps its
     :math:`x` exactly.
     """
-    wx = affine.forward(x)
+    wx = affine.forward(x) if wx is None else wx
     grad = reg.add_K_adj_(affine.adjoint(activation.bregman_grad(y, wx)), z, bview(alpha, x))
     x_new = torch.addcmul(x, bview(tau_x, x), grad, value=-1.0)
     kx_new = reg.K(x_new)
