@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["grad2d", "div2d", "tv", "mixed_norm", "project_dual_ball", "power_norm", "gram_norm_sq"]
+__all__ = ["grad2d", "div2d", "add_div_", "tv", "mixed_norm", "project_dual_ball", "power_norm", "gram_norm_sq"]
 
 
 def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tensor:
@@ -91,16 +91,34 @@ def div2d(p: Tensor) -> Tensor:
         Tensor of shape ``(..., H, W)``.
     """
     _check_field(p, 3, "(..., 2, H, W)")
-    p0 = p[..., 0, :, :]
-    p1 = p[..., 1, :, :]
-    d = torch.zeros_like(p0)
+    return add_div_(torch.zeros_like(p[..., 0, :, :]), p, 1.0)
+
+
+def add_div_(out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
+    r"""``out`` :math:`\mathrel{+}= s\operatorname{div}p` in place (and returned), ``s`` = ``scale``.
+
+    The sums of :func:`div2d` applied to ``out`` entry by entry, without forming
+    :math:`\operatorname{div}p` (the PDHG step (14) adds :math:`-\tau\alpha\operatorname{div}z`
+    this way).
+
+    Args:
+        out: real floating tensor of shape ``(..., H, W)``, updated in place.
+        p: real floating tensor of shape ``(..., 2, H, W)``.
+        scale: a number or a tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``).
+
+    Returns:
+        ``out``.
+    """
+    s = torch.as_tensor(scale, dtype=out.dtype, device=out.device)
     # component 0 (rows): p_{i,0} - p_{i-1,0}, with p_{-1,0} = 0 and p_{H-1,0} treated as 0
-    d[..., :-1, :] += p0[..., :-1, :]
-    d[..., 1:, :] -= p0[..., :-1, :]
+    p0 = p[..., 0, :-1, :]
+    out[..., :-1, :].addcmul_(p0, s)
+    out[..., 1:, :].addcmul_(p0, s, value=-1.0)
     # component 1 (columns)
-    d[..., :, :-1] += p1[..., :, :-1]
-    d[..., :, 1:] -= p1[..., :, :-1]
-    return d
+    p1 = p[..., 1, :, :-1]
+    out[..., :, :-1].addcmul_(p1, s)
+    out[..., :, 1:].addcmul_(p1, s, value=-1.0)
+    return out
 
 
 def tv(x: Tensor, isotropic: bool = True) -> Tensor:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg.operators import div2d, grad2d, mixed_norm, project_dual_ball
+from lbreg.operators import add_div_, div2d, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
     "Regularizer",
@@ -121,15 +121,9 @@ class TV(Regularizer):
         return -div2d(p)
 
     def add_K_adj_(self, out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
-        r"""``out`` :math:`\mathrel{-}= s\operatorname{div}p` entry by entry, without forming
-        :math:`\operatorname{div}p` (the sums of `lbreg.operators.div2d`, applied to ``out``)."""
-        s = torch.as_tensor(scale, dtype=out.dtype, device=out.device)
-        p0, p1 = p[..., 0, :-1, :], p[..., 1, :, :-1]
-        out[..., :-1, :].addcmul_(p0, s, value=-1.0)
-        out[..., 1:, :].addcmul_(p0, s)
-        out[..., :, :-1].addcmul_(p1, s, value=-1.0)
-        out[..., :, 1:].addcmul_(p1, s)
-        return out
+        r"""``out`` :math:`\mathrel{-}= s\operatorname{div}p`, without forming :math:`\operatorname{div}p`
+        (`lbreg.operators.add_div_`)."""
+        return add_div_(out, p, -torch.as_tensor(scale, dtype=out.dtype, device=out.device))
 
     def prox_conj(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
         return project_dual_ball(p, isotropic=self.isotropic)

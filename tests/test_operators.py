@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lbreg.operators import div2d, grad2d, gram_norm_sq, mixed_norm, power_norm, project_dual_ball, tv
+from lbreg.operators import add_div_, div2d, grad2d, gram_norm_sq, mixed_norm, power_norm, project_dual_ball, tv
 from lbreg.regularizers import (
     TV,
     SquaredNorm,
@@ -47,6 +47,14 @@ def test_div_is_negative_adjoint_of_grad(shape):
     assert div2d(p).shape == shape
     lhs, rhs = _dot(g, p), -_dot(x, div2d(p))
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_add_div_adds_a_scaled_divergence_in_place():
+    p, out = _randn(3, 2, 2, 6, 9), _randn(3, 2, 6, 9, seed=1)
+    scale = torch.tensor([0.5, -2.0, 3.0], dtype=DT).reshape(3, 1, 1, 1)
+    expected = out + scale * div2d(p)
+    assert add_div_(out, p, scale) is out
+    torch.testing.assert_close(out, expected, rtol=1e-14, atol=1e-14)
 
 
 def test_grad_is_forward_difference_with_neumann_boundary():
