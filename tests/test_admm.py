@@ -164,11 +164,14 @@ def test_exact_x_update_solves_its_linear_system(m, reg):
     assert solver.kind == ("woodbury" if m < 64 else "cholesky")
     w, nu = torch.randn(3, m, generator=g), torch.randn(3, m, generator=g)
     v = torch.randn(3, *reg.dual_shape(shape), generator=g)
-    x, wx, wt_nu = solver.step(w, v, nu, torch.zeros(3, *shape))
+    state, wx, kx, wt_nu = solver.step(w, v, nu, solver.state(torch.zeros(3, *shape)))
+    x = solver.image(state)
+    assert torch.allclose(solver.state(x), state, atol=1e-12, rtol=0)
     r = rho_u * affine.adjoint(w) + rho_d * reg.K_adj(v)
     residual = rho_u * affine.adjoint(affine.linear(x)) + rho_d * reg.K_adj(reg.K(x)) - r
     assert (residual.flatten(1).norm(dim=1) / r.flatten(1).norm(dim=1)).max() < 1e-10
     assert torch.allclose(wx, affine.linear(x), atol=1e-10, rtol=0)
+    assert torch.allclose(kx, reg.K(x), atol=1e-10, rtol=0)
     assert torch.allclose(wt_nu, affine.adjoint(nu), atol=1e-10, rtol=0)
 
 
@@ -180,11 +183,16 @@ def test_woodbury_handles_several_channels_and_the_circle_size():
         affine = AffineMap.from_matrix(torch.randn(m, n, generator=g), in_shape=shape)
         solver = x_solver(affine, TV(), *rho, torch.zeros(1))
         assert solver.kind == "woodbury"
-        r = rho[0] * affine.adjoint(torch.randn(2, m, generator=g)) + rho[1] * TV().K_adj(
-            torch.randn(2, 2 * n, generator=g).reshape(2, *TV().dual_shape(shape)))
-        x = solver.solve(r, torch.zeros_like(r))
+        w = torch.randn(2, m, generator=g)
+        v = torch.randn(2, 2 * n, generator=g).reshape(2, *TV().dual_shape(shape))
+        state, wx, kx, _ = solver.step(w, v, None, torch.zeros(2, n))
+        x = solver.image(state)
+        r = rho[0] * affine.adjoint(w) + rho[1] * TV().K_adj(v)
         residual = rho[0] * affine.adjoint(affine.linear(x)) + rho[1] * TV().K_adj(TV().K(x)) - r
         assert (residual.flatten(1).norm(dim=1) / r.flatten(1).norm(dim=1)).max() < 1e-10
+        scale = affine.linear(x).abs().max()
+        assert (wx - affine.linear(x)).abs().max() < 1e-10 * scale
+        assert (kx - TV().K(x)).abs().max() < 1e-10 * scale
 
 
 def test_cg_x_update_on_a_conv_network():

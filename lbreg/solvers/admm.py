@@ -66,8 +66,8 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
     Returns:
         Tensor of the shape of ``w``.
     """
-    t = rho / (1.0 + rho)
-    return w + (y - activation.prox((rho * w + y) / (1.0 + rho), t)) / rho
+    s = activation.prox(torch.add(y, w, alpha=rho).div_(1.0 + rho), rho / (1.0 + rho))
+    return torch.add(w, y - s, alpha=1.0 / rho)
 
 
 
@@ -145,7 +145,7 @@ class _Groups:
         return out
 
     def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
-             x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """`XStep.step` of each group on its samples."""
         if len(self.members) == 1:
             return self.members[0][2].step(w, v, nu, x)
@@ -157,7 +157,15 @@ class _Groups:
             for out, t in zip(outs, part):
                 if t is not None:
                     out[idx] = t
-        return outs[0], outs[1], outs[2]
+        return outs[0], outs[1], outs[2], outs[3]
+
+    def image(self, state: Tensor) -> Tensor:
+        """`XStep.image` (the groups' solvers share their representation)."""
+        return self.solvers[0][1].image(state)
+
+    def state(self, x: Tensor) -> Tensor:
+        """`XStep.state`."""
+        return self.solvers[0][1].state(x)
 
     def u_prox(self, activation: Activation, y: Tensor, v: Tensor) -> Tensor:
         """`bregman_prox` of each group (a Python-float ρ_u: no host synchronisation)."""
@@ -330,7 +338,10 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
     # to x_out, z_out): `rows` are the batch indices of the working samples (None while all run).
     rows, alpha_w, whole_groups = None, alpha_t, groups
     s_d = bview(alpha_w / groups.rho_d, d)  # d-prox parameter α/ρ_d
-    x_next, wx_next, _ = groups.step(u - b, d, None, x)
+    inv_s_d = 1.0 / s_d
+    # x is carried as the x-update's state (`XStep.state`), made an image only where needed
+    x = groups.state(x)
+    x_next, wx_next, kx_next, _ = groups.step(u - b, d, None, x)
     # The d-block is carried as (v_d, λ_d) with d = v_d - λ_d and λ_d = s_d z (scaled dual):
     # the relaxed point is then θKx + (1-θ)v_d + θλ_d, which saves a full-size pass per iteration.
     lam_u, v_d, lam_d = torch.zeros_like(u), d, torch.zeros_like(d)
@@ -346,33 +357,30 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
     k = 0
     while k < max_iter:
         check = (k + 1) % check_every == 0 or k + 1 == max_iter
-        wx, kx = wx_next + b, reg.K(x_next)
-        v_u = relax * wx + (1.0 - relax) * u + lam_u
+        wx, kx = wx_next, kx_next  # W x^{k+1} (without b), K x^{k+1}
+        v_u = torch.add(lam_u, wx, alpha=relax).add_(u, alpha=1.0 - relax).add_(b, alpha=relax)
         v_d = torch.add(kx, v_d, alpha=(1.0 - relax) / relax).add_(lam_d).mul_(relax)
         u = groups.u_prox(act, y, v_u)
-        lam_u = v_u - u
-        p_d = v_d.div_(s_d)  # in place: v_d is restored below
-        z = reg.prox_conj(p_d, 1.0 / s_d)  # ν_d / α, in ∂R(d)
-        lam_d = (z.clone() if z.data_ptr() == p_d.data_ptr() else z).mul_(s_d)  # λ_d = s_d z
-        v_d = p_d.mul_(s_d)
+        lam_u = v_u.sub_(u)
+        lam_d = reg.prox_conj(v_d / s_d, inv_s_d).mul_(s_d)  # λ_d = s_d z, z = ν_d/α ∈ ∂R(d)
         # iterate k+1 is (x_next, u, d = v_d - λ_d, λ); its step gives x^{k+2} (and Wᵀλ_u to test it)
-        x, wx_prev = x_next, wx
-        x_next, wx_next, wt_lam = groups.step(u - b - lam_u, torch.add(v_d, lam_d, alpha=-2.0),
-                                              lam_u if check else None, x)
+        x = x_next
+        x_next, wx_next, kx_next, wt_lam = groups.step(
+            u - b - lam_u, torch.add(v_d, lam_d, alpha=-2.0), lam_u if check else None, x)
         log.count()
         if check:
-            d = v_d - lam_d
+            d, wxb = v_d - lam_d, wx + b
             wt_nu = bview(groups.rho_u, wt_lam) * wt_lam
             kt_nu = reg.K_adj(bview(groups.rho_d, lam_d) * lam_d)  # Kᵀ(α z)
-            r_pri = torch.hypot(sample_norm(wx_prev - u), sample_norm(kx - d))
+            r_pri = torch.hypot(sample_norm(wxb - u), sample_norm(kx - d))
             r_dual = sample_norm(wt_nu + kt_nu)
             scale_pri = torch.maximum(
-                torch.maximum(torch.hypot(sample_norm(wx_prev - b), sample_norm(kx)),
+                torch.maximum(torch.hypot(sample_norm(wx), sample_norm(kx)),
                               torch.hypot(sample_norm(u), sample_norm(d))),
                 sample_norm(b).expand(x.shape[0]),
             )
             scale_dual = torch.maximum(sample_norm(wt_nu), sample_norm(kt_nu))
-            objective = act.bregman(y, wx_prev, check=False) + alpha_w * reg.value(x)
+            objective = act.bregman(y, wxb, check=False) + alpha_w * reg.R(kx)
             log.record(objective=whole("objective", objective),
                        primal_residual=whole("primal_residual", r_pri),
                        dual_residual=whole("dual_residual", r_dual))
@@ -381,19 +389,20 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
             if 0 < int(done.sum()) < done.numel():  # one host check: compact the working batch
                 gone, keep = done.nonzero().reshape(-1), (~done).nonzero().reshape(-1)
                 at = gone if rows is None else rows[gone]
-                x_out[at], z_out[at] = x[gone], (lam_d / s_d)[gone]
+                x_out[at], z_out[at] = groups.image(x[gone]), (lam_d / s_d)[gone]
                 rows = keep if rows is None else rows[keep]
-                x, u, v_d, lam_d, lam_u, x_next, wx_next, y, alpha_w, s_d = (
-                    t[keep] for t in (x, u, v_d, lam_d, lam_u, x_next, wx_next, y, alpha_w, s_d))
+                x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y, alpha_w, s_d, inv_s_d = (
+                    t[keep] for t in (x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y,
+                                      alpha_w, s_d, inv_s_d))
                 groups = whole_groups.subset(rows)
         k += 1
         state = None
         if callback is not None:  # the whole batch, finished samples at their final iterate
-            state = {"x": _merge(x_out, rows, x), "z": _merge(z_out, rows, lam_d / s_d)}
+            state = {"x": _merge(x_out, rows, groups.image(x)), "z": _merge(z_out, rows, lam_d / s_d)}
         if not log.keep_going(k, state):
             break
 
-    x, z = _merge(x_out, rows, x), _merge(z_out, rows, lam_d / s_d)
+    x, z = _merge(x_out, rows, groups.image(x)), _merge(z_out, rows, lam_d / s_d)
     iterations, converged, message, history = log.finish("admm", tol)
     return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
                   history=history, alpha=alpha_t.cpu(), params=params)

@@ -39,36 +39,79 @@ def _dct_matrix(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return c.to(dtype)
 
 
+def _difference_matrix(size: int) -> Tensor:
+    r"""Forward differences with a zero last row, :math:`(Dx)_i = x_{i+1}-x_i` (float64):
+    `lbreg.operators.grad2d` is :math:`(D_H x,\ xD_W^\top)` on an :math:`H\times W` image."""
+    return torch.diag(torch.ones(size - 1, dtype=torch.float64), 1) - torch.diag(
+        torch.cat([torch.ones(size - 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]))
+
+
 class _Diagonal:
     r"""An orthonormal transform :math:`Q` with :math:`K^\top K = Q^\top\operatorname{diag}(\lambda)Q`.
 
-    TV (Neumann forward differences): the 2-D DCT-II along the last two axes, with
-    :math:`\lambda_{kl} = 4\sin^2(\pi k/2H) + 4\sin^2(\pi l/2W)`; its null space is spanned by
-    the constant image of each channel. `SquaredNorm` (:math:`K=I`): :math:`Q=I`, :math:`\lambda=1`.
+    TV (Neumann forward differences): the 2-D DCT-II along the last two axes,
+    :math:`Qx = C_HxC_W^\top`, with :math:`\lambda_{kl} = 4\sin^2(\pi k/2H) + 4\sin^2(\pi l/2W)`;
+    its null space is spanned by the constant image of each channel. `SquaredNorm`
+    (:math:`K=I`): :math:`Q=I`, :math:`\lambda=1`.
+
+    Besides :math:`Q` and :math:`Q^\top`, it applies :math:`QK^\top` and :math:`KQ^\top` as two
+    small matrix products each: with :math:`K x = (D_Hx,\ xD_W^\top)`,
+
+    .. math::
+        QK^\top p = \big[C_HD_H^\top \,\big|\, C_H\big]
+            \begin{bmatrix} p_0C_W^\top \\ p_1D_WC_W^\top\end{bmatrix},\qquad
+        KQ^\top c = \Big(\big[D_HC_H^\top\big]cC_W,\ \big[C_H^\top\big]c\,C_WD_W^\top\Big),
+
+    the matrices formed once, so that the x-update of ADMM neither forms :math:`x` nor
+    runs `grad2d` / `div2d` per iteration (the boundary rows of :math:`Kx` are exact zeros, as
+    the last rows of :math:`D_H, D_W` are).
     """
 
     def __init__(self, reg: Regularizer, shape: tuple[int, ...], dtype: torch.dtype,
                  device: torch.device) -> None:
-        self.shape = shape
+        self.shape, self.n = shape, math.prod(shape)
         if isinstance(reg, TV):
             h, w = shape[-2], shape[-1]
-            self.ch, self.cw = _dct_matrix(h, dtype, device), _dct_matrix(w, dtype, device)
+            ch, cw = _dct_matrix(h, torch.float64, device), _dct_matrix(w, torch.float64, device)
+            dh, dw = _difference_matrix(h).to(device), _difference_matrix(w).to(device)
+            self.ch, self.cw = ch.to(dtype), cw.to(dtype)
+            self.kt_left = torch.cat([ch @ dh.T, ch], dim=1).to(dtype)  # (H, 2H)
+            self.kt_right = torch.stack([cw.T, dw @ cw.T]).to(dtype)  # (2, W, W)
+            self.k_left = torch.cat([dh @ ch.T, ch.T], dim=0).to(dtype)  # (2H, H)
+            self.k_right = torch.stack([cw, cw @ dw.T]).to(dtype)  # (2, W, W)
             lh = 4 * torch.sin(math.pi * torch.arange(h, dtype=torch.float64) / (2 * h)) ** 2
             lw = 4 * torch.sin(math.pi * torch.arange(w, dtype=torch.float64) / (2 * w)) ** 2
             lam = (lh[:, None] + lw[None, :]).expand(shape).clone()
             lam[..., 0, 0] = 0.0  # exactly zero: the constant image of each channel
         else:
-            self.ch = self.cw = None
+            self.ch = None
             lam = torch.ones(shape, dtype=torch.float64)
         self.eig = lam.to(device=device, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """:math:`Qx` for ``x`` of shape ``(B, *shape)``."""
-        return x if self.ch is None else self.ch @ x @ self.cw.T
+    def coefficients(self, x: Tensor) -> Tensor:
+        """:math:`Qx` flattened, ``(B, n)``, for an image ``x`` ``(B, *shape)``."""
+        x = x.reshape(x.shape[0], *self.shape)
+        return (x if self.ch is None else self.ch @ x @ self.cw.T).reshape(x.shape[0], self.n)
 
-    def inverse(self, c: Tensor) -> Tensor:
-        r""":math:`Q^\top c` for ``c`` of shape ``(B, *shape)``."""
+    def image(self, c: Tensor) -> Tensor:
+        r""":math:`Q^\top c`, ``(B, *shape)``, for coefficients ``c`` ``(B, n)``."""
+        c = c.reshape(c.shape[0], *self.shape)
         return c if self.ch is None else self.ch.T @ c @ self.cw
+
+    def kt(self, p: Tensor) -> Tensor:
+        r""":math:`QK^\top p`, ``(B, n)``, for ``p`` ``(B, *dual_shape)``."""
+        if self.ch is None:
+            return p.reshape(p.shape[0], self.n)
+        t = (p @ self.kt_right).reshape(*p.shape[:-3], 2 * p.shape[-2], p.shape[-1])
+        return (self.kt_left @ t).reshape(p.shape[0], self.n)
+
+    def k(self, c: Tensor) -> Tensor:
+        r""":math:`KQ^\top c`, ``(B, *dual_shape)``, for coefficients ``c`` ``(B, n)``."""
+        c = c.reshape(c.shape[0], *self.shape)
+        if self.ch is None:
+            return c
+        t = self.k_left @ c
+        return t.reshape(*t.shape[:-2], 2, *self.shape[-2:]) @ self.k_right
 
 
 def _diagonalise(reg: Regularizer, shape: tuple[int, ...], like: Tensor) -> _Diagonal | None:
@@ -81,13 +124,14 @@ def _diagonalise(reg: Regularizer, shape: tuple[int, ...], like: Tensor) -> _Dia
 
 
 class XStep:
-    r"""The exact x-update of ADMM, together with :math:`W^\top\nu_u` for the dual residual.
+    r"""The exact x-update of ADMM, with :math:`Wx^+`, :math:`Kx^+` and :math:`W^\top\nu`.
 
     ``step(w, v, nu, x)`` returns :math:`x^+ = M^{-1}r` with
     :math:`M = \rho_uW^\top W + \rho_dK^\top K` and
-    :math:`r = \rho_uW^\top w + \rho_dK^\top v`, the product :math:`Wx^+`, and :math:`W^\top\nu`
-    (two passes over :math:`W`: the adjoint of the stacked ``[w, nu]`` and :math:`Wx^+`).
-    Subclasses implement ``solve(r, x)``; ``x`` is the warm start (used by CG only).
+    :math:`r = \rho_uW^\top w + \rho_dK^\top v`, the products :math:`Wx^+` and :math:`Kx^+`, and
+    :math:`W^\top\nu` (None for ``nu=None``). A solver may carry :math:`x` in its own
+    representation, its *state* (the Woodbury solver: coefficients in a transformed basis):
+    ``x`` and :math:`x^+` are states, `image` and `state` convert (the identity here).
     """
 
     kind = ""
@@ -95,20 +139,36 @@ class XStep:
     def __init__(self, affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float) -> None:
         self.affine, self.reg, self.rho_u, self.rho_d = affine, reg, rho_u, rho_d
 
+    def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``(x_new, W x_new, K x_new, Wᵀ nu)`` for ``w, nu`` ``(B, *out_shape)``, ``v``
+        ``(B, *dual_shape)`` and the current state ``x`` (the warm start of CG)."""
+        raise NotImplementedError
+
+    def image(self, state: Tensor) -> Tensor:
+        """The iterate :math:`x`, ``(B, *in_shape)``, of a state."""
+        return state
+
+    def state(self, x: Tensor) -> Tensor:
+        """The state of an iterate ``x`` ``(B, *in_shape)``."""
+        return x
+
+
+class _SolveStep(XStep):
+    r"""A step through ``solve(r, x)`` :math:`= M^{-1}r`: one pass over :math:`W^\top` (of the
+    stacked ``[w, nu]``) and one over :math:`W` (for :math:`Wx^+`), besides the solve."""
+
     def solve(self, r: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
-             x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``(x_new, W x_new, Wᵀ nu)`` for ``w, nu`` ``(B, *out_shape)``, ``v`` ``(B, *dual_shape)``.
-
-        ``nu=None`` skips :math:`W^\top\nu` (returned as None).
-        """
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         batch = w.shape[0]
         both = self.affine.adjoint(w if nu is None else torch.cat([w, nu]))
         r = self.rho_u * both[:batch] + self.rho_d * self.reg.K_adj(v)
         x_new = self.solve(r, x)
-        return x_new, self.affine.linear(x_new), None if nu is None else both[batch:]
+        return (x_new, self.affine.linear(x_new), self.reg.K(x_new),
+                None if nu is None else both[batch:])
 
 
 class _WoodburySolver(XStep):
@@ -126,29 +186,33 @@ class _WoodburySolver(XStep):
         S = \rho_u^{-1}I + WA^{-1}W^\top,\quad G = WE/\gamma,
 
     (the zero block because :math:`A^{-1}E = E/\gamma`), inverted through :math:`S^{-1}` and the
-    inverse of the small Schur complement :math:`\Sigma = G^\top S^{-1}G`, both formed once
-    from Cholesky factors. The identity is exact, so the x-update is exact to rounding. A null
-    vector with :math:`We = 0` (then :math:`M` is singular) is left in :math:`A` only, which for
-    right-hand sides in :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)`
-    returns the solution orthogonal to :math:`e`, again an exact minimiser of the x-subproblem.
+    inverse of the small Schur complement :math:`\Sigma = G^\top H`, :math:`H = S^{-1}G`, both
+    formed once from Cholesky factors. The identity is exact, so the x-update is exact to
+    rounding. A null vector with :math:`We = 0` (then :math:`M` is singular) is left in
+    :math:`A` only, which for right-hand sides in
+    :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)` returns the solution
+    orthogonal to :math:`e`, again an exact minimiser of the x-subproblem.
 
     **A step** with :math:`r = \rho_uW^\top w + \rho_dK^\top v`: since
     :math:`\rho_u WA^{-1}W^\top = \rho_u S - I`, Woodbury's correction reduces to the
-    multiplier :math:`c = \rho_u(w - Wx^+)`,
+    multiplier :math:`c = \rho_u(w - Wx^+)` and the border :math:`q`,
 
     .. math::
-        c = S^{-1}\big(w - \rho_d\,WA^{-1}K^\top v + Gq\big),\qquad
+        (c,\ q) = \big(w - \rho_d\,WA^{-1}K^\top v,\ \ E^\top A^{-1}K^\top v\big)
+            \begin{pmatrix} S^{-1} - H\Sigma^{-1}H^\top & -H\Sigma^{-1}\\
+                            -\rho_d\Sigma^{-1}H^\top & -\rho_d\Sigma^{-1}\end{pmatrix},\qquad
         x^+ = A^{-1}\big(W^\top c + \rho_dK^\top v\big) - Eq/\gamma,\qquad
-        Wx^+ = w - c/\rho_u,
+        Wx^+ = w - c/\rho_u
 
-    where :math:`q = -\Sigma^{-1}\big(G^\top c_0 + \rho_dE^\top A^{-1}K^\top v\big)` with
-    :math:`c_0 = S^{-1}(w - \rho_dWA^{-1}K^\top v)` costs :math:`C'` numbers per
-    sample. The whole step runs in the :math:`Q` basis, where :math:`A` is diagonal and the
-    null vectors are unit vectors: with :math:`V = WQ^\top` stored (once, instead of
-    :math:`W`), it makes two passes over that :math:`m\times n` matrix (:math:`V` applied to
-    :math:`QA^{-1}K^\top v`, and :math:`V^\top` applied to the stacked ``[c, ν]``, which also
-    yields :math:`QW^\top\nu`), one :math:`m\times m` product, one forward DCT (of
-    :math:`K^\top v`) and one inverse DCT.
+    (row vectors; the block matrix is formed once). The state is :math:`\hat x = Qx` and the
+    whole step runs in the :math:`Q` basis, where :math:`A` is diagonal and the null vectors
+    are unit vectors: with :math:`\tilde V = WQ^\top A^{-1}` stored (once, instead of
+    :math:`W`) and bordered below by the rows :math:`-E^\top/\gamma`, it makes two passes over
+    that :math:`m\times n` matrix (:math:`\tilde V` applied to :math:`QK^\top v`, and the
+    bordered :math:`\tilde V^\top` to :math:`(c, q)`, stacked with :math:`(\nu, 0)` for
+    :math:`W^\top\nu`), one :math:`(m+C')\times(m+C')` product, and :math:`QK^\top v`,
+    :math:`KQ^\top\hat x^+` as two small products each (`_Diagonal`): eleven tensor
+    operations in all, as an iteration of this memory-bound loop pays for each one.
     """
 
     kind = "woodbury"
@@ -158,66 +222,60 @@ class _WoodburySolver(XStep):
         super().__init__(affine, reg, rho_u, rho_d)
         W = affine.weight
         m, n = W.shape
-        self.diag, self.m, self.n = diag, m, n
+        self.diag, self.m = diag, m
         eig = diag.eig.reshape(n)
         null = eig == 0
         self.gamma = rho_d * float(eig.mean())
         self.a = torch.where(null, torch.full_like(eig, self.gamma), rho_d * eig)  # eigenvalues of A
-        self.v = diag.forward(W.reshape(m, *diag.shape)).reshape(m, n)  # V = W Qᵀ, W in the Q basis
-        wawt = (self.v / self.a) @ self.v.T  # W A⁻¹ Wᵀ
-        eye = torch.eye(m, dtype=W.dtype, device=W.device)
-        self.s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
+        v = diag.coefficients(W)  # V = W Qᵀ, W in the Q basis
         # the null vectors E are unit vectors in the Q basis, so WE = V[:, null] and Eᵀ = coefficients
         idx = null.nonzero().reshape(-1)
-        we = self.v[:, idx]
-        keep = torch.linalg.vector_norm(we, dim=0) > 1e-12 * torch.linalg.matrix_norm(W)
+        keep = torch.linalg.vector_norm(v[:, idx], dim=0) > 1e-12 * torch.linalg.matrix_norm(W)
         self.null = idx[keep]
-        self.g = we[:, keep] / self.gamma  # G (m, C')
-        self.bordered = self.g.shape[1] > 0
-        if self.bordered:
-            self.h = self.s_inv @ self.g  # S⁻¹G (m, C')
-            self.sigma_inv = _spd_inverse(self.g.T @ self.h)  # Σ⁻¹ (C', C')
-
-    def _to_q(self, t: Tensor) -> Tensor:
-        """Coefficients ``(B, n)`` in the Q basis of ``t`` ``(B, *shape)``."""
-        return self.diag.forward(t.reshape(t.shape[0], *self.diag.shape)).reshape(t.shape[0], self.n)
-
-    def _from_q(self, c: Tensor) -> Tensor:
-        """The image ``(B, *shape)`` with Q-basis coefficients ``c`` ``(B, n)``."""
-        return self.diag.inverse(c.reshape(c.shape[0], *self.diag.shape))
-
-    def _border(self, c: Tensor, ak: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The null-space border: ``c + q hᵀ`` and ``q``, from ``c = (·) S⁻¹`` and Q A⁻¹(·) ``ak``."""
-        if not self.bordered:
-            return c, None
-        q = -(c @ self.g + self.rho_d * ak[:, self.null]) @ self.sigma_inv
-        return c + q @ self.h.T, q
+        border = self.null.numel()
+        self.v_tilde = v.new_empty(m + border, n)  # Ṽ = V A⁻¹, bordered below by -Eᵀ/γ
+        vt = torch.div(v, self.a, out=self.v_tilde[:m])
+        self.v_tilde[m:] = 0.0
+        self.v_tilde[m + torch.arange(border, device=v.device), self.null] = -1.0 / self.gamma
+        wawt = vt @ v.T  # W A⁻¹ Wᵀ
+        eye = torch.eye(m, dtype=W.dtype, device=W.device)
+        s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
+        if border:
+            g = v[:, self.null] / self.gamma  # G = WE/γ (m, C')
+            h = s_inv @ g  # H = S⁻¹G
+            sigma_inv = _spd_inverse(g.T @ h)  # Σ⁻¹
+            hs = h @ sigma_inv
+            self.border_matrix = torch.cat([torch.cat([s_inv - hs @ h.T, -hs], dim=1),
+                                            -rho_d * torch.cat([hs.T, sigma_inv], dim=1)])
+        else:
+            self.border_matrix = s_inv
 
     def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
-             x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        batch = w.shape[0]
-        akv = self._to_q(self.reg.K_adj(v)) / self.a  # Q A⁻¹Kᵀv (B, n)
-        w = w.reshape(batch, self.m)
-        c, q = self._border((w - self.rho_d * (akv @ self.v.T)) @ self.s_inv, akv)  # pass 1
-        rows = c if nu is None else torch.cat([c, nu.reshape(batch, self.m)])
-        both = rows @ self.v  # pass 2: Q Wᵀc (and Q Wᵀν)
-        x_hat = torch.add(both[:batch] / self.a, akv, alpha=self.rho_d)
-        if q is not None:
-            x_hat[:, self.null] -= q / self.gamma
-        out = self._from_q(x_hat if nu is None else torch.cat([x_hat, both[batch:]]))
-        wx = (w - c / self.rho_u).reshape(batch, *self.affine.out_shape)
-        return out[:batch], wx, None if nu is None else out[batch:]
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The step above; ``x`` (the state) is not needed by an exact update."""
+        m, batch = self.m, w.shape[0]
+        w = w.reshape(batch, m)
+        kv = self.diag.kt(v)  # Q Kᵀv
+        akv = kv / self.a  # Q A⁻¹Kᵀv
+        rhs = torch.addmm(w, kv, self.v_tilde[:m].T, alpha=-self.rho_d)  # pass 1: w - ρ_d W A⁻¹Kᵀv
+        if self.null.numel():
+            rhs = torch.cat([rhs, akv[:, self.null]], dim=1)
+        cq = rhs @ self.border_matrix  # (c, q)
+        if nu is None:
+            x_new, wt_nu = torch.addmm(akv, cq, self.v_tilde, beta=self.rho_d), None  # pass 2
+        else:
+            nu = torch.nn.functional.pad(nu.reshape(batch, m), (0, cq.shape[1] - m))
+            both = torch.cat([cq, nu]) @ self.v_tilde  # pass 2, with Q A⁻¹Wᵀν
+            x_new = both[:batch].add_(akv, alpha=self.rho_d)
+            wt_nu = self.diag.image(both[batch:] * self.a)
+        wx = torch.add(w, cq[:, :m], alpha=-1.0 / self.rho_u).reshape(batch, *self.affine.out_shape)
+        return x_new, wx, self.diag.k(x_new), wt_nu
 
-    def solve(self, r: Tensor, x: Tensor) -> Tensor:
-        """:math:`M^{-1}r` for ``r`` ``(B, *in_shape)`` (used by tests; `step` is the fast path)."""
-        ar = self._to_q(r) / self.a  # Q A⁻¹ r
-        p = (ar @ self.v.T) @ self.s_inv  # S⁻¹ W A⁻¹ r
-        out = ar - (p @ self.v) / self.a
-        if self.bordered:
-            q = (p @ self.g - ar[:, self.null]) @ self.sigma_inv  # Eᵀ A⁻¹ r = Eᵀ r / γ
-            out = out + ((q @ self.h.T) @ self.v) / self.a
-            out[:, self.null] -= q / self.gamma
-        return self._from_q(out).reshape(r.shape)
+    def image(self, state: Tensor) -> Tensor:
+        return self.diag.image(state)
+
+    def state(self, x: Tensor) -> Tensor:
+        return self.diag.coefficients(x)
 
 
 def _spd_inverse(mat: Tensor) -> Tensor:
@@ -226,7 +284,7 @@ def _spd_inverse(mat: Tensor) -> Tensor:
     return 0.5 * (inv + inv.T)
 
 
-class _CholeskySolver(XStep):
+class _CholeskySolver(_SolveStep):
     r"""Exact x-update through the Cholesky factor of the assembled :math:`n\times n` :math:`M`.
 
     Used for dense :math:`W` with :math:`m\ge n` (or a regulariser without a known
@@ -251,7 +309,7 @@ class _CholeskySolver(XStep):
             idx = (diag.eig == 0).nonzero()
             e = torch.zeros((idx.shape[0], *shape), dtype=W.dtype, device=W.device)
             e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
-            e = diag.inverse(e).reshape(-1, n)
+            e = diag.image(e).reshape(-1, n)
             dead = torch.linalg.vector_norm(W @ e.T, dim=0) <= 1e-12 * torch.linalg.matrix_norm(W)
             mat = mat + rho_d * (e[dead].T @ e[dead])
         chol, info = torch.linalg.cholesky_ex(mat)
@@ -269,7 +327,7 @@ class _CholeskySolver(XStep):
         return torch.cholesky_solve(flat.T, self.chol).T.reshape(r.shape)
 
 
-class _CGSolver(XStep):
+class _CGSolver(_SolveStep):
     r"""Conjugate gradients on :math:`Mx=r`, :math:`M = \rho_u W^\top W + \rho_d K^\top K` matrix-free.
 
     For maps without a stored matrix (convolutions, pooling). Batched, warm-started from the
