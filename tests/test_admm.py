@@ -14,7 +14,7 @@ from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, pdhg
 from lbreg.solvers.admm import bregman_prox
-from lbreg.solvers.xupdate import x_solver
+from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, _Diagonal, x_solver
 
 pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
 
@@ -173,6 +173,24 @@ def test_exact_x_update_solves_its_linear_system(m, reg):
     assert torch.allclose(wx, affine.linear(x), atol=1e-10, rtol=0)
     assert torch.allclose(kx, reg.K(x), atol=1e-10, rtol=0)
     assert torch.allclose(wt_nu, affine.adjoint(nu), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 5])  # 2 images: fused products; 10: DCT composed with ∇
+def test_dct_diagonalises_the_tv_laplacian_and_applies_k(batch):
+    """Q orthogonal, QKᵀKQᵀ = diag(λ), and the DCT-basis K, Kᵀ equal grad2d / -div2d."""
+    g = torch.Generator().manual_seed(18)
+    shape, reg = (2, 6, 5), TV()
+    diag = _Diagonal(reg, shape, torch.float64, torch.device("cpu"))
+    assert diag._few(batch) == (batch * shape[0] <= FUSED_MAX_IMAGES)
+    x = torch.randn(batch, *shape, generator=g, dtype=torch.float64)
+    p = torch.randn(batch, *reg.dual_shape(shape), generator=g, dtype=torch.float64)
+    c = diag.coefficients(x)
+    assert torch.allclose(diag.image(c), x, atol=1e-13, rtol=0)
+    assert torch.allclose(c.norm(dim=1), x.flatten(1).norm(dim=1), atol=1e-13, rtol=0)
+    assert torch.allclose(diag.k(c), reg.K(x), atol=1e-13, rtol=0)
+    assert torch.allclose(diag.kt(p), diag.coefficients(reg.K_adj(p)), atol=1e-13, rtol=0)
+    laplacian = diag.coefficients(reg.K_adj(reg.K(x)))
+    assert torch.allclose(laplacian, diag.eig.reshape(1, -1) * c, atol=1e-12, rtol=0)
 
 
 def test_woodbury_handles_several_channels_and_the_circle_size():
