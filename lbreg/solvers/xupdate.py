@@ -226,8 +226,10 @@ class _WoodburySolver(XStep):
     that :math:`m\times n` matrix (:math:`\tilde V` applied to :math:`QK^\top v`, and the
     bordered :math:`\tilde V^\top` to :math:`(c, q)`, stacked with :math:`(\nu, 0)` for
     :math:`W^\top\nu`), one :math:`(m+C')\times(m+C')` product, and :math:`QK^\top v`,
-    :math:`KQ^\top\hat x^+` as two small products each (`_Diagonal`): eleven tensor
-    operations in all, as an iteration of this memory-bound loop pays for each one.
+    :math:`KQ^\top\hat x^+` as two small products each (`_Diagonal`): for a single image,
+    eleven tensor operations in all. Their number matters: at batch 1 each operation of this
+    memory-bound loop costs tens of microseconds, as the passes over :math:`\tilde V` evict
+    everything else from the caches.
     """
 
     kind = "woodbury"
