@@ -95,13 +95,16 @@ def test_admm_with_squared_norm_is_ridge_regression():
 # --------------------------------------------------------------------------- batching
 
 
-def test_batched_admm_equals_single_solves():
+@pytest.mark.parametrize("alphas", [[0.01, 0.05, 0.2], [0.05] * 6])
+def test_batched_admm_equals_single_solves(alphas):
+    """Three penalty groups, and one group of six samples (more than FUSED_MAX_IMAGES, so the
+    batch composes the DCT with ∇ while the single solves use the fused products)."""
     net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
-    y = image_data(net, 3, seed=8)
-    alphas = torch.tensor([0.01, 0.05, 0.2])
+    y = image_data(net, len(alphas), seed=8)
+    alphas = torch.tensor(alphas)
     batched = admm(net, y, alphas, tol=1e-5)
-    assert batched.success
-    for i in range(3):
+    assert batched.success and batched.params["x_update"] == "woodbury"
+    for i in range(len(alphas)):
         single = admm(net, y[i : i + 1], float(alphas[i]), tol=1e-5)
         assert torch.allclose(batched.x[i], single.x[0], atol=1e-10, rtol=0)
         assert batched.iterations[i] == single.iterations[0]
