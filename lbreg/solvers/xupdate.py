@@ -46,8 +46,9 @@ def _dct_matrix(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
 def _difference_matrix(size: int) -> Tensor:
     r"""Forward differences with a zero last row, :math:`(Dx)_i = x_{i+1}-x_i` (float64):
     `lbreg.operators.grad2d` is :math:`(D_H x,\ xD_W^\top)` on an :math:`H\times W` image."""
-    return torch.diag(torch.ones(size - 1, dtype=torch.float64), 1) - torch.diag(
-        torch.cat([torch.ones(size - 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]))
+    d = torch.diag(torch.ones(size - 1, dtype=torch.float64), 1) - torch.eye(size, dtype=torch.float64)
+    d[-1, -1] = 0.0
+    return d
 
 
 class _Diagonal:
