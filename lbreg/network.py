@@ -195,6 +195,12 @@ class AffineMap:
         """Device of the weights (``None`` for a weightless map such as pooling)."""
         return None if self.weight is None else self.weight.device
 
+    @property
+    def matrix(self) -> Tensor | None:
+        r"""The matrix :math:`W` ``(prod(out_shape), prod(in_shape))`` of a dense map;
+        ``None`` for maps without one (convolutions, pooling)."""
+        return None
+
     def linear(self, x: Tensor) -> Tensor:
         r""":math:`Wx`: ``(B, *in_shape)`` or ``(B, prod(in_shape))`` -> ``(B, *out_shape)``."""
         x = _reshape_batch(x, self.in_shape, self._op_in, "x", self._op_in)
@@ -365,6 +371,10 @@ class AffineMap:
 
 
 class _DenseMap(AffineMap):
+    @property
+    def matrix(self) -> Tensor:
+        return self.weight
+
     def _kind(self) -> str:
         return f"dense {tuple(self.weight.shape)}"
 

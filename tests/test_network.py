@@ -146,6 +146,18 @@ def test_from_matrix_adjoint_forward_and_shapes():
     assert (plain.in_shape, plain.out_shape, plain.bias) == ((64,), (20,), None)
 
 
+def test_matrix_of_dense_maps_only():
+    """`AffineMap.matrix`: W (prod(out_shape), prod(in_shape)) for dense maps, None otherwise."""
+    W = _randn(20, 64, seed=4)
+    A = AffineMap.from_matrix(W, in_shape=(1, 8, 8), out_shape=(4, 5))
+    assert torch.equal(A.matrix, W)
+    torch.testing.assert_close(A.linear(torch.eye(64, dtype=DT).reshape(64, 1, 8, 8)).reshape(64, 20).T, A.matrix)
+    linear = AffineMap.from_module(nn.Linear(12, 3), input_shape=(3, 4))
+    assert linear.matrix.shape == (3, 12)
+    assert AffineMap.from_module(nn.Conv2d(1, 2, 3), input_shape=(1, 6, 6)).matrix is None
+    assert AffineMap.from_module(nn.AvgPool2d(2), input_shape=(1, 6, 6)).matrix is None
+
+
 # ---------------------------------------------------------------- spectral norms
 
 

@@ -86,9 +86,8 @@ def _norm_sq(affine: AffineMap) -> float:
     The Gram matrix is formed and decomposed in single precision (relative error about
     :math:`10^{-6}`, ample for a penalty, at half the set-up cost of double precision).
     """
-    W = affine.weight
-    m, n = math.prod(affine.out_shape), math.prod(affine.in_shape)
-    if W is not None and W.dim() == 2 and tuple(W.shape) == (m, n) and min(m, n) <= _EXACT_NORM_MAX:
+    W = affine.matrix
+    if W is not None and min(W.shape) <= _EXACT_NORM_MAX:
         return gram_norm_sq(W.to(torch.float32))
     return affine.norm() ** 2
 

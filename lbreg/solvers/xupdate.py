@@ -238,7 +238,7 @@ class _WoodburySolver(XStep):
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal, rho_u: float,
                  rho_d: float) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
-        W = affine.weight
+        W = affine.matrix
         m, n = W.shape
         self.diag, self.m = diag, m
         eig = diag.eig.reshape(n)
@@ -317,7 +317,7 @@ class _CholeskySolver(_SolveStep):
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal | None, rho_u: float,
                  rho_d: float) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
-        W, shape = affine.weight, affine.in_shape
+        W, shape = affine.matrix, affine.in_shape
         n = W.shape[1]
         eye = torch.eye(n, dtype=W.dtype, device=W.device)
         ktk = torch.cat([reg.K_adj(reg.K(eye[i : i + 256].reshape(-1, *shape))).reshape(-1, n)
@@ -392,8 +392,7 @@ def x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float,
     """The x-update: Woodbury (dense, m < n, KᵀK diagonalised), Cholesky (dense, n small), else CG."""
     shape = affine.in_shape
     n, m = math.prod(shape), math.prod(affine.out_shape)
-    W = affine.weight
-    dense = W is not None and W.dim() == 2 and tuple(W.shape) == (m, n)
+    dense = affine.matrix is not None
     diag = _diagonalise(reg, shape, like)
     if dense and m < n and diag is not None:
         return _WoodburySolver(affine, reg, diag, rho_u, rho_d)
