@@ -112,13 +112,21 @@ def _step(
     :math:`x` exactly.
     """
     wx = affine.forward(x) if wx is None else wx
-    grad = reg.add_K_adj_(affine.adjoint(activation.bregman_grad(y, wx)), z, bview(alpha, x))
+    grad = _grad_x(affine, activation, y, wx, z, alpha, reg)
     x_new = torch.addcmul(x, bview(tau_x, x), grad, value=-1.0)
     kx_new = reg.K(x_new)
     s = bview(s, z)
     z_new = reg.prox_conj(torch.addcmul(z, s, kx_new, value=2.0).addcmul_(s, kx, value=-1.0), s)
     objective = activation.bregman(y, wx, check=False) + alpha * reg.R(kx)
     return x_new, z_new, kx_new, objective, sample_norm(grad)
+
+
+def _grad_x(affine: AffineMap, activation: Activation, y: Tensor, wx: Tensor, z: Tensor,
+            alpha: Tensor, reg: Regularizer) -> Tensor:
+    r"""The Lagrangian's gradient :math:`\nabla_x\mathcal L = W^\top(\sigma(Wx+b)-y) + \alpha K^\top z`
+    of eq. (14a), given ``wx`` :math:`= Wx+b`."""
+    g = affine.adjoint(activation.bregman_grad(y, wx))
+    return reg.add_K_adj_(g, z, bview(alpha, g))
 
 
 def _gap_radius(network: LiftedNetwork, radius: float | None, name: str) -> float:
@@ -191,8 +199,7 @@ def primal_dual_gap(
     layer = network.layers[0]
     affine = layer.affine.to(device=y.device, dtype=y.dtype)
     x = x.reshape(y.shape[0], *network.input_shape)
-    grad = reg.add_K_adj_(affine.adjoint(layer.activation.bregman_grad(y, affine.forward(x))), z,
-                          bview(alpha_t, x))
+    grad = _grad_x(affine, layer.activation, y, affine.forward(x), z, alpha_t, reg)
     return _gap_from_residual(reg.K(x), z, alpha_t, reg, sample_norm(grad), rho)
 
 
