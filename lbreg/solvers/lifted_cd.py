@@ -247,13 +247,14 @@ def _solve_x0(
     running = active.clone()
     steps = torch.zeros_like(alpha, dtype=torch.int64)
     residual = objective = torch.zeros_like(alpha)
+    kx = reg.K(x)
     for j in range(inner_iters):
-        x_new, z_new, _, obj, res = _step(layer.affine, layer.activation, data, x, z, reg.K(x), alpha, reg,
-                                          tau_x, tau_z * alpha, wx if j == 0 else None)
+        x_new, z_new, kx_new, obj, res = _step(layer.affine, layer.activation, data, x, z, kx, alpha, reg,
+                                               tau_x, tau_z * alpha, wx if j == 0 else None)
         if j == 0:
             objective = obj
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)
-        x, z = freeze(running, x_new, x), freeze(running, z_new, z)
+        x, z, kx = freeze(running, x_new, x), freeze(running, z_new, z), freeze(running, kx_new, kx)
         residual = torch.where(running, res, residual)
         steps += running.to(torch.int64)
         running &= ~done
