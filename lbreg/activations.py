@@ -289,6 +289,10 @@ class Activation(ABC):
     # ---- helpers --------------------------------------------------------------------
     def _outside(self, u: Tensor) -> Tensor:
         lo, hi = self.domain
+        if hi == _INF:  # no comparison with an infinite bound (NaN is outside neither way)
+            return u < lo
+        if lo == -_INF:
+            return u > hi
         return (u < lo) | (u > hi)
 
     def _clip(self, u: Tensor) -> Tensor:
@@ -344,7 +348,8 @@ class ReLU(Activation):
         return 0.5 * torch.relu(z) ** 2
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return 0.5 * (y - torch.relu(z)) ** 2 + y * torch.relu(-z)
+        # y max(-z, 0) = -(y min(z, 0)) exactly
+        return 0.5 * (y - torch.relu(z)) ** 2 - y * torch.clamp(z, max=0.0)
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         return torch.relu(v)

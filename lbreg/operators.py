@@ -94,8 +94,8 @@ def div2d(p: Tensor) -> Tensor:
     return add_div_(torch.zeros_like(p[..., 0, :, :]), p, 1.0)
 
 
-def add_div_(out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
-    r"""``out`` :math:`\mathrel{+}= s\operatorname{div}p` in place (and returned), ``s`` = ``scale``.
+def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) -> Tensor:
+    r"""``out`` :math:`\mathrel{+}= v\,s\operatorname{div}p` in place (and returned), ``s`` = ``scale``, ``v`` = ``value``.
 
     The sums of :func:`div2d` applied to ``out`` entry by entry, without forming
     :math:`\operatorname{div}p` (the PDHG step (14) adds :math:`-\tau\alpha\operatorname{div}z`
@@ -105,6 +105,8 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
         out: real floating tensor of shape ``(..., H, W)``, updated in place.
         p: real floating tensor of shape ``(..., 2, H, W)``.
         scale: a number or a tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``).
+        value: a number; ``value=-1`` subtracts (:math:`K^\top p = -\operatorname{div}p`)
+            without negating ``scale``.
 
     Returns:
         ``out``.
@@ -112,12 +114,12 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
     s = torch.as_tensor(scale, dtype=out.dtype, device=out.device)
     # component 0 (rows): p_{i,0} - p_{i-1,0}, with p_{-1,0} = 0 and p_{H-1,0} treated as 0
     p0 = p[..., 0, :-1, :]
-    out[..., :-1, :].addcmul_(p0, s)
-    out[..., 1:, :].addcmul_(p0, s, value=-1.0)
+    out[..., :-1, :].addcmul_(p0, s, value=value)
+    out[..., 1:, :].addcmul_(p0, s, value=-value)
     # component 1 (columns)
     p1 = p[..., 1, :, :-1]
-    out[..., :, :-1].addcmul_(p1, s)
-    out[..., :, 1:].addcmul_(p1, s, value=-1.0)
+    out[..., :, :-1].addcmul_(p1, s, value=value)
+    out[..., :, 1:].addcmul_(p1, s, value=-value)
     return out
 
 

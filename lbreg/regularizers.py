@@ -123,7 +123,7 @@ class TV(Regularizer):
     def add_K_adj_(self, out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
         r"""``out`` :math:`\mathrel{-}= s\operatorname{div}p`, without forming :math:`\operatorname{div}p`
         (`lbreg.operators.add_div_`)."""
-        return add_div_(out, p, -torch.as_tensor(scale, dtype=out.dtype, device=out.device))
+        return add_div_(out, p, scale, value=-1.0)
 
     def prox_conj(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
         return project_dual_ball(p, isotropic=self.isotropic)

@@ -210,11 +210,11 @@ class IterationLog:
 
     def count(self) -> None:
         """Count one iteration for the active samples."""
-        self.iterations += self.active.to(torch.int64)
+        self.iterations.add_(self.active)
 
     def deactivate(self, done: Tensor) -> None:
         """Mark the samples whose stopping test fired as finished."""
-        self.active &= ~done
+        self.active.masked_fill_(done, False)
 
     def keep_going(self, k: int, state: dict[str, Any] | None = None) -> bool:
         """Loop condition after iteration ``k`` (1-based count of iterations done)."""
