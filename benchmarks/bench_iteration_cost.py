@@ -11,6 +11,9 @@ a busy-wait half as long as the rest of that round's pdhg iteration, the waits n
 On a machine whose cache is shared with other work (a virtual machine), the matrix leaves the
 cache during any pause, so products inside a loop cost more than back to back; the ratio
 against the gapped products is the part of the loop that the library's own operations take.
+It also counts the tensor operations of one iteration that run a kernel (views, aliases and
+allocations not counted; a machine-independent figure): on a GPU each is a kernel launch, and
+at these sizes the launches, not the products, set the time of an iteration.
 Prints a table; writes ``benchmarks/results/iteration_cost.json``.
 """
 
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -35,6 +39,35 @@ def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+class KernelCounter(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside the ``with`` block that run a kernel:
+    views, aliases and allocations without a fill are not counted."""
+
+    FREE = {torch.ops.aten.detach, torch.ops.aten.lift_fresh, torch.ops.aten.empty,
+            torch.ops.aten.new_empty, torch.ops.aten.empty_like}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket not in self.FREE:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_per_iteration(net, y: torch.Tensor, short: int = 20, long: int = 40) -> float:
+    """Kernel-running operations per pdhg iteration: the difference of two runs of ``short`` and
+    ``long`` iterations (set-up and finish cancel; the gap and host checks every 10th iteration
+    are averaged in)."""
+    counts = []
+    for iters in (short, long):
+        with KernelCounter() as counter:
+            pdhg(net, y, 0.015, max_iter=iters, tol=0.0, check_every=10)
+        counts.append(counter.count)
+    return (counts[1] - counts[0]) / (long - short)
 
 
 def main() -> None:
@@ -98,6 +131,7 @@ def main() -> None:
                      "ratio (raw)": med["pdhg"] / med["raw"],
                      "W x + Wᵀu with idle gaps [ms]": gap_ms,
                      "ratio (idle gaps)": None if gap_ms is None else med["pdhg"] / med["gapped"],
+                     "tensor operations per iteration": kernels_per_iteration(net, y),
                      "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}})
     columns = [c for c in rows[0] if c != "samples_ms"]
     print(f"circle {size}x{size}, W {m}x{size * size}, float64, {iters} iterations x {rounds} rounds (median)")
