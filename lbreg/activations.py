@@ -232,23 +232,26 @@ class Activation(ABC):
         self._check_pair(y, z)
         return self._sigma(z) - y
 
-    def prox(self, v: Tensor, t: float | Tensor) -> Tensor:
+    def prox(self, v: Tensor, t: float | Tensor, *, check: bool = True) -> Tensor:
         r"""$\operatorname{prox}_{t\Psi}(v) = \arg\min_u \tfrac12(u - v)^2 + t\Psi(u)$, elementwise.
 
         Used by eq. (17) with $t = \tau/(1 + \tau)$; ``prox(v, 1) == self(v)``.
 
         Args:
             v: any shape. t: positive finite scalar, or a tensor broadcastable to ``v``.
+            check: validate ``t`` (for a tensor ``t``, one host synchronisation). A solver
+                that validated its steps once passes ``check=False`` in its loop.
         Returns:
             Tensor of the shape of ``v`` (broadcast with ``t``), in dom Ψ.
         """
         _require_float(v, "v")
-        if isinstance(t, Tensor):
-            ok = bool(torch.all((t > 0) & torch.isfinite(t)))
-        else:
-            ok = isinstance(t, (int, float)) and 0 < t < _INF
-        if not ok:
-            raise ValueError(f"t must be positive and finite for prox_{{tΨ}}, got {t!r}")
+        if check:
+            if isinstance(t, Tensor):
+                ok = bool(torch.all((t > 0) & torch.isfinite(t)))
+            else:
+                ok = isinstance(t, (int, float)) and 0 < t < _INF
+            if not ok:
+                raise ValueError(f"t must be positive and finite for prox_{{tΨ}}, got {t!r}")
         return self._prox(v, torch.as_tensor(t, dtype=v.dtype, device=v.device))
 
     def in_domain(self, y: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from torch import nn
 
 from lbreg.activations import ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.solvers import landweber, lifted_cd, pdhg
+from lbreg.solvers import aux_step, landweber, lifted_cd, pdhg
 
 
 def perceptron(activation=None) -> LiftedNetwork:
@@ -49,6 +49,9 @@ CASES = [
     ("zero inner_iters", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, inner_iters=0), ValueError, "inner_iters"),
     ("tau_aux of the wrong length", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, tau_aux=[0.1, 0.2]), ValueError, "tau_aux"),
     ("negative tau_aux", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, tau_aux=[-0.1]), ValueError, "tau_aux"),
+    ("zero tau in aux_step", lambda: aux_step(deep().layers[0], deep().layers[1], torch.rand(1, 8, dtype=torch.float64),
+                                               torch.rand(1, 8, dtype=torch.float64), torch.rand(1, 6, dtype=torch.float64),
+                                               torch.zeros(1, dtype=torch.float64)), ValueError, "tau"),
     ("negative delta", lambda: landweber(NET, Y, delta=-0.1), ValueError, "delta"),
     ("negative step", lambda: landweber(NET, Y, step=-1.0), ValueError, "step"),
     ("Bregman Landweber on a deep network", lambda: landweber(deep(), torch.rand(1, 6, dtype=torch.float64)), ValueError, "variant"),

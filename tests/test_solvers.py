@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perceptron
 from lbreg.activations import LeakyReLU, ReLU, Sigmoid
@@ -355,3 +356,41 @@ def test_results_are_deterministic():
     y = net.forward(torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(21)))
     a, b = lifted_cd(net, y, 0.01, max_iter=20, inner_iters=20), lifted_cd(net, y, 0.01, max_iter=20, inner_iters=20)
     assert torch.equal(a.x, b.x)
+
+
+class _HostSyncs(TorchDispatchMode):
+    """Counts the operations inside the ``with`` block that copy a tensor's value to the host
+    (``item``, ``bool``, ``nonzero``): on a GPU each waits for the device."""
+
+    SYNC = {torch.ops.aten._local_scalar_dense, torch.ops.aten.item, torch.ops.aten.is_nonzero,
+            torch.ops.aten.nonzero}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket in self.SYNC
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name, per_check", [("pdhg", 1), ("admm", 2), ("lifted_cd", 1), ("landweber", 1)])
+def test_solvers_synchronise_the_host_only_at_their_checks(name, per_check):
+    """Twenty more iterations (check_every=10) add exactly two checks' host synchronisations and
+    none per iteration (admm's check also asks whether to compact the batch); lifted_cd on a
+    net with ReLU and leaky-ReLU auxiliary layers, whose steps (17) take a checked tau."""
+    net = perceptron(20, (1, 5, 5), ReLU(), seed=23)
+    y = image_data(net, 2, seed=24)
+    deep = dense_net(25)
+    y_deep = deep.forward(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(26)))
+    run = {"pdhg": lambda k: pdhg(net, y, 0.01, max_iter=k, tol=0.0),
+           "admm": lambda k: admm(net, y, 0.01, max_iter=k, tol=0.0),
+           "lifted_cd": lambda k: lifted_cd(deep, y_deep, 0.01, max_iter=k, tol=0.0),
+           "landweber": lambda k: landweber(net, y, max_iter=k)}[name]
+    run(5)  # the norms of the maps are computed (and cached) on the first call
+    counts = []
+    for iters in (20, 40):
+        with _HostSyncs() as syncs:
+            run(iters)
+        counts.append(syncs.count)
+    assert counts[1] - counts[0] == 2 * per_check

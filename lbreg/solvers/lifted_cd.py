@@ -47,22 +47,25 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
         x_l: current :math:`x_l^k`, ``(B, *shape_l)``.
         u: :math:`W_l x_{l-1}^{k+1} + b_l`, same shape.
         x_next: :math:`x_{l+1}^k` (or :math:`y^\delta` for :math:`l = L-1`).
-        tau: per-sample step ``(B,)``, at most :math:`1/\|W_{l+1}\|^2` for descent.
+        tau: per-sample step ``(B,)``, positive, at most :math:`1/\|W_{l+1}\|^2` for descent.
 
     Returns:
         :math:`x_l^{k+1}`.
     """
+    if not isinstance(tau, Tensor) or not bool(torch.all((tau > 0) & torch.isfinite(tau))):
+        raise ValueError(f"tau must be a tensor of positive, finite step sizes, got {tau!r}")
     return _aux_step(layer, next_layer, x_l, u, x_next, tau)[0]
 
 
 def _aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor,
               tau: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    r"""`aux_step` and the pre-activation :math:`v = W_{l+1}x_l^k + b_{l+1}` it evaluates (a term
-    of :math:`J`); ``v`` is computed unless given."""
+    r"""`aux_step` on a checked step ``tau`` (no host synchronisation) and the pre-activation
+    :math:`v = W_{l+1}x_l^k + b_{l+1}` it evaluates (a term of :math:`J`); ``v`` is computed
+    unless given."""
     v = next_layer.affine.forward(x_l) if v is None else v
     g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, v))
     t = bview(tau, x_l)
-    return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t)), v
+    return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t), check=False), v
 
 
 def lifted_cd(
