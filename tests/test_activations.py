@@ -214,6 +214,17 @@ def test_bregman_is_per_sample(act):
     torch.testing.assert_close(b, singles, atol=1e-14, rtol=1e-14)
 
 
+@all_acts
+def test_bregman_of_vouched_data_equals_the_checked_value(act):
+    """y_in_domain=True skips the masking only: on data in dom Ψ (boundary points included where
+    the domain is closed) it returns exactly the checked value, and a prox output qualifies."""
+    y = samples_in_domain(act, 40, seed=19).reshape(4, 10)  # finite endpoints included
+    z = 3.0 * randn(4, 10, seed=20)
+    assert torch.equal(act.bregman(y, z, check=False, y_in_domain=True), act.bregman(y, z))
+    u = act.prox(randn(4, 10, seed=21), 0.7)
+    assert torch.equal(act.bregman(u, z, check=False, y_in_domain=True), act.bregman(u, z, check=False))
+
+
 def test_bregman_off_domain_is_inf_without_check():
     b = ReLU().bregman_elementwise(torch.tensor([-0.5, 0.5], dtype=F64),
                                    torch.tensor([1.0, 1.0], dtype=F64), check=False)

@@ -381,7 +381,7 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
                 sample_norm(b).expand(x.shape[0]),
             )
             scale_dual = torch.maximum(sample_norm(wt_nu), sample_norm(kt_nu))
-            objective = act.bregman(y, wxb, check=False) + alpha_w * reg.R(kx)
+            objective = act.bregman(y, wxb, check=False, y_in_domain=True) + alpha_w * reg.R(kx)
             log.record(objective=whole("objective", objective),
                        primal_residual=whole("primal_residual", r_pri),
                        dual_residual=whole("dual_residual", r_dual))

@@ -198,7 +198,7 @@ def lifted_cd(
             u = layers[l - 1].affine.forward(prev)
             prev, v = _aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1],
                                 pre[l] if l < depth - 1 else None)
-            energy = energy + layers[l].activation.bregman(x_next, v, check=False)
+            energy = energy + layers[l].activation.bregman(x_next, v, check=False, y_in_domain=True)
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
             aux_new.append(prev)
             pre_new.append(u)
@@ -259,7 +259,7 @@ def _solve_x0(
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)
         x, z, kx = freeze(running, x_new, x), freeze(running, z_new, z), freeze(running, kx_new, kx)
         residual = torch.where(running, res, residual)
-        steps += running.to(torch.int64)
+        steps.add_(running)
         running &= ~done
         if (j + 1) % check_every == 0 and not bool(running.any()):
             break

@@ -86,7 +86,7 @@ def pdhg_step(
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
     x_new, z_new, _, objective, residual = _step(
-        affine, activation, y, x, z, reg.K(x), alpha, reg, tau_x, tau_z * alpha)
+        affine, activation, y, x, z, reg.K(x), alpha, reg, tau_x, tau_z * alpha, y_in_domain=False)
     return x_new, z_new, objective, residual
 
 
@@ -102,9 +102,11 @@ def _step(
     tau_x: Tensor,
     s: Tensor,
     wx: Tensor | None = None,
+    y_in_domain: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     r"""`pdhg_step` given :math:`Kx^k` (``kx``), with :math:`s = \tau_z\alpha` ``(B,)`` and, if
-    known, ``wx`` :math:`= Wx^k+b`.
+    known, ``wx`` :math:`= Wx^k+b`; ``y_in_domain``: ``y`` was validated (a solver's data), so
+    the objective needs no masking of entries outside dom Ψ (`Activation.bregman`).
 
     Returns ``(x_new, z_new, kx_new, objective, residual)``: :math:`K(2x^{k+1}-x^k)` is formed
     as :math:`2Kx^{k+1}-Kx^k` and :math:`R(Kx^k)` from ``kx``, so that a loop that carries
@@ -117,7 +119,7 @@ def _step(
     kx_new = reg.K(x_new)
     s = bview(s, z)
     z_new = reg.prox_conj(torch.addcmul(z, s, kx_new, value=2.0).addcmul_(s, kx, value=-1.0), s)
-    objective = activation.bregman(y, wx, check=False) + alpha * reg.R(kx)
+    objective = activation.bregman(y, wx, check=False, y_in_domain=y_in_domain) + alpha * reg.R(kx)
     return x_new, z_new, kx_new, objective, sample_norm(grad)
 
 
