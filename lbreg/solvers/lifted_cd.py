@@ -125,8 +125,9 @@ def lifted_cd(
             warm-started in :math:`x_0` (its splitting variables restart from
             :math:`Wx_0+b`, :math:`Kx_0` and zero multipliers each sweep): the fast solver
             of the same sub-problem, for an ill-conditioned :math:`W_1`. Its x-update is
-            re-assembled each sweep (CG for convolutions, no factorisation), and a sweep
-            costs far more than one step (16).
+            prepared once per call (factorised for a dense :math:`W_1`, CG for convolutions);
+            a sweep costs far more than one step (16), and each inner stopping test (every
+            10 iterations) synchronises the host.
         tau_x, tau_z: PDHG step sizes for :math:`x_0`; default `default_steps` with :math:`W_1`.
         tau_aux: steps for :math:`x_1, \dots, x_{L-1}`; default :math:`1/\|W_{l+1}\|^2`.
         x0: starting input (default zeros).
