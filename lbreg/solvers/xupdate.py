@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from ..network import AffineMap
-from ..operators import div2d, grad2d
 from ..regularizers import TV, Regularizer, SquaredNorm
 from .result import bview, sample_norm
 
@@ -78,7 +77,7 @@ class _Diagonal:
 
     def __init__(self, reg: Regularizer, shape: tuple[int, ...], dtype: torch.dtype,
                  device: torch.device) -> None:
-        self.shape, self.n = shape, math.prod(shape)
+        self.reg, self.shape, self.n = reg, shape, math.prod(shape)
         if isinstance(reg, TV):
             h, w = shape[-2], shape[-1]
             ch, cw = _dct_matrix(h, torch.float64, device), _dct_matrix(w, torch.float64, device)
@@ -116,7 +115,7 @@ class _Diagonal:
         if self.ch is None:
             return p.reshape(p.shape[0], self.n)
         if not self._few(p.shape[0]):
-            return self.coefficients(-div2d(p))
+            return self.coefficients(self.reg.K_adj(p))
         t = (p @ self.kt_right).reshape(*p.shape[:-3], 2 * p.shape[-2], p.shape[-1])
         return (self.kt_left @ t).reshape(p.shape[0], self.n)
 
@@ -125,7 +124,7 @@ class _Diagonal:
         if self.ch is None:
             return c.reshape(c.shape[0], *self.shape)
         if not self._few(c.shape[0]):
-            return grad2d(self.image(c))
+            return self.reg.K(self.image(c))
         t = self.k_left @ c.reshape(c.shape[0], *self.shape)
         return t.reshape(*t.shape[:-2], 2, *self.shape[-2:]) @ self.k_right
 
