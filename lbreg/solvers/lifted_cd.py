@@ -254,7 +254,8 @@ def _solve_x0(
     kx = reg.K(x)
     for j in range(inner_iters):
         x_new, z_new, kx_new, obj, res = _step(layer.affine, layer.activation, data, x, z, kx, alpha, reg,
-                                               tau_x, tau_z * alpha, wx if j == 0 else None)
+                                               tau_x, tau_z * alpha, wx if j == 0 else None,
+                                               y_in_domain=True)  # x_1 (a prox output) or the checked y
         if j == 0:
             objective = obj
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)

@@ -86,7 +86,7 @@ def pdhg_step(
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
     x_new, z_new, _, objective, residual = _step(
-        affine, activation, y, x, z, reg.K(x), alpha, reg, tau_x, tau_z * alpha, y_in_domain=False)
+        affine, activation, y, x, z, reg.K(x), alpha, reg, tau_x, tau_z * alpha)
     return x_new, z_new, objective, residual
 
 
@@ -102,11 +102,11 @@ def _step(
     tau_x: Tensor,
     s: Tensor,
     wx: Tensor | None = None,
-    y_in_domain: bool = True,
+    y_in_domain: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     r"""`pdhg_step` given :math:`Kx^k` (``kx``), with :math:`s = \tau_z\alpha` ``(B,)`` and, if
-    known, ``wx`` :math:`= Wx^k+b`; ``y_in_domain``: ``y`` was validated (a solver's data), so
-    the objective needs no masking of entries outside dom Ψ (`Activation.bregman`).
+    known, ``wx`` :math:`= Wx^k+b`; ``y_in_domain=True``: the caller validated ``y`` (a solver's
+    data), so the objective needs no masking of entries outside dom Ψ (`Activation.bregman`).
 
     Returns ``(x_new, z_new, kx_new, objective, residual)``: :math:`K(2x^{k+1}-x^k)` is formed
     as :math:`2Kx^{k+1}-Kx^k` and :math:`R(Kx^k)` from ``kx``, so that a loop that carries
@@ -297,7 +297,8 @@ def pdhg(
     while k < max_iter:
         # a finished sample takes a zero step, so that its x stays exactly where it stopped
         x_new, z_new, kx_new, objective, residual = _step(
-            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_t * log.active, s
+            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_t * log.active, s,
+            y_in_domain=True,  # checked by check_data
         )
         if with_gap and k % check_every == 0:
             gaps.append(_gap_from_residual(kx, z, alpha_t, reg, residual, radius))
