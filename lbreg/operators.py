@@ -166,25 +166,34 @@ def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
     return pix.reshape(p.shape[0], -1).sum(dim=1)
 
 
-def project_dual_ball(p: Tensor, isotropic: bool = True) -> Tensor:
-    r"""Pixelwise projection onto the dual unit ball of TV (PAPER_MATH eq. (14b)).
+def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor = 1.0) -> Tensor:
+    r"""Pixelwise projection onto the dual ball of TV of radius :math:`r` (PAPER_MATH eq. (14b)).
 
-    Isotropic: :math:`p_{i,j} / \max(1, \|p_{i,j}\|_2)`, the projection onto
-    :math:`C = \{p : \|p_{i,j}\|_2 \le 1\}`. Anisotropic: componentwise clamp to
-    :math:`[-1, 1]`, the projection onto :math:`\{p : \|p\|_\infty \le 1\}`.
+    Isotropic: :math:`p_{i,j} / \max(1, \|p_{i,j}\|_2/r)`, the projection onto
+    :math:`rC`, :math:`C = \{p : \|p_{i,j}\|_2 \le 1\}`. Anisotropic: componentwise clamp to
+    :math:`[-r, r]`, the projection onto :math:`\{p : \|p\|_\infty \le r\}`. The unit ball
+    (:math:`r = 1`, the default) is eq. (14b); a radius :math:`s` gives
+    :math:`\operatorname{prox}_{(s\,\mathrm{TV})^*}` (`lbreg.regularizers.TV.prox_conj_scaled`).
 
     Args:
         p: real floating tensor of shape ``(..., 2, H, W)``.
         isotropic: which ball (see above).
+        radius: :math:`r > 0`, a number or a tensor broadcastable to ``p`` with size 1 on
+            its last three axes (per-sample radii come as ``(B, 1, ..., 1)``).
 
     Returns:
         Tensor of the shape of ``p``.
     """
+    if not isinstance(radius, Tensor) and not radius > 0:
+        raise ValueError(f"radius must be positive, got {radius}")
     if not isotropic:
-        return _check_float_tensor(p, "p", 3, "(..., 2, H, W)").clamp(-1.0, 1.0)
+        p = _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
+        return p.clamp(-radius, radius)
     _check_field(p, 3, "(..., 2, H, W)")
-    norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).clamp_(min=1.0)
-    return p / norm.unsqueeze(-3)
+    norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).unsqueeze(-3)
+    if isinstance(radius, Tensor) or radius != 1.0:
+        norm = norm.div_(radius)
+    return p / norm.clamp_(min=1.0)
 
 
 def _random_start(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg.operators import add_div_, div2d, grad2d, mixed_norm, project_dual_ball
+from lbreg.operators import _check_field, add_div_, div2d, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
     "Regularizer",
@@ -76,6 +76,16 @@ class Regularizer(ABC):
         r""":math:`\operatorname{prox}_{sR^*}(p)`, same shape as ``p``; ``s`` is a number or a
         tensor broadcastable to ``p`` (per-sample steps come as ``(B, 1, ..., 1)``)."""
 
+    def prox_conj_scaled(self, v: Tensor, s: float | Tensor) -> Tensor:
+        r""":math:`\operatorname{prox}_{(sR)^*}(v) = s\operatorname{prox}_{R^*/s}(v/s) = v - \operatorname{prox}_{sR}(v)`.
+
+        The second form is the conjugate's scaling :math:`(sR)^*(p) = sR^*(p/s)`, the third
+        Moreau's identity: the scaled dual :math:`\lambda_d` of ADMM's d-update
+        (`lbreg.solvers.admm`). ``v`` is ``(B, *dual_shape)``, ``s`` > 0 a number or a tensor
+        broadcastable to ``v`` (per sample ``(B, 1, ..., 1)``).
+        """
+        return self.prox_conj(v / s, 1.0 / s).mul_(s)
+
     @abstractmethod
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         """Shape of the dual variable ``z`` (without batch axis) for inputs of ``input_shape``."""
@@ -118,7 +128,8 @@ class TV(Regularizer):
         return grad2d(x)
 
     def K_adj(self, p: Tensor) -> Tensor:
-        return -div2d(p)
+        _check_field(p, 3, "(..., 2, H, W)")
+        return self.add_K_adj_(p.new_zeros(*p.shape[:-3], *p.shape[-2:]), p, 1.0)  # -div p
 
     def add_K_adj_(self, out: Tensor, p: Tensor, scale: float | Tensor) -> Tensor:
         r"""``out`` :math:`\mathrel{-}= s\operatorname{div}p`, without forming :math:`\operatorname{div}p`
@@ -127,6 +138,11 @@ class TV(Regularizer):
 
     def prox_conj(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
         return project_dual_ball(p, isotropic=self.isotropic)
+
+    def prox_conj_scaled(self, v: Tensor, s: float | Tensor) -> Tensor:
+        r"""The projection onto the ball :math:`sC` (`Regularizer.prox_conj_scaled`), in one
+        pass over ``v`` rather than three."""
+        return project_dual_ball(v, isotropic=self.isotropic, radius=s)
 
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(n) for n in input_shape)
@@ -146,7 +162,7 @@ class TV(Regularizer):
 
         PAPER_MATH §4.4.
         """
-        return -div2d(z)
+        return self.K_adj(z)
 
 
 class SquaredNorm(Regularizer):

@@ -155,6 +155,36 @@ def test_projection_lands_in_ball_and_is_identity_inside(isotropic):
 
 
 @pytest.mark.parametrize("isotropic", [True, False])
+def test_projection_onto_a_ball_of_radius_r_is_r_times_the_unit_projection(isotropic):
+    p = 3.0 * _randn(3, 1, 2, 5, 6)
+    r = torch.tensor([0.5, 2.0, 7.0], dtype=DT).reshape(3, 1, 1, 1, 1)
+    expected = r * project_dual_ball(p / r, isotropic=isotropic)
+    torch.testing.assert_close(project_dual_ball(p, isotropic, radius=r), expected, rtol=1e-14, atol=0)
+    torch.testing.assert_close(project_dual_ball(p, isotropic, radius=0.5),
+                               0.5 * project_dual_ball(2.0 * p, isotropic), rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="radius must be positive"):
+        project_dual_ball(p, isotropic, radius=0.0)
+
+
+@pytest.mark.parametrize("reg", [TV(), TV(isotropic=False), SquaredNorm()], ids=repr)
+def test_prox_conj_scaled_is_v_minus_the_prox_of_sR(reg):
+    """prox_{(sR)*}(v) = s prox_{R*/s}(v/s) (the base formula) = v - prox_{sR}(v) (Moreau): d = v - λ
+    is prox_{sR}(v) in closed form (SquaredNorm: v/(1+s)) or by its optimality condition (TV:
+    λ/s ∈ ∂R(d), i.e. λ in the ball sC and <λ, d> = s R(d))."""
+    v = 2.0 * _randn(3, *reg.dual_shape((1, 6, 7)))
+    s = torch.tensor([0.05, 0.5, 3.0], dtype=DT).reshape(3, *[1] * (v.dim() - 1))
+    lam = reg.prox_conj_scaled(v, s)
+    torch.testing.assert_close(lam, s * reg.prox_conj(v / s, 1.0 / s), rtol=1e-14, atol=1e-15)
+    d = v - lam
+    if isinstance(reg, SquaredNorm):
+        torch.testing.assert_close(d, v / (1.0 + s), rtol=1e-14, atol=1e-15)
+        return
+    ball = torch.linalg.vector_norm(lam, dim=-3) if reg.isotropic else lam.abs()
+    assert torch.all(ball <= s.reshape(3, *[1] * (ball.dim() - 1)) * (1 + 1e-12))
+    torch.testing.assert_close((lam * d).flatten(1).sum(1), s.flatten() * reg.R(d), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("isotropic", [True, False])
 def test_tv_is_support_function_of_dual_ball(isotropic):
     reg = TV(isotropic=isotropic)
     x = _randn(3, 1, 8, 7)

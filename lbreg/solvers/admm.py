@@ -270,7 +270,7 @@ def admm(
         y: noisy data :math:`y^\delta`, ``(B, *output_shape)``, inside dom Ψ.
         alpha: :math:`\alpha > 0`, a number or one per sample ``(B,)``.
         reg: the regulariser :math:`R(K\cdot)`; default isotropic `TV()`; `SquaredNorm` and
-            anisotropic TV work too (any `Regularizer` through its ``prox_conj``).
+            anisotropic TV work too (any `Regularizer` through its ``prox_conj_scaled``).
         rho: penalty; ``None`` for the rule above, a number for :math:`\rho_u=\rho_d`, or a
             pair ``(rho_u, rho_d)``.
         relax: over-relaxation :math:`\theta\in(0,2)` (1 is plain ADMM).
@@ -339,7 +339,6 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
     # to x_out, z_out): `rows` are the batch indices of the working samples (None while all run).
     rows, alpha_w, whole_groups = None, alpha_t, groups
     s_d = bview(alpha_w / groups.rho_d, d)  # d-prox parameter α/ρ_d
-    inv_s_d = 1.0 / s_d
     # x is carried as the x-update's state (`XStep.state`), made an image only where needed
     x = groups.state(x)
     x_next, wx_next, kx_next, _ = groups.step(u - b, d, None, x)
@@ -360,10 +359,10 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
         check = (k + 1) % check_every == 0 or k + 1 == max_iter
         wx, kx = wx_next, kx_next  # W x^{k+1} (without b), K x^{k+1}
         v_u = torch.add(lam_u, wx, alpha=relax).add_(u, alpha=1.0 - relax).add_(b, alpha=relax)
-        v_d = torch.add(kx, v_d, alpha=(1.0 - relax) / relax).add_(lam_d).mul_(relax)
+        v_d = torch.lerp(v_d, kx, relax).add_(lam_d, alpha=relax)
         u = groups.u_prox(act, y, v_u)
         lam_u = v_u.sub_(u)
-        lam_d = reg.prox_conj(v_d / s_d, inv_s_d).mul_(s_d)  # λ_d = s_d z, z = ν_d/α ∈ ∂R(d)
+        lam_d = reg.prox_conj_scaled(v_d, s_d)  # λ_d = s_d z, z = ν_d/α ∈ ∂R(d)
         # iterate k+1 is (x_next, u, d = v_d - λ_d, λ); its step gives x^{k+2} (and Wᵀλ_u to test it)
         x = x_next
         x_next, wx_next, kx_next, wt_lam = groups.step(
@@ -392,9 +391,9 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
                 at = gone if rows is None else rows[gone]
                 x_out[at], z_out[at] = groups.image(x[gone]), (lam_d / s_d)[gone]
                 rows = keep if rows is None else rows[keep]
-                x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y, alpha_w, s_d, inv_s_d = (
+                x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y, alpha_w, s_d = (
                     t[keep] for t in (x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y,
-                                      alpha_w, s_d, inv_s_d))
+                                      alpha_w, s_d))
                 groups = whole_groups.subset(rows)
         k += 1
         state = None
