@@ -343,6 +343,34 @@ def test_lifted_cd_admm_sweep_is_admm_on_the_first_layer(make_net):
     assert torch.equal(res.history["inner_iterations"][0], ref.iterations)
 
 
+def test_lifted_cd_admm_sweeps_continue_one_admm_run():
+    """Depth 1: sweeps with x0_solver="admm" carry admm's splitting variables and multipliers,
+    so three sweeps of 20 iterations are one admm run of 60."""
+    net = perceptron(20, (1, 8, 8), ReLU(), seed=7)
+    y = image_data(net, 3, seed=8)
+    ref = admm(net, y, 1e-2, max_iter=60, tol=0.0)
+    res = lifted_cd(net, y, 1e-2, max_iter=3, tol=0.0, x0_solver="admm", inner_iters=20, inner_tol=0.0)
+    torch.testing.assert_close(res.x, ref.x, rtol=0, atol=1e-13)
+    torch.testing.assert_close(res.dual, ref.dual, rtol=0, atol=1e-13)
+
+
+def test_lifted_cd_admm_fixed_point_solves_the_x0_subproblem():
+    """At convergence of the sweeps (x0_solver="admm", tol 1e-10), x_0 is the minimiser of (15a)
+    with data x_1 (admm to 1e-12 from zero): a sweep cut after ``inner_iters`` that restarted the
+    multipliers would stop at a biased point instead (3e-3 relative here)."""
+    torch.manual_seed(9)
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(64, 40), nn.ReLU(), nn.Linear(40, 20), nn.ReLU()).double()
+    net = LiftedNetwork.from_module(seq, input_shape=(1, 8, 8))
+    g = torch.Generator().manual_seed(47)
+    y = net.forward(torch.rand(2, *net.input_shape, generator=g))
+    res = lifted_cd(net, y, 1e-2, max_iter=1_000, tol=1e-10, x0_solver="admm", inner_iters=20)
+    assert res.converged.all(), res.message
+    first = LiftedNetwork.from_layers([net.layers[0]])
+    sub = admm(first, res.aux[0], 1e-2, max_iter=20_000, tol=1e-12)
+    assert sub.converged.all()
+    assert (res.x - sub.x).flatten(1).norm(dim=1).max() <= 1e-7 * sub.x.flatten(1).norm(dim=1).min()
+
+
 def test_solvers_follow_input_dtype():
     net = perceptron(20, (1, 5, 5), ReLU(), seed=19)
     y = image_data(net, 2, seed=20).float()

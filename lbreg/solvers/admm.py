@@ -318,33 +318,49 @@ def admm(
     groups = _Groups(network.layers[0].affine, reg, alpha_t, rho, y)
     x = check_start(network, x0, y)
     return _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
-                 check_every=check_every, progress=progress, callback=callback)
+                 check_every=check_every, progress=progress, callback=callback)[0]
+
+
+Splitting = tuple[Tensor, Tensor, Tensor, Tensor]
+"""ADMM's state besides x: ``(u, λ_u, v_d, λ_d)``, with :math:`d = v_d - \lambda_d` (see `_admm`)."""
 
 
 def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, groups: _Groups,
           x: Tensor, *, relax: float, max_iter: int, tol: float, check_every: int,
-          progress: bool = False, callback: Callable[[dict[str, Any]], Any] | None = None) -> Result:
+          progress: bool = False, callback: Callable[[dict[str, Any]], Any] | None = None,
+          splitting: Splitting | None = None) -> tuple[Result, Splitting]:
     """The loop of `admm` on checked arguments, with the x-update ``groups`` prepared for
-    ``alpha_t`` (so that `lifted_cd` prepares it once for all its sweeps)."""
+    ``alpha_t`` (so that `lifted_cd` prepares it once for all its sweeps).
+
+    ``splitting``: the state ``(u, λ_u, v_d, λ_d)`` (whole batch) that a previous call returned,
+    to continue from (then ``x`` only warm-starts a CG x-update); ``None`` starts from
+    :math:`u = Wx+b`, :math:`d = Kx` and zero multipliers. Returns the `Result` and the state
+    after each sample's last iteration (at its stopping test for a sample that passed one), so
+    that a call continued from it runs on as one longer call would.
+    """
     batch = y.shape[0]
     layer = network.layers[0]
     affine, act = layer.affine, layer.activation
     params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
               "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
     b = affine.forward(torch.zeros_like(x[:1]))  # (1, *out_shape)
-    u, d = affine.forward(x), reg.K(x)
-    sqrt_n, sqrt_p = math.sqrt(x[0].numel()), math.sqrt(u[0].numel() + d[0].numel())
-    x_out, z_out = torch.empty_like(x), torch.empty_like(d)
+    if splitting is None:
+        u, v_d = affine.forward(x), reg.K(x)
+        lam_u, lam_d = torch.zeros_like(u), torch.zeros_like(v_d)
+    else:
+        u, lam_u, v_d, lam_d = splitting
+    sqrt_n, sqrt_p = math.sqrt(x[0].numel()), math.sqrt(u[0].numel() + v_d[0].numel())
+    x_out, z_out = torch.empty_like(x), torch.empty_like(v_d)
+    state_out = [torch.empty_like(t) for t in (u, lam_u, v_d, lam_d)]
     # Finished samples leave the working batch at the check that stops them (their iterate goes
     # to x_out, z_out): `rows` are the batch indices of the working samples (None while all run).
     rows, alpha_w, whole_groups = None, alpha_t, groups
-    s_d = bview(alpha_w / groups.rho_d, d)  # d-prox parameter α/ρ_d
+    s_d = bview(alpha_w / groups.rho_d, v_d)  # d-prox parameter α/ρ_d
     # x is carried as the x-update's state (`XStep.state`), made an image only where needed
     x = groups.state(x)
-    x_next, wx_next, kx_next, _ = groups.step(u - b, d, None, x)
     # The d-block is carried as (v_d, λ_d) with d = v_d - λ_d and λ_d = s_d z (scaled dual):
     # the relaxed point is then θKx + (1-θ)v_d + θλ_d, which saves a full-size pass per iteration.
-    lam_u, v_d, lam_d = torch.zeros_like(u), d, torch.zeros_like(d)
+    x_next, wx_next, kx_next, _ = groups.step(u - b - lam_u, torch.add(v_d, lam_d, alpha=-2.0), None, x)
     recorded: dict[str, Tensor] = {}
 
     def whole(name: str, value: Tensor) -> Tensor:
@@ -390,6 +406,8 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
                 gone, keep = done.nonzero().reshape(-1), (~done).nonzero().reshape(-1)
                 at = gone if rows is None else rows[gone]
                 x_out[at], z_out[at] = groups.image(x[gone]), (lam_d / s_d)[gone]
+                for out, t in zip(state_out, (u, lam_u, v_d, lam_d)):
+                    out[at] = t[gone]
                 rows = keep if rows is None else rows[keep]
                 x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y, alpha_w, s_d = (
                     t[keep] for t in (x, u, v_d, lam_d, lam_u, x_next, wx_next, kx_next, y,
@@ -403,9 +421,10 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
             break
 
     x, z = _merge(x_out, rows, groups.image(x)), _merge(z_out, rows, lam_d / s_d)
+    splitting = tuple(_merge(out, rows, t) for out, t in zip(state_out, (u, lam_u, v_d, lam_d)))
     iterations, converged, message, history = log.finish("admm", tol)
     return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
-                  history=history, alpha=alpha_t.cpu(), params=params)
+                  history=history, alpha=alpha_t.cpu(), params=params), splitting
 
 
 def _merge(out: Tensor, rows: Tensor | None, working: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..network import Layer, LiftedNetwork
 from ..regularizers import TV, Regularizer
-from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, _admm, _Groups
+from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups
 from .pdhg import _dual_start, _step, default_steps
 from .result import (
     IterationLog,
@@ -121,10 +121,12 @@ def lifted_cd(
         inner_tol: a sample's inner PDHG loop stops when the changes of :math:`x_0` and
             :math:`z` both fall below it (for ``"admm"``: its residual tolerance).
         x0_solver: ``"pdhg"`` (default: the paper's warm-started steps (16), eq. (14)) or
-            ``"admm"``: the sub-problem (15a) by `admm` with budget ``inner_iters``,
-            warm-started in :math:`x_0` (its splitting variables restart from
-            :math:`Wx_0+b`, :math:`Kx_0` and zero multipliers each sweep): the fast solver
-            of the same sub-problem, for an ill-conditioned :math:`W_1`. Its x-update is
+            ``"admm"``: the sub-problem (15a) by `admm` with budget ``inner_iters``, each
+            sweep continuing from the previous sweep's ADMM state (its splitting variables and
+            multipliers; the first sweep starts from :math:`Wx_0+b`, :math:`Kx_0` and zero
+            multipliers), so that a fixed point of the sweeps solves (15a) exactly (for depth
+            1 the sweeps are one `admm` run): the fast solver of the same sub-problem, for an
+            ill-conditioned :math:`W_1`. Its x-update is
             prepared once per call (factorised for a dense :math:`W_1`, CG for convolutions);
             a sweep costs far more than one step (16), and each inner stopping test (every
             10 iterations) synchronises the host.
@@ -172,6 +174,7 @@ def lifted_cd(
     groups = _Groups(layers[0].affine, reg, alpha_t, None, y) if x0_solver == "admm" else None
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, None, y)
+    splitting = None  # admm's state between sweeps (x0_solver="admm")
     aux = [s for s in network.states(x)[1:depth]]
     # pre[l] = W_{l+1} x_l + b_{l+1} for l < L-1: a sweep's step (17) on x_{l+1} evaluates it at
     # the new x_l, which the next sweep needs again (the x_0 step and the step on x_l)
@@ -190,8 +193,8 @@ def lifted_cd(
             )
         else:
             energy = first.energy([x], data, alpha_t, reg, check=False)
-            x_new, z_new, residual, inner = _solve_x0_admm(first, data, x, alpha_t, reg, groups,
-                                                           inner_iters, inner_tol)
+            x_new, z_new, residual, inner, split_new = _solve_x0_admm(
+                first, data, x, alpha_t, reg, groups, inner_iters, inner_tol, splitting)
         change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
         aux_new, pre_new, prev = [], [], x_new
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
@@ -204,6 +207,9 @@ def lifted_cd(
             aux_new.append(prev)
             pre_new.append(u)
         log.record(energy=energy, change=change, residual=residual, inner_iterations=inner)
+        if x0_solver == "admm":
+            splitting = split_new if splitting is None else tuple(
+                freeze(log.active, new, old) for new, old in zip(split_new, splitting))
         x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
         aux = [freeze(log.active, new, old) for new, old in zip(aux_new, aux)]
         pre = [freeze(log.active, new, old) for new, old in zip(pre_new, pre)]
@@ -277,18 +283,21 @@ def _solve_x0_admm(
     groups: _Groups,
     inner_iters: int,
     inner_tol: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    splitting: Splitting | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Splitting]:
     r"""Sub-problem (15a) by `admm` from :math:`x_0^k`, at most ``inner_iters`` iterations.
 
     ``groups`` is admm's x-update for the first layer and ``alpha``, prepared once per call
-    of `lifted_cd` (its penalties do not depend on the data :math:`x_1^k`).
+    of `lifted_cd` (its penalties do not depend on the data :math:`x_1^k`); ``splitting`` is
+    admm's state at the end of the previous sweep (None in the first).
 
     Returns:
-        ``(x_0, z, residual, steps)`` as `_solve_x0`; ``residual`` is ADMM's dual residual at
-        its last iteration, ``z = ν_d/α`` its TV dual (pixelwise in the unit ball).
+        ``(x_0, z, residual, steps, splitting)`` as `_solve_x0` and admm's state; ``residual``
+        is ADMM's dual residual at its last test, ``z = ν_d/α`` its TV dual (pixelwise in the
+        unit ball).
     """
-    res = _admm(first, data, alpha, reg, groups, x, relax=ADMM_RELAX, max_iter=inner_iters,
-                tol=inner_tol, check_every=ADMM_CHECK_EVERY)
+    res, splitting = _admm(first, data, alpha, reg, groups, x, relax=ADMM_RELAX, max_iter=inner_iters,
+                           tol=inner_tol, check_every=ADMM_CHECK_EVERY, splitting=splitting)
     device = x.device
     residual = res.history["dual_residual"][-1].to(device=device, dtype=x.dtype)
-    return res.x, res.dual, residual, res.iterations.to(device)
+    return res.x, res.dual, residual, res.iterations.to(device), splitting
