@@ -6,7 +6,7 @@ from torch import nn
 
 from lbreg.activations import ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.solvers import aux_step, landweber, lifted_cd, pdhg
+from lbreg.solvers import admm, aux_step, landweber, lifted_cd, pdhg, primal_dual_gap
 
 
 def perceptron(activation=None) -> LiftedNetwork:
@@ -57,6 +57,22 @@ CASES = [
     ("Bregman Landweber on a deep network", lambda: landweber(deep(), torch.rand(1, 6, dtype=torch.float64)), ValueError, "variant"),
     ("unknown Landweber variant", lambda: landweber(NET, Y, variant="masked"), ValueError, "variant"),
     ("wrong regulariser type", lambda: pdhg(NET, Y, 0.1, reg="tv"), TypeError, "reg"),
+    ("empty batch (pdhg)", lambda: pdhg(NET, Y[:0], 0.1), ValueError, "no samples"),
+    ("empty batch (admm)", lambda: admm(NET, Y[:0], 0.1), ValueError, "no samples"),
+    ("empty batch (lifted_cd)", lambda: lifted_cd(deep(), torch.rand(0, 6, dtype=torch.float64), 0.1), ValueError, "no samples"),
+    ("empty batch (landweber)", lambda: landweber(NET, Y[:0]), ValueError, "no samples"),
+    ("TV on inputs without image axes (admm)", lambda: admm(LiftedNetwork.from_layers(
+        [Layer(AffineMap.from_matrix(torch.ones(12, 16, dtype=torch.float64), in_shape=(16,)), ReLU())]), Y, 0.1),
+        ValueError, "input_shape"),
+    ("zero W under admm's default penalty", lambda: admm(LiftedNetwork.from_layers(
+        [Layer(AffineMap.from_matrix(torch.zeros(12, 16, dtype=torch.float64), in_shape=(1, 4, 4)), ReLU())]), Y, 0.1),
+        ValueError, "W is zero"),
+    ("dual of the wrong shape in primal_dual_gap", lambda: primal_dual_gap(
+        NET, Y, torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.zeros(2, 2, 4, 4, dtype=torch.float64), 0.1),
+        ValueError, "z must have shape"),
+    ("x of the wrong shape in primal_dual_gap", lambda: primal_dual_gap(
+        NET, Y, torch.zeros(2, 1, 5, 4, dtype=torch.float64), torch.zeros(2, 1, 2, 4, 4, dtype=torch.float64), 0.1),
+        ValueError, "x"),
     ("max-pooling in the network", lambda: LiftedNetwork.from_module(
         nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), input_shape=(1, 8, 8)), TypeError, "MaxPool2d"),
     ("input_shape that does not fit", lambda: LiftedNetwork.from_module(

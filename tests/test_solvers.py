@@ -386,6 +386,35 @@ def test_results_are_deterministic():
     assert torch.equal(a.x, b.x)
 
 
+@pytest.mark.parametrize("name", ["pdhg", "admm", "lifted_cd", "landweber"])
+def test_solvers_treat_data_and_weights_that_require_grad_as_constants(name):
+    """Data computed by a module outside torch.no_grad() (so y and W require grad) give the same
+    result as detached ones, with no autograd history kept across the iterations."""
+    torch.manual_seed(11)
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(64, 20), nn.ReLU()).double()
+    x_true = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(12))
+    y = seq(x_true)
+    assert y.requires_grad
+    net = LiftedNetwork.from_module(seq, input_shape=(1, 8, 8))
+    solver = {"pdhg": lambda n, d: pdhg(n, d, 1e-2, max_iter=30),
+              "admm": lambda n, d: admm(n, d, 1e-2, max_iter=30),
+              "lifted_cd": lambda n, d: lifted_cd(n, d, 1e-2, max_iter=30),
+              "landweber": lambda n, d: landweber(n, d, max_iter=30)}[name]
+    res = solver(net, y)
+    assert not res.x.requires_grad and res.x.grad_fn is None
+    with torch.no_grad():
+        ref = solver(LiftedNetwork.from_module(seq, input_shape=(1, 8, 8)), y.detach())
+    assert torch.equal(res.x, ref.x)
+
+
+def test_landweber_stopped_by_a_callback_says_so_without_delta():
+    net = perceptron(20, (1, 8, 8), ReLU(), seed=13)
+    y = image_data(net, 2, seed=14)
+    res = landweber(net, y, max_iter=100, callback=lambda state: state["iteration"] >= 5)
+    assert res.iterations.tolist() == [5, 5] and not res.converged.any()
+    assert "stopped by the callback" in res.message, res.message
+
+
 class _HostSyncs(TorchDispatchMode):
     """Counts the operations inside the ``with`` block that copy a tensor's value to the host
     (``item``, ``bool``, ``nonzero``): on a GPU each waits for the device."""

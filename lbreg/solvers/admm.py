@@ -98,6 +98,9 @@ def _penalties(
     r"""Per-sample ``(rho_u, rho_d)`` ``(B,)`` and :math:`\|W\|` (None when not needed)."""
     if rho is None:
         norm_sq = _norm_sq(affine)
+        if norm_sq == 0.0:
+            raise ValueError("W is zero, so the data term does not depend on x and the default "
+                             "penalty rho_u = rho_d ||K||^2 / ||W||^2 is undefined; pass rho")
         rho_d = _RHO_D_PER_ALPHA * alpha
         return rho_d * reg.norm_K_sq / norm_sq, rho_d, math.sqrt(norm_sq)
     if isinstance(rho, (tuple, list)):
@@ -179,6 +182,7 @@ class _Groups:
 # --------------------------------------------------------------------------- the solver
 
 
+@torch.no_grad()
 def admm(
     network: LiftedNetwork,
     y: Tensor,
@@ -294,6 +298,8 @@ def admm(
         ``params`` with ``rho_u``, ``rho_d`` (``(B,)``), ``relax``, ``x_update``
         (``"woodbury"``, ``"cholesky"`` or ``"cg"``), ``norm_W`` (None when ``rho`` is
         given), ``tol``, ``max_iter``.
+        Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
+        data or weights that require grad are constants to it.
     """
     network = check_network(network)
     if network.depth != 1:
@@ -304,6 +310,7 @@ def admm(
     reg = TV() if reg is None else reg
     if not isinstance(reg, Regularizer):
         raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
+    reg.dual_shape(network.input_shape)  # raises for inputs the regulariser cannot act on
     if isinstance(relax, bool) or not isinstance(relax, Real):
         raise TypeError(f"relax must be a real number in (0, 2), got {type(relax).__name__}")
     if not 0.0 < float(relax) < 2.0:
@@ -322,7 +329,7 @@ def admm(
 
 
 Splitting = tuple[Tensor, Tensor, Tensor, Tensor]
-"""ADMM's state besides x: ``(u, λ_u, v_d, λ_d)``, with :math:`d = v_d - \lambda_d` (see `_admm`)."""
+r"""ADMM's state besides x: ``(u, λ_u, v_d, λ_d)``, with :math:`d = v_d - \lambda_d` (see `_admm`)."""
 
 
 def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, groups: _Groups,

@@ -24,6 +24,7 @@ from .result import (
 __all__ = ["landweber"]
 
 
+@torch.no_grad()
 def landweber(
     network: LiftedNetwork,
     y: Tensor,
@@ -70,6 +71,8 @@ def landweber(
     Returns:
         `Result`; ``converged`` means the discrepancy principle stopped the sample,
         ``history`` holds ``discrepancy`` :math:`\|\mathcal N(x^k)-y^\delta\|` and ``change``.
+        Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
+        data or weights that require grad are constants to it.
     """
     network = check_network(network)
     if variant not in ("bregman", "classical"):

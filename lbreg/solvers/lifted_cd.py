@@ -68,6 +68,7 @@ def _aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: T
     return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t), check=False), v
 
 
+@torch.no_grad()
 def lifted_cd(
     network: LiftedNetwork,
     y: Tensor,
@@ -140,6 +141,8 @@ def lifted_cd(
         ``dual = z`` and ``history`` holding ``energy`` (:math:`J` at the start of each sweep),
         ``change`` (largest of the per-variable changes in the sweep), ``residual`` (PDHG's, at
         its last inner step) and ``inner_iterations`` (PDHG steps spent in the sweep).
+        Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
+        data or weights that require grad are constants to it.
     """
     network = check_network(network)
     reg = TV() if reg is None else reg

@@ -193,18 +193,19 @@ def primal_dual_gap(
     if network.depth != 1:
         raise ValueError(f"network must have depth 1 for primal_dual_gap, it has depth {network.depth}")
     reg = TV() if reg is None else reg
+    y = check_data(network, y)
+    x, z = check_start(network, x, y, name="x"), _dual_start(reg, network, z, y, name="z")
     if reg.conj_value(z) is None:
         raise TypeError(f"reg must be TV or SquaredNorm (known conjugate R*), got {type(reg).__name__}")
-    y = check_data(network, y)
     alpha_t = check_alpha(alpha, y.shape[0], y)
     rho = _gap_radius(network, radius, "radius")
     layer = network.layers[0]
     affine = layer.affine.to(device=y.device, dtype=y.dtype)
-    x = x.reshape(y.shape[0], *network.input_shape)
     grad = _grad_x(affine, layer.activation, y, affine.forward(x), z, alpha_t, reg)
     return _gap_from_residual(reg.K(x), z, alpha_t, reg, sample_norm(grad), rho)
 
 
+@torch.no_grad()
 def pdhg(
     network: LiftedNetwork,
     y: Tensor,
@@ -258,6 +259,8 @@ def pdhg(
         step's products with :math:`W`, so it costs no extra matrix product except once for
         the returned iterate, and no host synchronisation. ``params`` holds ``tau_x``,
         ``tau_z``, ``norm_W``, ``gap_radius``.
+        Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
+        data or weights that require grad are constants to it.
     """
     network = check_network(network)
     if network.depth != 1:
@@ -327,15 +330,16 @@ def pdhg(
     )
 
 
-def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: Tensor) -> Tensor:
-    """Zero dual start (the paper's) or a validated copy of ``z0``."""
+def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: Tensor,
+                name: str = "z0") -> Tensor:
+    """Zero dual start (the paper's) or a validated copy of ``z0`` (called ``name`` in errors)."""
     shape = (y.shape[0], *reg.dual_shape(network.input_shape))
     if z0 is None:
         return torch.zeros(shape, device=y.device, dtype=y.dtype)
     if not isinstance(z0, Tensor):
-        raise TypeError(f"z0 must be a torch.Tensor of shape {shape}, got {type(z0).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(z0).__name__}")
     if tuple(z0.shape) != shape:
-        raise ValueError(f"z0 must have shape {shape}, got {tuple(z0.shape)}")
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(z0.shape)}")
     if not bool(torch.isfinite(z0).all()):
-        raise ValueError("z0 must be finite (it holds NaN or Inf)")
+        raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
     return z0.to(device=y.device, dtype=y.dtype).clone()

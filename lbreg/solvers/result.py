@@ -130,6 +130,8 @@ def check_data(network: LiftedNetwork, y: Any, *, name: str = "y") -> Tensor:
     if not isinstance(y, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, *{network.output_shape}), got {type(y).__name__}")
     network.check_output(y, name=name)
+    if y.shape[0] == 0:
+        raise ValueError(f"{name} holds no samples (batch size 0); pass at least one, shape (B, *{network.output_shape})")
     y = y.reshape(y.shape[0], *network.output_shape)
     network.layers[-1].activation.check_domain(y, name=name)
     return y
@@ -265,10 +267,11 @@ class IterationLog:
         :math:`\|\mathcal N(x)-y^\delta\|\le` ``factor`` :math:`\cdot\,\delta`.
 
         Without a noise level (``level is None``) there is no stopping test: no sample counts
-        as converged and the message says that the whole budget of ``max_iter`` iterations ran.
+        as converged and the message says that the whole budget of ``max_iter`` iterations ran
+        (unless a callback stopped the run, which the message then says).
         """
         iterations, converged, message, history = self.finish(solver, tol=factor)
-        if level is None:
+        if level is None and not self.stopped_by_callback:
             return (iterations, torch.zeros_like(converged),
                     f"{solver}: no delta given, ran {max_iter} iterations", history)
         message = message.replace("stopping test (tol=", f"discrepancy principle ({name}=")
