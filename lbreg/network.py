@@ -225,7 +225,10 @@ class AffineMap:
         the square root of the largest eigenvalue of the smaller Gram matrix (:math:`WW^\top`
         or :math:`W^\top W`). Otherwise (convolutions, pooling, larger matrices):
         :func:`~lbreg.operators.power_norm` on :math:`W^\top W` with a fixed seed, so the value
-        is deterministic; it is then a (tight) lower bound of :math:`\|W\|_2`.
+        is deterministic; it is then a lower bound of :math:`\|W\|_2`, which can stop short
+        where the top singular values nearly coincide (the iteration stops once the estimate
+        changes by less than :math:`10^{-10}` relative per step: for one random 3×3
+        convolution with 3 output channels on 8×8 inputs it is :math:`3\cdot10^{-4}` low).
         """
         if self._norm is None:
             norm = self._exact_norm()
