@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg.operators import _check_field, add_div_, div2d, grad2d, mixed_norm, project_dual_ball
+from lbreg.operators import _check_field, add_div_, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
     "Regularizer",

@@ -79,6 +79,9 @@ _RHO_D_PER_ALPHA = 15.0
 ADMM_RELAX = 1.8
 ADMM_CHECK_EVERY = 10  # iterations between stopping tests
 
+Splitting = tuple[Tensor, Tensor, Tensor, Tensor]
+r"""ADMM's state besides x: ``(u, λ_u, v_d, λ_d)``, with :math:`d = v_d - \lambda_d` (see `_admm`)."""
+
 
 def _norm_sq(affine: AffineMap) -> float:
     r""":math:`\|W\|^2`: top eigenvalue of the smaller Gram matrix (dense maps), else power iteration.
@@ -326,10 +329,6 @@ def admm(
     x = check_start(network, x0, y)
     return _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
                  check_every=check_every, progress=progress, callback=callback)[0]
-
-
-Splitting = tuple[Tensor, Tensor, Tensor, Tensor]
-r"""ADMM's state besides x: ``(u, λ_u, v_d, λ_d)``, with :math:`d = v_d - \lambda_d` (see `_admm`)."""
 
 
 def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, groups: _Groups,
