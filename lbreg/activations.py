@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _INF = math.inf
+_NAN = math.nan
 # Safeguarded Newton iterations of the sigmoid / tanh prox: over t in [1e-8, 1e8] and
 # |v| <= 1000 at most 20 are needed for 1e-12 accuracy in float64; 40 leaves a margin.
 _NEWTON_ITERS = 40
@@ -182,9 +183,9 @@ class Activation(ABC):
         return self._sigma(z)
 
     def psi(self, u: Tensor) -> Tensor:
-        r"""Ψ(u) elementwise; $+\infty$ outside dom Ψ (never NaN there)."""
+        r"""Ψ(u) elementwise; $+\infty$ outside dom Ψ (never NaN there), NaN where ``u`` is NaN."""
         _require_float(u, "u")
-        return self._psi(self._clip(u)).masked_fill(self._outside(u), _INF)
+        return self._psi(self._clip(u)).masked_fill(self._outside(u), _INF).masked_fill(u.isnan(), _NAN)
 
     def conj(self, z: Tensor) -> Tensor:
         r"""$F^*(z) = \sup_u\, zu - \tfrac12u^2 - \Psi(u)$ elementwise; $\nabla F^* = \sigma$."""
@@ -357,8 +358,10 @@ class ReLU(Activation):
         return 0.5 * torch.relu(z) ** 2
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        # y max(-z, 0) = -(y min(z, 0)) exactly
-        return 0.5 * (y - torch.relu(z)) ** 2 - y * torch.clamp(z, max=0.0)
+        # -y min(z, 0) with min(z, 0) = z - relu(z): the same value, and autograd then gives
+        # relu(z) - y at z = 0 too (clamp's and relu's zero derivative there would drop the -y)
+        r = torch.relu(z)
+        return 0.5 * (y - r) ** 2 - y * (z - r)
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         return torch.relu(v)

@@ -228,10 +228,7 @@ def autograd_tv(
     forward, shape = _forward_map(network, input_shape)
     y = _check_y(y)
     batch = y.shape[0]
-    if isinstance(alpha, Tensor) or _check_real(alpha, "alpha", allow_zero=True) > 0:
-        alpha_t = check_alpha(alpha, batch, y)
-    else:
-        alpha_t = torch.zeros(batch, dtype=y.dtype, device=y.device)
+    alpha_t = check_alpha(alpha, batch, y, allow_zero=True)
     eps = _check_real(eps, "eps")
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")

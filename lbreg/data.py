@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import math
 import os
 import shutil
 import warnings
@@ -302,10 +303,12 @@ def add_noise(
     Returns:
         ``(y_delta, delta)``: ``y_delta`` like ``y``; ``delta`` of shape (B,).
     """
-    if not (std >= 0):  # also rejects NaN
-        raise ValueError(f"std must be non-negative, got std={std}")
+    if not (0 <= std < math.inf):  # also rejects NaN
+        raise ValueError(f"std must be finite and non-negative, got std={std}")
     if y.ndim < 1:
         raise ValueError(f"y must have a leading batch dimension, got shape {tuple(y.shape)}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y contains NaN or infinite entries")
     gen = as_generator(generator, y.device)
     noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
     y_delta = y + std * noise

@@ -143,8 +143,9 @@ def data_residual(network: LiftedNetwork, x: Tensor, y_delta: Tensor) -> Tensor:
     Returns:
         ``(N,)``.
     """
+    like = {"device": y_delta.device, "dtype": y_delta.dtype}  # as the solvers: the data decide
     with torch.no_grad():
-        out = network.forward(x)
+        out = network.to(**like).forward(x.to(**like))
     return sample_norm(out - y_delta.reshape(out.shape))
 
 

@@ -131,8 +131,9 @@ def source_condition_instance(
 
     1. :math:`W\in\mathbb R^{m\times n}` with :math:`\|W\|=1`: i.i.d. Gaussian entries scaled to
        unit spectral norm (``cond=None``), or :math:`W=U\operatorname{diag}(s)V^\top` with
-       Haar-random orthonormal :math:`U, V` and singular values :math:`s` log-spaced from 1 down
-       to ``1/cond`` (an ill-conditioned operator; needs :math:`m\ge n`).
+       random orthonormal :math:`U, V` (the Q factors of Gaussian matrices) and singular values
+       :math:`s` log-spaced from 1 down to ``1/cond`` (an ill-conditioned operator; needs
+       :math:`m\ge n`).
     2. :math:`b\sim N(0, I_m)`. The safely active units are
        :math:`S=\{i: b_i\ge\text{margin}+\|W_{i,:}\|\,\text{v\_norm}\}`.
     3. For each of ``n_sources`` sources: :math:`v^\dagger = g\odot\mathbf 1_S`,

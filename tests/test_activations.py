@@ -138,6 +138,21 @@ def test_bregman_grad_matches_autograd(act, device):
 
 
 @all_acts
+def test_bregman_autograd_at_z_zero_is_sigma_minus_y(act):
+    """B_Ψ is C¹ in z with gradient σ(z) - y everywhere (PAPER_MATH §2), also at z = 0, where
+    ReLU's kink is: a formula built from relu and clamp alone gives autograd 0 there."""
+    y = samples_in_domain(act, 6, seed=7)
+    z = torch.zeros(6, dtype=F64, requires_grad=True)
+    (grad,) = torch.autograd.grad(act.bregman_elementwise(y, z).sum(), z)
+    torch.testing.assert_close(grad, act(z.detach()) - y, atol=1e-12, rtol=0)
+
+
+@all_acts
+def test_psi_of_nan_is_nan(act):
+    assert torch.isnan(act.psi(torch.tensor([math.nan, 0.0], dtype=F64))).tolist() == [True, False]
+
+
+@all_acts
 def test_bregman_is_zero_at_sigma_even_for_large_z(act, device):
     z = torch.cat([torch.linspace(-30, 30, 241, dtype=F64), torch.tensor([-100.0, 100.0])])
     z = z.reshape(1, -1).to(device)

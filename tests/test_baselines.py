@@ -57,6 +57,15 @@ def test_autograd_tv_decreases_its_objective(optimizer):
         assert bool((total[1:] <= total[:-1] + 1e-12).all())
 
 
+def test_autograd_tv_accepts_alpha_zero_as_a_number_and_per_sample():
+    net, y = _relu_problem()
+    shared = autograd_tv(net, y, 0.0, max_iter=3)
+    per_sample = autograd_tv(net, y, torch.zeros(3, dtype=DT), max_iter=3)
+    assert torch.equal(shared.x, per_sample.x) and torch.equal(per_sample.alpha, torch.zeros(3, dtype=DT))
+    with pytest.raises(ValueError, match="alpha must be finite and >= 0"):
+        autograd_tv(net, y, torch.tensor([0.0, -1.0, 0.1], dtype=DT), max_iter=1)
+
+
 def test_autograd_tv_matches_the_lifted_minimiser_for_identity_activation():
     # With sigma = Identity, B_Psi(y, Wx+b) = 1/2 ||Wx+b-y||^2 = 1/2 ||N(x)-y||^2, so the two
     # objectives differ only by TV_eps vs TV; 60 x 36 W makes the data term strongly convex.

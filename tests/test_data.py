@@ -172,6 +172,10 @@ def test_add_noise_rejects_negative_std_and_bad_generator():
         add_noise(torch.zeros(1, 3), -0.1, 0)
     with pytest.raises(ValueError, match="std"):
         add_noise(torch.zeros(1, 3), math.nan, 0)
+    with pytest.raises(ValueError, match="std must be finite"):
+        add_noise(torch.zeros(1, 3), math.inf, 0)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        add_noise(torch.tensor([[0.0, math.nan, 1.0]]), 0.1, 0)
     with pytest.raises(TypeError, match="generator"):
         add_noise(torch.zeros(1, 3), 0.1, 0.5)
 

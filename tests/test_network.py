@@ -307,6 +307,15 @@ def test_energy_at_true_states_is_alpha_tv():
         torch.testing.assert_close(no_reg, torch.zeros(2, dtype=DT), rtol=0, atol=1e-10)
 
 
+def test_energy_names_a_non_finite_input():
+    net = LiftedNetwork.from_module(_dense_encoder(), (1, 28, 28))
+    x = torch.rand(2, 1, 28, 28, generator=_gen(6), dtype=DT)
+    xs = net.states(x)
+    x[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"xs\[0\] contains NaN"):
+        net.energy([x, *xs[1:-1]], xs[-1], 0.1, TV())
+
+
 def test_energy_outside_the_domain_raises_or_is_infinite():
     net = LiftedNetwork.from_module(_dense_encoder(), (1, 28, 28))
     x = torch.rand(2, 1, 28, 28, generator=_gen(5), dtype=DT)

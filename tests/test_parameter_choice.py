@@ -93,6 +93,18 @@ def test_geometric_alphas_decrease_from_alpha_max_to_alpha_min():
     assert geometric_alphas(1.0, 1.0, 0.5).tolist() == [1.0]
 
 
+def test_data_residual_follows_the_data_dtype_like_the_solvers():
+    """A float32 network with float64 data (the solvers cast the network to the data): the
+    residual is computed in float64, equal to that of the network cast by hand."""
+    net64 = _linear_net()
+    net32 = net64.to(dtype=torch.float32)
+    x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    y = net64.forward(x) + 0.01
+    res = data_residual(net32, x, y)
+    assert res.dtype == DTYPE
+    torch.testing.assert_close(res, data_residual(net32.to(dtype=DTYPE), x, y), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("tau", [1.0, 1.5])
 def test_discrepancy_alpha_has_residual_in_the_band_of_tau_delta(tau):
     net = _linear_net()

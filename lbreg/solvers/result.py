@@ -103,10 +103,12 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
-def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha") -> Tensor:
+def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
+                allow_zero: bool = False) -> Tensor:
     """Per-sample regularisation parameters ``(B,)`` on ``like``'s device and dtype.
 
-    ``alpha`` is a positive number (shared by all samples) or a tensor of ``B`` positive values.
+    ``alpha`` is a positive number (shared by all samples) or a tensor of ``B`` positive values
+    (non-negative with ``allow_zero``).
     """
     if isinstance(alpha, Tensor):
         if alpha.dim() == 0:
@@ -118,10 +120,11 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha") ->
             )
         if not torch.is_floating_point(alpha):
             raise TypeError(f"{name} must be a floating tensor, got {alpha.dtype}")
-        if not bool(torch.isfinite(alpha).all()) or bool((alpha <= 0).any()):
-            raise ValueError(f"{name} must be finite and > 0, got {alpha.tolist()}")
+        low = alpha < 0 if allow_zero else alpha <= 0
+        if not bool(torch.isfinite(alpha).all()) or bool(low.any()):
+            raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {alpha.tolist()}")
         return alpha.to(device=like.device, dtype=like.dtype).expand(batch).clone()
-    value = check_positive(alpha, name)
+    value = check_positive(alpha, name, allow_zero=allow_zero)
     return torch.full((batch,), value, device=like.device, dtype=like.dtype)
 
 
