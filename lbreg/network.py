@@ -797,8 +797,8 @@ class LiftedNetwork:
         xs = [_reshape_batch(x, s, s, f"xs[{i}]") for i, (x, s) in enumerate(zip(xs, shapes))]
         targets = [*xs[1:], _reshape_batch(y, self.output_shape, self.output_shape, "y")]
         names = [f"xs[{i}]" for i in range(1, self.depth)] + ["y"]
-        if check and not bool(torch.isfinite(xs[0]).all()):
-            raise ValueError("xs[0] contains NaN or infinite entries")
+        if check:
+            _check_data(xs[0], shapes[0], "xs[0]")
         total = None
         for layer, x_prev, x_next, name in zip(self.layers, xs, targets, names):
             if check:
