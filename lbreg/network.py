@@ -228,7 +228,8 @@ class AffineMap:
         is deterministic; it is then a lower bound of :math:`\|W\|_2`, which can stop short
         where the top singular values nearly coincide (the iteration stops once the estimate
         changes by less than :math:`10^{-10}` relative per step: for one random 3×3
-        convolution with 3 output channels on 8×8 inputs it is :math:`3\cdot10^{-4}` low).
+        convolution with 3 output channels on 8×8 inputs it is :math:`3\cdot10^{-4}` low; the
+        step sizes of `pdhg` tolerate that, see `lbreg.solvers.pdhg.default_steps`).
         """
         if self._norm is None:
             norm = self._exact_norm()

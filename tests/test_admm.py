@@ -70,6 +70,18 @@ def test_admm_matches_cvxpy_and_pdhg_minimisers(kind, activation):
     assert abs(f_pdhg - f_admm) / abs(f_admm) < 1e-4, (f_pdhg, f_admm)
 
 
+def test_pdhg_converges_with_a_low_norm_estimate():
+    """default_steps: a ‖W‖ estimate 20% low (0.64 ‖W‖² > ‖W‖²/2, Condat-Vũ) still converges."""
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=1, scale=2.0)
+    y1 = image_data(net, 1, seed=2)
+    norm_sq = net.layers[0].affine.norm() ** 2
+    tau_x = 1.0 / (0.64 * norm_sq + 0.1)
+    run = pdhg(net, y1, 0.1, tau_x=tau_x, max_iter=4_000, tol=0.0)
+    ref = admm(net, y1, 0.1, tol=1e-9, max_iter=3_000)
+    f_pdhg, f_admm = objective(net, y1, run.x, 0.1), objective(net, y1, ref.x, 0.1)
+    assert abs(f_pdhg - f_admm) / abs(f_admm) < 1e-7, (f_pdhg, f_admm)  # measured 1.5e-8
+
+
 def test_admm_kkt_and_dual_at_termination():
     """Stationarity W^T(σ(Wx+b) - y) + α K^T z ≈ 0, |z_ij| ≤ 1 and ⟨z, ∇x⟩ ≈ TV(x)."""
     net = perceptron(50, (1, 10, 10), ReLU(), seed=3, scale=3.0)

@@ -37,6 +37,12 @@ def default_steps(norm_W: float, alpha: Tensor, reg: Regularizer) -> tuple[Tenso
 
     which gives equality in the Chambolle-Pock (2016) condition
     :math:`(1/\tau_x - \|W\|^2)/\tau_z \ge \alpha^2\|K\|^2` (PAPER_MATH §3, "Step sizes").
+    An estimate of :math:`\|W\|` a little low (power iteration, `AffineMap.norm`, for
+    convolutions) breaks that equality but not convergence: the gradient of
+    :math:`B_\Psi(y, W\cdot+b)` is :math:`\|W\|^2`-Lipschitz (:math:`\sigma` is a proximal map),
+    and the Condat-Vũ condition (Condat 2013, Thm 3.1)
+    :math:`1/\tau_x - \tau_z\alpha^2\|K\|^2 > \|W\|^2/2` reads, for these steps,
+    :math:`\|W\|_{\rm est}^2 > \|W\|^2/2`.
 
     Args:
         norm_W: spectral norm :math:`\|W\|`.
