@@ -96,10 +96,17 @@ class _Diagonal:
             lam = torch.ones(shape, dtype=torch.float64)
         self.eig = lam.to(device=device, dtype=dtype)
 
-    def coefficients(self, x: Tensor) -> Tensor:
-        """:math:`Qx` flattened, ``(B, n)``, for an image ``x`` ``(B, *shape)``."""
-        x = x.reshape(x.shape[0], *self.shape)
-        return (x if self.ch is None else self.ch @ x @ self.cw.T).reshape(x.shape[0], self.n)
+    def coefficients(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """:math:`Qx` flattened, ``(B, n)``, for an image ``x`` ``(B, *shape)``; written into
+        ``out`` (contiguous ``(B, n)``) when given."""
+        batch = x.shape[0]
+        x = x.reshape(batch, *self.shape)
+        if out is None:
+            return (x if self.ch is None else self.ch @ x @ self.cw.T).reshape(batch, self.n)
+        if self.ch is None:
+            return out.copy_(x.reshape(batch, self.n))
+        torch.matmul(self.ch, x @ self.cw.T, out=out.view(batch, *self.shape))
+        return out
 
     def image(self, c: Tensor) -> Tensor:
         r""":math:`Q^\top c`, ``(B, *shape)``, for coefficients ``c`` ``(B, n)``."""
@@ -244,21 +251,26 @@ class _WoodburySolver(XStep):
         null = eig == 0
         self.gamma = rho_d * float(eig.mean())
         self.a = torch.where(null, torch.full_like(eig, self.gamma), rho_d * eig)  # eigenvalues of A
-        v = diag.coefficients(W)  # V = W Qᵀ, W in the Q basis
         # the null vectors E are unit vectors in the Q basis, so WE = V[:, null] and Eᵀ = coefficients
         idx = null.nonzero().reshape(-1)
-        keep = torch.linalg.vector_norm(v[:, idx], dim=0) > 1e-12 * torch.linalg.matrix_norm(W)
-        self.null = idx[keep]
+        buffer = W.new_empty(m + idx.numel(), n)  # becomes Ṽ = V A⁻¹, bordered below by -Eᵀ/γ
+        v = diag.coefficients(W, out=buffer[:m])  # V = W Qᵀ, W in the Q basis
+        we = v[:, idx].clone()  # WE
+        root = self.a.rsqrt()
+        half = v.mul_(root)  # V A^{-1/2}, in place
+        wawt = half @ half.T  # W A⁻¹ Wᵀ
+        half.mul_(root)  # Ṽ = V A⁻¹, in place
+        # a null vector with We = 0 stays in A only (relative to ||W||_F <= (max a · tr WA⁻¹Wᵀ)^½)
+        scale = torch.sqrt(self.a.max() * wawt.diagonal().sum())
+        keep = torch.linalg.vector_norm(we, dim=0) > 1e-12 * scale
+        self.null, g = idx[keep], we[:, keep] / self.gamma  # G = WE/γ (m, C')
         border = self.null.numel()
-        self.v_tilde = v.new_empty(m + border, n)  # Ṽ = V A⁻¹, bordered below by -Eᵀ/γ
-        vt = torch.div(v, self.a, out=self.v_tilde[:m])
+        self.v_tilde = buffer[: m + border]
         self.v_tilde[m:] = 0.0
         self.v_tilde[m + torch.arange(border, device=v.device), self.null] = -1.0 / self.gamma
-        wawt = vt @ v.T  # W A⁻¹ Wᵀ
         eye = torch.eye(m, dtype=W.dtype, device=W.device)
         s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
         if border:
-            g = v[:, self.null] / self.gamma  # G = WE/γ (m, C')
             h = s_inv @ g  # H = S⁻¹G
             sigma_inv = _spd_inverse(g.T @ h)  # Σ⁻¹
             hs = h @ sigma_inv
