@@ -15,7 +15,7 @@ Time counts each solver's setup (norm estimates, factorisations) and its loop; o
 evaluated outside the timed loops where the library does not already compute them. ``admm``'s
 trace evaluates the objective at every iteration (``check_every=1``), so its times to a gap
 are re-measured without that: a fresh call that runs exactly the iterations the trace needed
-(best of three; on a CPU also on 2 threads, the issue's measuring condition). Prints a
+(best of five; on a CPU also on 2 threads, the issue's measuring condition). Prints a
 table, writes ``benchmarks/results/circle.json`` (``--publish``: ``book/performance/circle.json``).
 """
 
@@ -40,6 +40,7 @@ ALPHA = 0.015
 TOLS = (1e-3, 1e-4, 1e-6)
 PAPER_BUDGET = 10_000  # eq. 14's iterations in the paper
 EQ14_LONG = 60_000  # eq. 14's iterations on the normal law (a longer run, a tighter bound)
+UNTRACED_REPEATS = 5  # admm's untraced times: the best of this many calls (a noisy shared host)
 
 
 def problem(law: str, quick: bool, device: torch.device):
@@ -80,13 +81,13 @@ def lbreg_trace(name: str, law: str, quick: bool, device: torch.device, budget: 
 
 
 def untraced_seconds(law: str, quick: bool, device: torch.device, iterations: int, threads: int) -> float:
-    """Best of three ``admm`` calls (set-up included, fresh instance each) that run exactly
-    ``iterations`` iterations and test once, at the end, on ``threads`` intra-op threads: the
-    time to reach that iterate without the per-iteration objective of the traced run."""
+    """Best of ``UNTRACED_REPEATS`` ``admm`` calls (set-up included, fresh instance each) that
+    run exactly ``iterations`` iterations and test once, at the end, on ``threads`` intra-op
+    threads: the time to reach that iterate without the per-iteration objective of the traced run."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     best = math.inf
-    for _ in range(3):
+    for _ in range(UNTRACED_REPEATS):
         p, net, y = problem(law, quick, device)
         common.sync(device)
         start = time.perf_counter()
