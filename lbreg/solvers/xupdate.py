@@ -255,7 +255,7 @@ class _WoodburySolver(XStep):
         idx = null.nonzero().reshape(-1)
         buffer = W.new_empty(m + idx.numel(), n)  # becomes Ṽ = V A⁻¹, bordered below by -Eᵀ/γ
         v = diag.coefficients(W, out=buffer[:m])  # V = W Qᵀ, W in the Q basis
-        we = v[:, idx].clone()  # WE
+        we = v[:, idx]  # WE (indexing by a tensor copies, before V is scaled in place)
         root = self.a.rsqrt()
         half = v.mul_(root)  # V A^{-1/2}, in place
         wawt = half @ half.T  # W A⁻¹ Wᵀ
