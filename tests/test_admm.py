@@ -14,7 +14,7 @@ from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, pdhg
 from lbreg.solvers.admm import bregman_prox
-from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, _Diagonal, x_solver
+from lbreg.solvers.xupdate import COLUMN_MAJOR_MIN_BATCH, FUSED_MAX_IMAGES, _Diagonal, x_solver
 
 pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
 
@@ -188,6 +188,23 @@ def test_exact_x_update_solves_its_linear_system(m, reg):
     assert torch.allclose(wx, affine.linear(x), atol=1e-10, rtol=0)
     assert torch.allclose(kx, reg.K(x), atol=1e-10, rtol=0)
     assert torch.allclose(wt_nu, affine.adjoint(nu), atol=1e-10, rtol=0)
+
+
+def test_woodbury_layouts_take_the_same_step():
+    """Ṽ stored by rows (small batches) or by columns (from COLUMN_MAJOR_MIN_BATCH): one step."""
+    g = torch.Generator().manual_seed(19)
+    shape, m, reg = (1, 8, 8), 40, TV()
+    affine = AffineMap.from_matrix(torch.randn(m, 64, generator=g, dtype=torch.float64), in_shape=shape)
+    rows = x_solver(affine, reg, 0.3, 4.0, torch.zeros(1), batch=COLUMN_MAJOR_MIN_BATCH - 1)
+    cols = x_solver(affine, reg, 0.3, 4.0, torch.zeros(1), batch=COLUMN_MAJOR_MIN_BATCH)
+    assert rows.v_tilde.is_contiguous() and cols.v_tilde.T.is_contiguous()
+    assert torch.equal(rows.v_tilde, cols.v_tilde)
+    b = COLUMN_MAJOR_MIN_BATCH
+    w, nu = torch.randn(b, m, generator=g, dtype=torch.float64), torch.randn(b, m, generator=g, dtype=torch.float64)
+    v = torch.randn(b, *reg.dual_shape(shape), generator=g, dtype=torch.float64)
+    x = torch.zeros(b, 64, dtype=torch.float64)
+    for a, c in zip(rows.step(w, v, nu, x), cols.step(w, v, nu, x)):
+        assert torch.allclose(a, c, atol=1e-12 * float(a.abs().max()), rtol=0)
 
 
 @pytest.mark.parametrize("batch", [1, 5])  # 2 images: fused products; 10: DCT composed with ∇
