@@ -50,8 +50,11 @@ weights: $(STAMP)
 # Benchmarks (not tests): tables on stdout, JSON in benchmarks/results/ and, with
 # BENCH_ARGS="--publish", the copies the book's Performance page reads (book/performance/).
 # One thread by default; BENCH_ARGS="--quick" for a smoke run, "--device cuda" on a GPU.
+# Installs the peers of benchmark 1 first where missing (the `bench` extra), so that every run
+# compares them.
 BENCH_ARGS ?=
 bench: $(STAMP)
+	$(BIN)/python -c "import pyproximal" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:

@@ -70,15 +70,29 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """What the numbers depend on: versions, device, threads, CPU count, load."""
+    """What the numbers depend on: versions, device, its vector instructions, threads, CPU
+    count, load."""
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        # the widest vector instructions torch's CPU kernels use here (e.g. AVX2, AVX512): the
+        # ratio of a matrix-matrix product's speed to a matrix-vector product's depends on it
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "quick": bool(args.quick),
