@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from lbreg.operators import add_div_, div2d, grad2d, gram_norm_sq, mixed_norm, power_norm, project_dual_ball, tv
+from lbreg.operators import (
+    GRAM_MIN_ROWS, add_div_, div2d, gram, grad2d, gram_norm_sq, mixed_norm, power_norm, project_dual_ball, tv,
+)
 from lbreg.regularizers import (
     TV,
     SquaredNorm,
@@ -306,6 +308,25 @@ def test_isotropic_tv_and_projection_use_the_pixelwise_euclidean_norm(scale):
     norm = torch.sqrt((p[..., 0, :, :] / scale) ** 2 + (p[..., 1, :, :] / scale) ** 2) * scale
     ref = p / torch.clamp(norm, min=1.0).unsqueeze(-3)
     assert torch.allclose(project_dual_ball(p), ref, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("rows", [GRAM_MIN_ROWS - 1, GRAM_MIN_ROWS, GRAM_MIN_ROWS + 3, 2 * GRAM_MIN_ROWS + 1])
+def test_gram_from_blocks_equals_the_product(rows):
+    """Row counts below, at and above the blocked path (blocks of unequal size), a transposed
+    view, and float32: the same matrix as A @ A.T up to rounding, symmetric up to rounding."""
+    A = _randn(rows, 37, seed=rows)
+    for mat in (A, A.T.contiguous().T, A[:, ::2]):
+        ref = mat @ mat.T
+        assert torch.allclose(gram(mat), ref, rtol=1e-13, atol=1e-12)
+    g32 = gram(A.float())
+    assert g32.dtype == torch.float32
+    assert torch.allclose(g32.double(), A @ A.T, rtol=1e-4, atol=1e-4)
+    g = gram(A)
+    assert torch.allclose(g, g.T, rtol=1e-14, atol=1e-12)
+    tall = _randn(11, rows, seed=1)  # W.T of a tall W: a non-contiguous view with many rows
+    assert torch.allclose(gram(tall.T), tall.T @ tall, rtol=1e-13, atol=1e-12)
+    with pytest.raises(ValueError, match="matrix"):
+        gram(_randn(2, 3, 4))
 
 
 def test_gram_norm_sq_is_the_squared_spectral_norm():

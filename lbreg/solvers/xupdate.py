@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..network import AffineMap
+from ..operators import gram
 from ..regularizers import TV, Regularizer, SquaredNorm
 from .result import bview, sample_norm
 
@@ -271,7 +272,7 @@ class _WoodburySolver(XStep):
         we = v[:, idx]  # WE (indexing by a tensor copies, before V is scaled in place)
         root = self.a.rsqrt()
         half = v.mul_(root)  # V A^{-1/2}, in place
-        wawt = half @ half.T  # W A⁻¹ Wᵀ
+        wawt = gram(half)  # W A⁻¹ Wᵀ
         half.mul_(root)  # Ṽ = V A⁻¹, in place
         # a null vector with We = 0 stays in A only (relative to ||W||_F <= (max a · tr WA⁻¹Wᵀ)^½)
         scale = torch.sqrt(self.a.max() * wawt.diagonal().sum())
