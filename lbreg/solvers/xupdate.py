@@ -244,13 +244,14 @@ class _WoodburySolver(XStep):
 
     **Layout.** For a batch of at least ``COLUMN_MAJOR_MIN_BATCH`` samples, :math:`\tilde V` is
     stored column by column (its transpose contiguous), one copy at set-up. The two passes
-    are then matrix-matrix products whose speed depends on the layout: on this project's
-    CPU (MKL, one thread, circle size :math:`513\times4096`) the two passes take 13.8 ms
-    instead of 17.4 ms at batch 64 and 5.4 instead of 7.4 ms at batch 4 (an `admm` call at
-    batch 64: 5.6 s instead of 6.4 s, interleaved runs), while at batch 1, a pair of
-    matrix-vector products, row-major is the faster (2.6 against 2.9 ms); on two threads the
-    layouts are within a few per cent at batch 64. The values do not depend on the layout
-    beyond rounding.
+    are then matrix-matrix products whose speed depends on the layout and the CPU (MKL, one
+    thread, circle size :math:`513\times4096`): on the host where it was chosen the two passes
+    take 13.8 ms instead of 17.4 ms at batch 64 and 5.4 instead of 7.4 ms at batch 4 (an `admm`
+    call at batch 64: 5.6 s instead of 6.4 s, interleaved runs), on an AVX2 host 20.8 against
+    20.6 ms at batch 64 and 5.7 against 6.7 ms at batch 4; at batch 1, a pair of matrix-vector
+    products, row-major is the faster on both (2.6 against 2.9 ms, and 1.43 against 1.88 ms).
+    On two threads the layouts are within a few per cent at batch 64. The values do not
+    depend on the layout beyond rounding.
     """
 
     kind = "woodbury"
