@@ -145,7 +145,8 @@ class Activation(ABC):
     B_\Psi(y, z) = 0 \iff y = \sigma(z)\ \text{(eq. (5))}.$$
 
     Subclasses implement ``_sigma``, ``_psi`` (on dom Ψ), ``_conj``, ``_bregman`` (stable, for
-    y in dom Ψ) and ``_prox``; this class validates inputs and handles the domain.
+    y in dom Ψ) and ``_prox``, and may override ``_bregman_and_grad`` to share $\sigma(z) - y$;
+    this class validates inputs and handles the domain.
 
     Attributes:
         name: display name used in error messages.
@@ -172,6 +173,11 @@ class Activation(ABC):
 
     @abstractmethod
     def _prox(self, v: Tensor, t: Tensor) -> Tensor: ...
+
+    def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        r"""(``_bregman(y, z)``, $\sigma(z) - y$); overridden where the stable form contains
+        $\sigma(z) - y$, so that one evaluation serves both."""
+        return self._bregman(y, z), self._sigma(z) - y
 
     def _params(self) -> dict[str, float]:
         return {}
@@ -232,6 +238,23 @@ class Activation(ABC):
             raise ValueError("bregman needs a leading batch dimension; got 0-d y and z")
         b = self.bregman_elementwise(y, z, check=check, y_in_domain=y_in_domain)
         return b if b.ndim == 1 else b.sum(dim=tuple(range(1, b.ndim)))
+
+    def bregman_and_grad(self, y: Tensor, z: Tensor, *, y_in_domain: bool = False) -> tuple[Tensor, Tensor]:
+        r"""$B_\Psi(y, z)$ summed per sample ``(B,)`` and $\nabla_z B_\Psi(y, z) = \sigma(z) - y$,
+        sharing $\sigma(z)$ and $\sigma(z) - y$ where the stable form of $B_\Psi$ contains them.
+
+        For a solver's loop: no host synchronisation, no check of dom Ψ or finiteness (as
+        :meth:`bregman` with ``check=False``); ``y_in_domain`` as in :meth:`bregman_elementwise`.
+        The values equal those of :meth:`bregman` and :meth:`bregman_grad` bit for bit.
+        """
+        self._check_pair(y, z)
+        if y.ndim == 0:
+            raise ValueError("bregman_and_grad needs a leading batch dimension; got 0-d y and z")
+        if y_in_domain:
+            b, grad = self._bregman_and_grad(y, z)
+        else:
+            b, grad = self.bregman_elementwise(y, z, check=False), self._sigma(z) - y
+        return (b if b.ndim == 1 else b.sum(dim=tuple(range(1, b.ndim)))), grad
 
     def bregman_grad(self, y: Tensor, z: Tensor) -> Tensor:
         r"""$\nabla_z B_\Psi(y, z) = \sigma(z) - y$ (no derivative of σ). The domain of y is
@@ -358,10 +381,14 @@ class ReLU(Activation):
         return 0.5 * torch.relu(z) ** 2
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
+        return self._bregman_and_grad(y, z)[0]
+
+    def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         # -y min(z, 0) with min(z, 0) = z - relu(z): the same value, and autograd then gives
         # relu(z) - y at z = 0 too (clamp's and relu's zero derivative there would drop the -y)
         r = torch.relu(z)
-        return 0.5 * (y - r) ** 2 - y * (z - r)
+        d = r - y
+        return 0.5 * d**2 - y * (z - r), d
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         return torch.relu(v)
@@ -387,7 +414,11 @@ class Identity(Activation):
         return 0.5 * z**2
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return 0.5 * (y - z) ** 2
+        return self._bregman_and_grad(y, z)[0]
+
+    def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        d = z - y
+        return 0.5 * d**2, d
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         return v.clone()
@@ -432,10 +463,14 @@ class LeakyReLU(Activation):
         return 0.5 * torch.relu(z) ** 2 + 0.5 * self.slope * torch.clamp(z, max=0) ** 2
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
+        return self._bregman_and_grad(y, z)[0]
+
+    def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         c, s = self.lipschitz_grad_psi, self._sigma(z)
+        d = s - y
         m = torch.clamp(s, max=0)
         y_neg = torch.clamp(y, max=0)
-        return 0.5 * (y - s) ** 2 + 0.5 * c * (y_neg - m) ** 2 - c * m * torch.relu(y)
+        return 0.5 * d**2 + 0.5 * c * (y_neg - m) ** 2 - c * m * torch.relu(y), d
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         a = self.slope
@@ -465,8 +500,12 @@ class HardTanh(Activation):
         return torch.where(z.abs() <= 1.0, 0.5 * z**2, z.abs() - 0.5)
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
+        return self._bregman_and_grad(y, z)[0]
+
+    def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         s = z.clamp(-1.0, 1.0)
-        return 0.5 * (y - s) ** 2 + (z - s) * (s - y)
+        d = s - y
+        return 0.5 * d**2 + (z - s) * d, d
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         return v.clamp(-1.0, 1.0)
@@ -507,8 +546,12 @@ class SoftShrink(Activation):
         return 0.5 * torch.relu(z.abs() - self.lam) ** 2
 
     def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
+        return self._bregman_and_grad(y, z)[0]
+
+    def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         r = z.clamp(-self.lam, self.lam)
-        return 0.5 * (y - (z - r)) ** 2 + self.lam * y.abs() - r * y
+        d = (z - r) - y
+        return 0.5 * d**2 + self.lam * y.abs() - r * y, d
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
         return torch.sign(v) * torch.relu(v.abs() - t * self.lam)

@@ -172,7 +172,8 @@ def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
     return pix.reshape(p.shape[0], -1).sum(dim=1)
 
 
-def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor = 1.0) -> Tensor:
+def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor = 1.0,
+                      out: Tensor | None = None) -> Tensor:
     r"""Pixelwise projection onto the dual ball of TV of radius :math:`r` (PAPER_MATH eq. (14b)).
 
     Isotropic: :math:`p_{i,j} / \max(1, \|p_{i,j}\|_2/r)`, the projection onto
@@ -186,20 +187,21 @@ def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor 
         isotropic: which ball (see above).
         radius: :math:`r > 0`, a number or a tensor broadcastable to ``p`` with size 1 on
             its last three axes (per-sample radii come as ``(B, 1, ..., 1)``).
+        out: where to write the result (``p`` itself projects in place); default a new tensor.
 
     Returns:
-        Tensor of the shape of ``p``.
+        Tensor of the shape of ``p`` (``out`` if given).
     """
     if not isinstance(radius, Tensor) and not radius > 0:
         raise ValueError(f"radius must be positive, got {radius}")
     if not isotropic:
         p = _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
-        return p.clamp(-radius, radius)
+        return torch.clamp(p, -radius, radius, out=out)
     _check_field(p, 3, "(..., 2, H, W)")
     norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).unsqueeze(-3)
     if isinstance(radius, Tensor) or radius != 1.0:
         norm = norm.div_(radius)
-    return p / norm.clamp_(min=1.0)
+    return torch.div(p, norm.clamp_(min=1.0), out=out)
 
 
 def _random_start(

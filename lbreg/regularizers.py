@@ -76,6 +76,11 @@ class Regularizer(ABC):
         r""":math:`\operatorname{prox}_{sR^*}(p)`, same shape as ``p``; ``s`` is a number or a
         tensor broadcastable to ``p`` (per-sample steps come as ``(B, 1, ..., 1)``)."""
 
+    def prox_conj_(self, p: Tensor, s: float | Tensor) -> Tensor:
+        r"""`prox_conj`, in place on ``p`` where the regulariser can (TV, `SquaredNorm`), and
+        returned: for a solver's loop that owns ``p``."""
+        return self.prox_conj(p, s)
+
     def prox_conj_scaled(self, v: Tensor, s: float | Tensor) -> Tensor:
         r""":math:`\operatorname{prox}_{(sR)^*}(v) = s\operatorname{prox}_{R^*/s}(v/s) = v - \operatorname{prox}_{sR}(v)`.
 
@@ -139,6 +144,9 @@ class TV(Regularizer):
     def prox_conj(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
         return project_dual_ball(p, isotropic=self.isotropic)
 
+    def prox_conj_(self, p: Tensor, s: float | Tensor = 1.0) -> Tensor:
+        return project_dual_ball(p, isotropic=self.isotropic, out=p)
+
     def prox_conj_scaled(self, v: Tensor, s: float | Tensor) -> Tensor:
         r"""The projection onto the ball :math:`sC` (`Regularizer.prox_conj_scaled`), in one
         pass over ``v`` rather than three."""
@@ -188,6 +196,9 @@ class SquaredNorm(Regularizer):
 
     def prox_conj(self, p: Tensor, s: float | Tensor) -> Tensor:
         return p / (1.0 + s)
+
+    def prox_conj_(self, p: Tensor, s: float | Tensor) -> Tensor:
+        return p.div_(1.0 + s)
 
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(n) for n in input_shape)

@@ -240,6 +240,23 @@ def test_bregman_of_vouched_data_equals_the_checked_value(act):
     assert torch.equal(act.bregman(u, z, check=False, y_in_domain=True), act.bregman(u, z, check=False))
 
 
+@all_acts
+def test_bregman_and_grad_equal_bregman_and_bregman_grad_bit_for_bit(act):
+    """The solvers' shared evaluation gives exactly the separate values: for vouched data, for
+    unvouched data in dom Ψ, and (+inf, finite gradient) for unvouched data outside it."""
+    y = samples_in_domain(act, 40, seed=22).reshape(4, 10)
+    z = 3.0 * randn(4, 10, seed=23)
+    for vouched in (True, False):
+        b, g = act.bregman_and_grad(y, z, y_in_domain=vouched)
+        assert torch.equal(b, act.bregman(y, z)) and torch.equal(g, act.bregman_grad(y, z))
+    if act.domain != (-math.inf, math.inf):
+        y_off = y.clone()
+        y_off[1, 3] = act.domain[0] - 0.5
+        b, g = act.bregman_and_grad(y_off, z)
+        assert torch.equal(b, act.bregman(y_off, z, check=False)) and b[1] == math.inf
+        assert torch.equal(g, act.bregman_grad(y_off, z))
+
+
 def test_bregman_off_domain_is_inf_without_check():
     b = ReLU().bregman_elementwise(torch.tensor([-0.5, 0.5], dtype=F64),
                                    torch.tensor([1.0, 1.0], dtype=F64), check=False)

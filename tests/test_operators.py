@@ -169,6 +169,20 @@ def test_projection_onto_a_ball_of_radius_r_is_r_times_the_unit_projection(isotr
 
 
 @pytest.mark.parametrize("reg", [TV(), TV(isotropic=False), SquaredNorm()], ids=repr)
+def test_in_place_prox_conj_equals_the_out_of_place_one(reg):
+    """prox_conj_ (the solvers' in-place step (14b)) and project_dual_ball(out=) write exactly the
+    values of the out-of-place maps into their argument."""
+    p = 3.0 * _randn(3, *reg.dual_shape((1, 6, 7)), seed=31)
+    s = torch.tensor([0.5, 1.0, 2.0], dtype=DT).reshape(3, *[1] * (p.dim() - 1))
+    expected, q = reg.prox_conj(p, s), p.clone()
+    assert reg.prox_conj_(q, s).data_ptr() == q.data_ptr() and torch.equal(q, expected)
+    if isinstance(reg, TV):
+        out = torch.empty_like(p)
+        r = project_dual_ball(p, reg.isotropic, radius=s, out=out)
+        assert r is out and torch.equal(out, project_dual_ball(p, reg.isotropic, radius=s))
+
+
+@pytest.mark.parametrize("reg", [TV(), TV(isotropic=False), SquaredNorm()], ids=repr)
 def test_prox_conj_scaled_is_v_minus_the_prox_of_sR(reg):
     """prox_{(sR)*}(v) = s prox_{R*/s}(v/s) (the base formula) = v - prox_{sR}(v) (Moreau): d = v - λ
     is prox_{sR}(v) in closed form (SquaredNorm: v/(1+s)) or by its optimality condition (TV:

@@ -10,6 +10,7 @@ from lbreg.activations import LeakyReLU, ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
+from lbreg.solvers.result import freeze, freeze_
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -135,6 +136,14 @@ def test_converged_sample_stops_changing_while_others_run():
         frozen = torch.stack([s[i][0] for s in snapshots[fast - 1 :]])
         assert (frozen == frozen[0]).all() and torch.equal(final[0], frozen[0])
         assert not torch.equal(snapshots[fast][i][1], snapshots[-1][i][1])
+
+
+def test_freeze_in_place_equals_freeze():
+    active = torch.tensor([True, False, True])
+    new, old = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
+    expected = freeze(active, new, old)
+    assert torch.equal(expected[1], old[1]) and torch.equal(expected[::2], new[::2])
+    assert freeze_(active, new, old) is new and torch.equal(new, expected)
 
 
 def test_theorem2_bound_holds_for_relu_and_leaky_perceptrons():

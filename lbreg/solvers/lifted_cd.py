@@ -22,6 +22,7 @@ from .result import (
     check_positive,
     check_start,
     freeze,
+    freeze_,
     sample_norm,
 )
 
@@ -261,14 +262,15 @@ def _solve_x0(
     steps = torch.zeros_like(alpha, dtype=torch.int64)
     residual = objective = torch.zeros_like(alpha)
     kx = reg.K(x)
+    tau_x, s = bview(tau_x, x), bview(tau_z * alpha, z)
     for j in range(inner_iters):
         x_new, z_new, kx_new, obj, res = _step(layer.affine, layer.activation, data, x, z, kx, alpha, reg,
-                                               tau_x, tau_z * alpha, wx if j == 0 else None,
+                                               tau_x, s, wx if j == 0 else None,
                                                y_in_domain=True)  # x_1 (a prox output) or the checked y
         if j == 0:
             objective = obj
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)
-        x, z, kx = freeze(running, x_new, x), freeze(running, z_new, z), freeze(running, kx_new, kx)
+        x, z, kx = freeze_(running, x_new, x), freeze_(running, z_new, z), freeze_(running, kx_new, kx)
         residual = torch.where(running, res, residual)
         steps.add_(running)
         running &= ~done

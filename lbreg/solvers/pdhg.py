@@ -21,7 +21,7 @@ from .result import (
     check_network,
     check_positive,
     check_start,
-    freeze,
+    freeze_,
     sample_norm,
 )
 
@@ -92,7 +92,7 @@ def pdhg_step(
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
     x_new, z_new, _, objective, residual = _step(
-        affine, activation, y, x, z, reg.K(x), alpha, reg, tau_x, tau_z * alpha)
+        affine, activation, y, x, z, reg.K(x), alpha, reg, bview(tau_x, x), bview(tau_z * alpha, z))
     return x_new, z_new, objective, residual
 
 
@@ -110,31 +110,33 @@ def _step(
     wx: Tensor | None = None,
     y_in_domain: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    r"""`pdhg_step` given :math:`Kx^k` (``kx``), with :math:`s = \tau_z\alpha` ``(B,)`` and, if
-    known, ``wx`` :math:`= Wx^k+b`; ``y_in_domain=True``: the caller validated ``y`` (a solver's
-    data), so the objective needs no masking of entries outside dom Ψ (`Activation.bregman`).
+    r"""`pdhg_step` given :math:`Kx^k` (``kx``), with the per-sample steps ``tau_x`` and
+    :math:`s = \tau_z\alpha` already shaped to broadcast against ``x`` and ``z`` (`bview`, done
+    once per solve) and, if known, ``wx`` :math:`= Wx^k+b`; ``y_in_domain=True``: the caller
+    validated ``y`` (a solver's data), so the objective needs no masking of entries outside
+    dom Ψ (`Activation.bregman`).
 
     Returns ``(x_new, z_new, kx_new, objective, residual)``: :math:`K(2x^{k+1}-x^k)` is formed
     as :math:`2Kx^{k+1}-Kx^k` and :math:`R(Kx^k)` from ``kx``, so that a loop that carries
-    :math:`Kx` applies :math:`K` once per iteration; a sample with ``tau_x`` = 0 keeps its
-    :math:`x` exactly.
+    :math:`Kx` applies :math:`K` once per iteration; the objective shares :math:`\sigma(Wx^k+b)-y`
+    with the gradient (`Activation.bregman_and_grad`); the projection (14b) runs in place on
+    the step's own tensor; a sample with ``tau_x`` = 0 keeps its :math:`x` exactly.
     """
     wx = affine.forward(x) if wx is None else wx
-    grad = _grad_x(affine, activation, y, wx, z, alpha, reg)
-    x_new = torch.addcmul(x, bview(tau_x, x), grad, value=-1.0)
+    bregman, residual_y = activation.bregman_and_grad(y, wx, y_in_domain=y_in_domain)
+    grad = _grad_x(affine, residual_y, z, alpha.view(tau_x.shape), reg)
+    x_new = torch.addcmul(x, tau_x, grad, value=-1.0)
     kx_new = reg.K(x_new)
-    s = bview(s, z)
-    z_new = reg.prox_conj(torch.addcmul(z, s, kx_new, value=2.0).addcmul_(s, kx, value=-1.0), s)
-    objective = activation.bregman(y, wx, check=False, y_in_domain=y_in_domain) + alpha * reg.R(kx)
+    z_new = reg.prox_conj_(torch.addcmul(z, s, kx_new, value=2.0).addcmul_(s, kx, value=-1.0), s)
+    objective = bregman + alpha * reg.R(kx)
     return x_new, z_new, kx_new, objective, sample_norm(grad)
 
 
-def _grad_x(affine: AffineMap, activation: Activation, y: Tensor, wx: Tensor, z: Tensor,
-            alpha: Tensor, reg: Regularizer) -> Tensor:
+def _grad_x(affine: AffineMap, residual_y: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer) -> Tensor:
     r"""The Lagrangian's gradient :math:`\nabla_x\mathcal L = W^\top(\sigma(Wx+b)-y) + \alpha K^\top z`
-    of eq. (14a), given ``wx`` :math:`= Wx+b`."""
-    g = affine.adjoint(activation.bregman_grad(y, wx))
-    return reg.add_K_adj_(g, z, bview(alpha, g))
+    of eq. (14a), given ``residual_y`` :math:`= \sigma(Wx+b)-y` and ``alpha`` shaped to
+    broadcast against :math:`x`."""
+    return reg.add_K_adj_(affine.adjoint(residual_y), z, alpha)
 
 
 def _gap_radius(network: LiftedNetwork, radius: float | None, name: str) -> float:
@@ -207,7 +209,7 @@ def primal_dual_gap(
     rho = _gap_radius(network, radius, "radius")
     layer = network.layers[0]
     affine = layer.affine.to(device=y.device, dtype=y.dtype)
-    grad = _grad_x(affine, layer.activation, y, affine.forward(x), z, alpha_t, reg)
+    grad = _grad_x(affine, layer.activation.bregman_grad(y, affine.forward(x)), z, bview(alpha_t, x), reg)
     return _gap_from_residual(reg.K(x), z, alpha_t, reg, sample_norm(grad), rho)
 
 
@@ -301,12 +303,14 @@ def pdhg(
     with_gap = reg.conj_value(z) is not None
     log = IterationLog(batch, y, max_iter=max_iter, check_every=check_every, progress=progress,
                        desc="pdhg", callback=callback)
-    kx, s = reg.K(x), tau_z_t * alpha_t
+    kx, s = reg.K(x), bview(tau_z_t * alpha_t, z)
+    # a finished sample takes a zero step (its entry here is set to 0), so that its x stays
+    # exactly where it stopped; its z is frozen below
+    tau_x_running = bview(tau_x_t, x).clone()
     k = 0
     while k < max_iter:
-        # a finished sample takes a zero step, so that its x stays exactly where it stopped
         x_new, z_new, kx_new, objective, residual = _step(
-            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_t * log.active, s,
+            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_running, s,
             y_in_domain=True,  # checked by check_data
         )
         if with_gap and k % check_every == 0:
@@ -315,8 +319,10 @@ def pdhg(
         # ‖x_new - x‖ = tau_x ‖∇_x L‖ for a running sample
         change_x, change_z = tau_x_t * residual, sample_norm(z_new - z)
         log.record(objective=objective, residual=residual, change_x=change_x, change_z=change_z)
-        x, z, kx = x_new, freeze(log.active, z_new, z), kx_new
-        log.update((change_x < tol) & (change_z < tol))
+        x, z, kx = x_new, freeze_(log.active, z_new, z), kx_new
+        done = (change_x < tol) & (change_z < tol)
+        log.update(done)
+        tau_x_running.masked_fill_(bview(done, x), 0.0)
         k += 1
         if not log.keep_going(k, {"x": x, "z": z}):
             break

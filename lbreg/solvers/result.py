@@ -168,6 +168,11 @@ def freeze(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
     return torch.where(bview(active, new), new, old)
 
 
+def freeze_(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """`freeze` written into ``new`` (a tensor the caller owns), and returned."""
+    return torch.where(bview(active, new), new, old, out=new)
+
+
 # --------------------------------------------------------------------------- the loop
 
 
