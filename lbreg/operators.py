@@ -295,9 +295,9 @@ def gram(A: Tensor) -> Tensor:
     transposed copies, so about :math:`(b+1)/2b` of the products of :math:`AA^\top` (5/8 for
     :math:`b=4`) are computed. Measured (AVX2 CPU, one thread, :math:`512\times4096`, the circle's
     :math:`W`): 38 ms instead of 54 ms in float64, 18 instead of 25 ms in float32 (2 and 8 blocks:
-    42 and 41 ms in float64); matrices of fewer than
-    ``GRAM_MIN_ROWS`` rows take the plain product. The diagonal blocks are computed as products
-    like any other, so the result is symmetric up to rounding.
+    42 and 41 ms in float64). Matrices of fewer than ``GRAM_MIN_ROWS`` rows take the plain
+    product. The diagonal blocks are computed as products like any other, so the result is
+    symmetric up to rounding.
 
     Args:
         A: real floating matrix ``(m, n)`` (a view, e.g. a transpose, is fine).
