@@ -11,6 +11,8 @@ a busy-wait half as long as the rest of that round's pdhg iteration, the waits n
 On a machine whose cache is shared with other work (a virtual machine), the matrix leaves the
 cache during any pause, so products inside a loop cost more than back to back; the ratio
 against the gapped products is the part of the loop that the library's own operations take.
+The library's operations are also timed alone: the same ``pdhg`` call on the same data with
+:math:`W` cut to its first row (both products then nearly free), interleaved with the rest.
 It also counts the tensor operations of one iteration that run a kernel (views, aliases and
 allocations not counted; a machine-independent figure): on a GPU each is a kernel launch, and
 at these sizes the launches, not the products, set the time of an iteration.
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from lbreg.instances import circle_problem  # noqa: E402
+from lbreg.network import AffineMap, Layer, LiftedNetwork  # noqa: E402
 from lbreg.solvers import pdhg  # noqa: E402
 
 
@@ -81,6 +84,10 @@ def main() -> None:
     affine = net.layers[0].affine
     affine.norm()  # cache ‖W‖ so that it is not timed
     W = affine.weight
+    # the same problem with W cut to one row: pdhg's own operations, the products nearly free
+    one_row = LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(
+        W[:1].clone(), affine.bias[:1].clone(), in_shape=affine.in_shape), net.layers[0].activation)])
+    one_row.layers[0].affine.norm()
     rows = []
     for batch in (1, 64):
         y = p.y_delta.to(device).expand(batch, -1).contiguous()
@@ -101,6 +108,11 @@ def main() -> None:
         def solver():
             pdhg(net, y, 0.015, max_iter=iters, tol=0.0, check_every=10)
 
+        y_one = y[:, :1].contiguous()
+
+        def library():
+            pdhg(one_row, y_one, 0.015, max_iter=iters, tol=0.0, check_every=10)
+
         def gapped(gap: float) -> float:
             """Seconds of the products alone, each followed by an untimed busy-wait ``gap``."""
             total = 0.0
@@ -115,9 +127,9 @@ def main() -> None:
                 spin(gap)
             return total
 
-        samples = {"pdhg": [], "products": [], "raw": [], "gapped": []}
+        samples = {"pdhg": [], "products": [], "raw": [], "library": [], "gapped": []}
         for _ in range(rounds):  # interleaved
-            for key, fn in (("pdhg", solver), ("products", products), ("raw", raw)):
+            for key, fn in (("pdhg", solver), ("products", products), ("raw", raw), ("library", library)):
                 samples[key].append(common.timed(fn, device)[0] / iters)
             if device.type == "cpu":  # the rest of this round's iteration, split between two gaps
                 rest = max(samples["pdhg"][-1] - samples["products"][-1], 0.0)
@@ -131,6 +143,7 @@ def main() -> None:
                      "ratio (raw)": med["pdhg"] / med["raw"],
                      "W x + Wᵀu with idle gaps [ms]": gap_ms,
                      "ratio (idle gaps)": None if gap_ms is None else med["pdhg"] / med["gapped"],
+                     "pdhg iteration, W of one row [ms]": 1e3 * med["library"],
                      "tensor operations per iteration": kernels_per_iteration(net, y),
                      "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}})
     columns = [c for c in rows[0] if c != "samples_ms"]
