@@ -266,7 +266,8 @@ def _solve_x0(
     for j in range(inner_iters):
         x_new, z_new, kx_new, obj, res = _step(layer.affine, layer.activation, data, x, z, kx, alpha, reg,
                                                tau_x, s, wx if j == 0 else None,
-                                               y_in_domain=True)  # x_1 (a prox output) or the checked y
+                                               y_in_domain=True,  # x_1 (a prox output) or the checked y
+                                               with_objective=j == 0)
         if j == 0:
             objective = obj
         done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)

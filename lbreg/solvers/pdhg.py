@@ -109,7 +109,8 @@ def _step(
     s: Tensor,
     wx: Tensor | None = None,
     y_in_domain: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with_objective: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor]:
     r"""`pdhg_step` given :math:`Kx^k` (``kx``), with the per-sample steps ``tau_x`` and
     :math:`s = \tau_z\alpha` already shaped to broadcast against ``x`` and ``z`` (`bview`, done
     once per solve) and, if known, ``wx`` :math:`= Wx^k+b`; ``y_in_domain=True``: the caller
@@ -121,14 +122,19 @@ def _step(
     :math:`Kx` applies :math:`K` once per iteration; the objective shares :math:`\sigma(Wx^k+b)-y`
     with the gradient (`Activation.bregman_and_grad`); the projection (14b) runs in place on
     the step's own tensor; a sample with ``tau_x`` = 0 keeps its :math:`x` exactly.
+    ``with_objective=False``: the objective is not evaluated (returned as None), for a loop that
+    does not record it.
     """
     wx = affine.forward(x) if wx is None else wx
-    bregman, residual_y = activation.bregman_and_grad(y, wx, y_in_domain=y_in_domain)
+    if with_objective:
+        bregman, residual_y = activation.bregman_and_grad(y, wx, y_in_domain=y_in_domain)
+    else:
+        residual_y = activation.bregman_grad(y, wx)
     grad = _grad_x(affine, residual_y, z, alpha.view(tau_x.shape), reg)
     x_new = torch.addcmul(x, tau_x, grad, value=-1.0)
     kx_new = reg.K(x_new)
     z_new = reg.prox_conj_(torch.addcmul(z, s, kx_new, value=2.0).addcmul_(s, kx, value=-1.0), s)
-    objective = bregman + alpha * reg.R(kx)
+    objective = bregman + alpha * reg.R(kx) if with_objective else None
     return x_new, z_new, kx_new, objective, sample_norm(grad)
 
 
