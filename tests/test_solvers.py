@@ -102,12 +102,14 @@ def test_batched_solve_equals_single_solves():
 
 @pytest.mark.parametrize("reg", [TV(), SquaredNorm()], ids=repr)
 def test_pdhg_loop_is_the_public_step_iterated(reg):
-    """pdhg carries Kx between iterations and takes ‖x_new - x‖ as τ_x‖∇_x L‖; the same
-    iterates, objectives and changes as pdhg_step applied k times (to rounding)."""
+    """pdhg carries Kx between iterations, takes ‖x_new - x‖ as τ_x‖∇_x L‖ and evaluates the
+    objectives of a block of check_every iterations at once (here blocks of 7 and a last one
+    of 5); the same iterates, objectives and changes as pdhg_step applied k times (to rounding)."""
     net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
     y = image_data(net, 2, seed=8)
     alpha = torch.tensor([0.01, 0.05])
-    res = pdhg(net, y, alpha, reg, max_iter=40, tol=0.0)
+    res = pdhg(net, y, alpha, reg, max_iter=40, tol=0.0, check_every=7)
+    assert res.history["objective"].shape == (40, 2)
     tau_x, tau_z = res.params["tau_x"], res.params["tau_z"]
     x, z = torch.zeros_like(res.x), torch.zeros_like(res.dual)
     for k in range(40):
@@ -122,6 +124,15 @@ def test_pdhg_loop_is_the_public_step_iterated(reg):
         x, z = x_new, z_new
     torch.testing.assert_close(res.x, x, rtol=0, atol=1e-13)
     torch.testing.assert_close(res.dual, z, rtol=0, atol=1e-13)
+
+
+def test_pdhg_stopped_by_a_callback_records_the_objective_of_every_iteration_run():
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
+    y = image_data(net, 2, seed=8)
+    full = pdhg(net, y, 0.01, max_iter=30, tol=0.0, check_every=4)
+    cut = pdhg(net, y, 0.01, max_iter=30, tol=0.0, check_every=4, callback=lambda info: info["iteration"] == 9)
+    assert cut.history["objective"].shape == (9, 2) and cut.history["residual"].shape == (9, 2)
+    assert torch.equal(cut.history["objective"], full.history["objective"][:9])
 
 
 def test_converged_sample_stops_changing_while_others_run():

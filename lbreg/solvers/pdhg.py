@@ -151,14 +151,29 @@ def _gap_radius(network: LiftedNetwork, radius: float | None, name: str) -> floa
 
 
 def _gap_from_residual(
-    kx: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer, residual: Tensor, radius: float
+    kx: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer, residual: Tensor, radius: float,
+    r_kx: Tensor | None = None,
 ) -> Tensor | None:
-    r"""`primal_dual_gap` from :math:`Kx` and the Lagrangian's gradient norm known at :math:`(x, z)`."""
+    r"""`primal_dual_gap` from :math:`Kx` and the Lagrangian's gradient norm known at :math:`(x, z)`
+    (and :math:`R(Kx)`, ``r_kx``, if known)."""
     conj = reg.conj_value(z)
     if conj is None:
         return None
     pairing = (kx * z).reshape(kx.shape[0], -1).sum(dim=1)
-    return alpha * (reg.R(kx) + conj - pairing) + radius * residual
+    r_kx = reg.R(kx) if r_kx is None else r_kx
+    return alpha * (r_kx + conj - pairing) + radius * residual
+
+
+def _objectives(activation: Activation, y_rows: Tensor, pending: list[tuple[Tensor, Tensor]],
+                alpha: Tensor) -> Tensor:
+    r"""The objectives :math:`B_\Psi(y, Wx^k+b) + \alpha R(Kx^k)` of consecutive iterates, one row
+    ``(B,)`` each, from their pairs :math:`(Wx^k+b,\ R(Kx^k))` in ``pending``: :math:`B_\Psi` is
+    evaluated once for all of them (``y_rows``: ``y`` repeated at least ``len(pending)`` times
+    along the batch axis, validated data), with the values of one evaluation per iterate."""
+    n, batch = len(pending), alpha.shape[0]
+    wx = torch.cat([w for w, _ in pending])
+    bregman = activation.bregman(y_rows[: n * batch], wx, check=False, y_in_domain=True)
+    return bregman.view(n, batch) + alpha * torch.stack([r for _, r in pending])
 
 
 def primal_dual_gap(
@@ -313,25 +328,38 @@ def pdhg(
     # a finished sample takes a zero step (its entry here is set to 0), so that its x stays
     # exactly where it stopped; its z is frozen below
     tau_x_running = bview(tau_x_t, x).clone()
+    # the objective of iterate k is recorded from (Wx^k+b, R(Kx^k)) once per check_every
+    # iterations: B_Ψ evaluated for the whole block at once, eight tensor operations per
+    # iteration fewer (the values are those of one evaluation per iterate)
+    y_rows = y.repeat(min(check_every, max_iter), *[1] * (y.dim() - 1))
+    pending: list[tuple[Tensor, Tensor]] = []
     k = 0
     while k < max_iter:
-        x_new, z_new, kx_new, objective, residual = _step(
-            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_running, s,
-            y_in_domain=True,  # checked by check_data
+        wx = layer.affine.forward(x)
+        x_new, z_new, kx_new, _, residual = _step(
+            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_running, s, wx,
+            y_in_domain=True, with_objective=False,  # y checked by check_data
         )
+        r_kx = reg.R(kx)
+        pending.append((wx, r_kx))
         if with_gap and k % check_every == 0:
-            gaps.append(_gap_from_residual(kx, z, alpha_t, reg, residual, radius))
+            gaps.append(_gap_from_residual(kx, z, alpha_t, reg, residual, radius, r_kx))
             gap_its.append(k)
         # ‖x_new - x‖ = tau_x ‖∇_x L‖ for a running sample
         change_x, change_z = tau_x_t * residual, sample_norm(z_new - z)
-        log.record(objective=objective, residual=residual, change_x=change_x, change_z=change_z)
+        log.record(residual=residual, change_x=change_x, change_z=change_z)
         x, z, kx = x_new, freeze_(log.active, z_new, z), kx_new
         done = (change_x < tol) & (change_z < tol)
         log.update(done)
         tau_x_running.masked_fill_(bview(done, x), 0.0)
         k += 1
+        if len(pending) == len(y_rows) // batch:
+            log.record_rows(objective=_objectives(layer.activation, y_rows, pending, alpha_t))
+            pending = []
         if not log.keep_going(k, {"x": x, "z": z}):
             break
+    if pending:
+        log.record_rows(objective=_objectives(layer.activation, y_rows, pending, alpha_t))
 
     iterations, converged, message, history = log.finish("pdhg", tol)
     if with_gap:

@@ -213,6 +213,12 @@ class IterationLog:
         for key, value in values.items():
             self._records.setdefault(key, []).append(value.detach())
 
+    def record_rows(self, **blocks: Tensor) -> None:
+        """Store the values of several consecutive iterations at once: one row ``(B,)`` each of a
+        ``(n, B)`` block (a solver that evaluates a history entry for a block of iterations)."""
+        for key, block in blocks.items():
+            self._records.setdefault(key, []).extend(block.detach().unbind(0))
+
     def update(self, done: Tensor) -> None:
         """Count one iteration for active samples, then deactivate those whose test fired."""
         self.count()
