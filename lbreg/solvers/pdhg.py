@@ -27,6 +27,10 @@ from .result import (
 
 __all__ = ["pdhg", "pdhg_step", "default_steps", "primal_dual_gap"]
 
+# Iterations whose objectives pdhg evaluates together: it keeps that many copies of y and of
+# Wx+b, so the block is capped independently of check_every.
+OBJECTIVE_BLOCK = 10
+
 
 def default_steps(norm_W: float, alpha: Tensor, reg: Regularizer) -> tuple[Tensor, Tensor]:
     r"""The paper's step sizes for eq. (14), per sample.
@@ -328,10 +332,10 @@ def pdhg(
     # a finished sample takes a zero step (its entry here is set to 0), so that its x stays
     # exactly where it stopped; its z is frozen below
     tau_x_running = bview(tau_x_t, x).clone()
-    # the objective of iterate k is recorded from (Wx^k+b, R(Kx^k)) once per check_every
+    # the objective of iterate k is recorded from (Wx^k+b, R(Kx^k)) once per OBJECTIVE_BLOCK
     # iterations: B_Ψ evaluated for the whole block at once, seven tensor operations per
-    # iteration fewer at check_every=10 (the values are those of one evaluation per iterate)
-    y_rows = y.repeat(min(check_every, max_iter), *[1] * (y.dim() - 1))
+    # iteration fewer (the values are those of one evaluation per iterate)
+    y_rows = y.repeat(min(OBJECTIVE_BLOCK, max_iter), *[1] * (y.dim() - 1))
     pending: list[tuple[Tensor, Tensor]] = []
     k = 0
     while k < max_iter:
