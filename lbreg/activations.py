@@ -53,6 +53,11 @@ def _require_float(x: object, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
+def _sum_per_sample(b: Tensor) -> Tensor:
+    """``(B, ...)`` summed over every non-batch axis, ``(B,)``."""
+    return b if b.ndim == 1 else b.sum(dim=tuple(range(1, b.ndim)))
+
+
 def _count_entries(n: int) -> str:
     return "1 NaN or infinite entry" if n == 1 else f"{n} NaN or infinite entries"
 
@@ -236,8 +241,7 @@ class Activation(ABC):
         self._check_pair(y, z)
         if y.ndim == 0:
             raise ValueError("bregman needs a leading batch dimension; got 0-d y and z")
-        b = self.bregman_elementwise(y, z, check=check, y_in_domain=y_in_domain)
-        return b if b.ndim == 1 else b.sum(dim=tuple(range(1, b.ndim)))
+        return _sum_per_sample(self.bregman_elementwise(y, z, check=check, y_in_domain=y_in_domain))
 
     def bregman_and_grad(self, y: Tensor, z: Tensor, *, y_in_domain: bool = False) -> tuple[Tensor, Tensor]:
         r"""$B_\Psi(y, z)$ summed per sample ``(B,)`` and $\nabla_z B_\Psi(y, z) = \sigma(z) - y$,
@@ -254,7 +258,7 @@ class Activation(ABC):
             b, grad = self._bregman_and_grad(y, z)
         else:
             b, grad = self.bregman_elementwise(y, z, check=False), self._sigma(z) - y
-        return (b if b.ndim == 1 else b.sum(dim=tuple(range(1, b.ndim)))), grad
+        return _sum_per_sample(b), grad
 
     def bregman_grad(self, y: Tensor, z: Tensor) -> Tensor:
         r"""$\nabla_z B_\Psi(y, z) = \sigma(z) - y$ (no derivative of σ). The domain of y is

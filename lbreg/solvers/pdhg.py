@@ -335,7 +335,8 @@ def pdhg(
     # the objective of iterate k is recorded from (Wx^k+b, R(Kx^k)) once per OBJECTIVE_BLOCK
     # iterations: B_Ψ evaluated for the whole block at once, seven tensor operations per
     # iteration fewer (the values are those of one evaluation per iterate)
-    y_rows = y.repeat(min(OBJECTIVE_BLOCK, max_iter), *[1] * (y.dim() - 1))
+    block = min(OBJECTIVE_BLOCK, max_iter)
+    y_rows = y.repeat(block, *[1] * (y.dim() - 1))
     pending: list[tuple[Tensor, Tensor]] = []
     k = 0
     while k < max_iter:
@@ -357,7 +358,7 @@ def pdhg(
         log.update(done)
         tau_x_running.masked_fill_(bview(done, x), 0.0)
         k += 1
-        if len(pending) == len(y_rows) // batch:
+        if len(pending) == block:
             log.record_rows(objective=_objectives(layer.activation, y_rows, pending, alpha_t))
             pending = []
         if not log.keep_going(k, {"x": x, "z": z}):
