@@ -18,7 +18,7 @@ from ..operators import gram
 from ..regularizers import TV, Regularizer, SquaredNorm
 from .result import bview, sample_norm
 
-__all__ = ["XStep", "x_solver", "DENSE_MAX_N", "CG_ITERS", "COLUMN_MAJOR_MIN_BATCH"]
+__all__ = ["XStep", "x_solver", "DENSE_MAX_N", "CG_ITERS", "COLUMN_MAJOR_MIN_BATCH", "TWO_LAYOUTS_MAX_BYTES"]
 
 # Largest input dimension n for which a dense n×n system is assembled and factorised
 # (Cholesky path for m >= n or a regulariser without a known diagonalisation of KᵀK).
@@ -26,9 +26,11 @@ DENSE_MAX_N = 5000
 # Largest number of images (samples × channels) for which `_Diagonal` applies QKᵀ and KQᵀ as
 # fused small products rather than composing the DCT with grad2d / div2d (see `_Diagonal`).
 FUSED_MAX_IMAGES = 4
-# Smallest batch for which the Woodbury solver stores its m×n matrix Ṽ column by column (see
-# `_WoodburySolver`, "Layout").
+# Smallest batch for which the Woodbury solver keeps a column-by-column copy of its m×n matrix Ṽ
+# for its second pass (see `_WoodburySolver`, "Layout"), as long as Ṽ takes at most
+# TWO_LAYOUTS_MAX_BYTES (beyond that only that copy, which both passes read).
 COLUMN_MAJOR_MIN_BATCH = 4
+TWO_LAYOUTS_MAX_BYTES = 2**28
 # Conjugate-gradient steps per ADMM iteration for maps without a matrix (convolutions);
 # warm-started from the previous x, so few steps suffice once the iterates settle.
 CG_ITERS = 30
@@ -242,16 +244,18 @@ class _WoodburySolver(XStep):
     memory-bound loop costs tens of microseconds, as the passes over :math:`\tilde V` evict
     everything else from the caches.
 
-    **Layout.** For a batch of at least ``COLUMN_MAJOR_MIN_BATCH`` samples, :math:`\tilde V` is
-    stored column by column (its transpose contiguous), one copy at set-up. The two passes
-    are then matrix-matrix products whose speed depends on the layout and the CPU (MKL, one
-    thread, circle size :math:`513\times4096`): on the host where it was chosen the two passes
-    take 13.8 ms instead of 17.4 ms at batch 64 and 5.4 instead of 7.4 ms at batch 4 (an `admm`
-    call at batch 64: 5.6 s instead of 6.4 s, interleaved runs), on an AVX2 host 20.8 against
-    20.6 ms at batch 64 and 5.7 against 6.7 ms at batch 4; at batch 1, a pair of matrix-vector
-    products, row-major is the faster on both (2.6 against 2.9 ms, and 1.43 against 1.88 ms).
-    On two threads the layouts are within a few per cent at batch 64. The values do not
-    depend on the layout beyond rounding.
+    **Layout.** At batch 1 the two passes are a pair of matrix-vector products, fastest on
+    :math:`\tilde V` stored row by row. From ``COLUMN_MAJOR_MIN_BATCH`` samples they are
+    matrix-matrix products, and each pass has its own faster layout (MKL, one thread, circle
+    size :math:`513\times4096`, batch 64, AVX2 host): pass 1 (:math:`\tilde V` applied to
+    :math:`QK^\top v`) takes 7.8 ms on the row-major matrix against 9.7 ms on the
+    column-major one, pass 2 (:math:`\tilde V^\top` applied to :math:`(c,q)`) 8.0 against
+    8.8 ms. The solver then keeps a second, column-major copy of :math:`\tilde V` for pass 2
+    (an `admm` call at batch 64, interleaved runs: 5.6 s instead of 6.1 s on one thread with
+    the column-major copy alone, 3.2 s instead of 3.6 s on two; at batch 4, 1.20 s instead
+    of 1.39 s). Where :math:`\tilde V` takes more than ``TWO_LAYOUTS_MAX_BYTES``, only the
+    column-major copy is kept, for both passes. The values do not depend on the layout
+    beyond rounding.
     """
 
     kind = "woodbury"
@@ -283,8 +287,11 @@ class _WoodburySolver(XStep):
         self.v_tilde = buffer[: m + border]
         self.v_tilde[m:] = 0.0
         self.v_tilde[m + torch.arange(border, device=v.device), self.null] = -1.0 / self.gamma
-        if batch >= COLUMN_MAJOR_MIN_BATCH:
-            self.v_tilde = self.v_tilde.T.contiguous().T  # the same matrix, stored column by column
+        self.v_rows = buffer[:m]  # Ṽ without its border, for pass 1
+        if batch >= COLUMN_MAJOR_MIN_BATCH:  # pass 2's copy, stored column by column
+            self.v_tilde = self.v_tilde.T.contiguous().T
+            if buffer.numel() * buffer.element_size() > TWO_LAYOUTS_MAX_BYTES:
+                self.v_rows = self.v_tilde[:m]  # one copy only: pass 1 reads it by columns too
         eye = torch.eye(m, dtype=W.dtype, device=W.device)
         s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
         if border:
@@ -303,7 +310,7 @@ class _WoodburySolver(XStep):
         w = w.reshape(batch, m)
         kv = self.diag.kt(v)  # Q Kᵀv
         akv = kv / self.a  # Q A⁻¹Kᵀv
-        rhs = torch.addmm(w, kv, self.v_tilde[:m].T, alpha=-self.rho_d)  # pass 1: w - ρ_d W A⁻¹Kᵀv
+        rhs = torch.addmm(w, kv, self.v_rows.T, alpha=-self.rho_d)  # pass 1: w - ρ_d W A⁻¹Kᵀv
         if self.null.numel():
             rhs = torch.cat([rhs, akv[:, self.null]], dim=1)
         cq = rhs @ self.border_matrix  # (c, q)
