@@ -12,8 +12,7 @@ from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perc
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
-from lbreg.solvers import admm, pdhg
-from lbreg.solvers import xupdate
+from lbreg.solvers import admm, pdhg, xupdate
 from lbreg.solvers.admm import bregman_prox
 from lbreg.solvers.xupdate import COLUMN_MAJOR_MIN_BATCH, FUSED_MAX_IMAGES, _Diagonal, x_solver
 
