@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -149,9 +150,10 @@ class Activation(ABC):
     B_\Psi(y, z) = F(y) + F^*(z) - \langle y, z\rangle\ \text{(eq. (4))},\qquad
     B_\Psi(y, z) = 0 \iff y = \sigma(z)\ \text{(eq. (5))}.$$
 
-    Subclasses implement ``_sigma``, ``_psi`` (on dom Ψ), ``_conj``, ``_bregman`` (stable, for
-    y in dom Ψ) and ``_prox``, and may override ``_bregman_and_grad`` to share $\sigma(z) - y$;
-    this class validates inputs and handles the domain.
+    Subclasses implement ``_sigma``, ``_psi`` (on dom Ψ), ``_conj``, ``_prox``, and the stable
+    Bregman distance (for y in dom Ψ) as ``_bregman`` or, where its stable form contains
+    $\sigma(z) - y$, as ``_bregman_and_grad`` (one evaluation then serves both); this class
+    validates inputs and handles the domain.
 
     Attributes:
         name: display name used in error messages.
@@ -174,15 +176,21 @@ class Activation(ABC):
     def _conj(self, z: Tensor) -> Tensor: ...
 
     @abstractmethod
-    def _bregman(self, y: Tensor, z: Tensor) -> Tensor: ...
-
-    @abstractmethod
     def _prox(self, v: Tensor, t: Tensor) -> Tensor: ...
 
+    def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
+        r"""$B_\Psi(y, z)$ elementwise: the first value of ``_bregman_and_grad`` unless overridden."""
+        return self._bregman_and_grad(y, z)[0]
+
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        r"""(``_bregman(y, z)``, $\sigma(z) - y$); overridden where the stable form contains
-        $\sigma(z) - y$, so that one evaluation serves both."""
+        r"""(``_bregman(y, z)``, $\sigma(z) - y$) unless overridden."""
         return self._bregman(y, z), self._sigma(z) - y
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls._bregman is Activation._bregman and cls._bregman_and_grad is Activation._bregman_and_grad:
+            raise TypeError(f"{cls.__name__} must implement _bregman or _bregman_and_grad "
+                            "(each defaults to the other)")
 
     def _params(self) -> dict[str, float]:
         return {}
@@ -384,9 +392,6 @@ class ReLU(Activation):
     def _conj(self, z: Tensor) -> Tensor:
         return 0.5 * torch.relu(z) ** 2
 
-    def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return self._bregman_and_grad(y, z)[0]
-
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         # -y min(z, 0) with min(z, 0) = z - relu(z): the same value, and autograd then gives
         # relu(z) - y at z = 0 too (clamp's and relu's zero derivative there would drop the -y)
@@ -416,9 +421,6 @@ class Identity(Activation):
 
     def _conj(self, z: Tensor) -> Tensor:
         return 0.5 * z**2
-
-    def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return self._bregman_and_grad(y, z)[0]
 
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         d = z - y
@@ -466,9 +468,6 @@ class LeakyReLU(Activation):
     def _conj(self, z: Tensor) -> Tensor:
         return 0.5 * torch.relu(z) ** 2 + 0.5 * self.slope * torch.clamp(z, max=0) ** 2
 
-    def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return self._bregman_and_grad(y, z)[0]
-
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         c, s = self.lipschitz_grad_psi, self._sigma(z)
         d = s - y
@@ -502,9 +501,6 @@ class HardTanh(Activation):
 
     def _conj(self, z: Tensor) -> Tensor:
         return torch.where(z.abs() <= 1.0, 0.5 * z**2, z.abs() - 0.5)
-
-    def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return self._bregman_and_grad(y, z)[0]
 
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         s = z.clamp(-1.0, 1.0)
@@ -548,9 +544,6 @@ class SoftShrink(Activation):
 
     def _conj(self, z: Tensor) -> Tensor:
         return 0.5 * torch.relu(z.abs() - self.lam) ** 2
-
-    def _bregman(self, y: Tensor, z: Tensor) -> Tensor:
-        return self._bregman_and_grad(y, z)[0]
 
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         r = z.clamp(-self.lam, self.lam)

@@ -257,6 +257,20 @@ def test_bregman_and_grad_equal_bregman_and_bregman_grad_bit_for_bit(act):
         assert torch.equal(g, act.bregman_grad(y_off, z))
 
 
+def test_activation_needs_one_of_the_two_bregman_hooks():
+    """`_bregman` and `_bregman_and_grad` default to each other: a subclass that implements
+    neither is refused when it is defined (not with a recursion error at its first use), and
+    one that implements only `_bregman` gets the gradient sigma(z) - y from the default."""
+    hooks = {"_sigma": lambda self, z: torch.relu(z), "_psi": lambda self, u: 0.0 * u,
+             "_conj": lambda self, z: 0.5 * torch.relu(z) ** 2, "_prox": lambda self, v, t: torch.relu(v)}
+    with pytest.raises(TypeError, match="_bregman or _bregman_and_grad"):
+        type("Neither", (Activation,), dict(hooks))
+    only = type("OnlyBregman", (Activation,), {**hooks, "_bregman": lambda self, y, z: ReLU()._bregman(y, z)})()
+    y, z = torch.tensor([[0.0, 1.0, 2.0]], dtype=F64), torch.tensor([[-1.0, 0.5, 3.0]], dtype=F64)
+    b, g = only.bregman_and_grad(y, z)
+    assert torch.equal(b, ReLU().bregman(y, z)) and torch.equal(g, torch.relu(z) - y)
+
+
 def test_bregman_off_domain_is_inf_without_check():
     b = ReLU().bregman_elementwise(torch.tensor([-0.5, 0.5], dtype=F64),
                                    torch.tensor([1.0, 1.0], dtype=F64), check=False)
