@@ -142,6 +142,72 @@ def _step(
     return x_new, z_new, kx_new, objective, sample_norm(grad)
 
 
+class _TVBuffers:
+    r"""`_step` for `TV` on fixed buffers: the arithmetic of `_step`, bit for bit, on two sets
+    of :math:`(x, z, Kx)` that swap roles every iteration, with every view of them bound once.
+
+    At batch 1 a pdhg iteration is bound by the number of tensor operations and views it
+    creates, not by arithmetic: binding the gradient components, the shifted slices of
+    :math:`x` and of :math:`z` once per solve, and writing every result with ``out=``, leaves
+    the operations of the step but drops the validation, allocation and view creation that
+    `TV.K`, `TV.add_K_adj_`, `TV.prox_conj_` and `TV.R` do per call. The boundary zeros of
+    :math:`Kx` (last row of component 0, last column of component 1) are written once.
+    Returned tensors are buffers, overwritten two iterations later.
+    """
+
+    def __init__(self, reg: TV, x: Tensor, z: Tensor, kx: Tensor) -> None:
+        self.isotropic = reg.isotropic
+        self.sets = [_TVSet(x.clone(), z.clone(), kx.clone()),
+                     _TVSet(torch.empty_like(x), torch.empty_like(z), kx.clone())]
+
+    @property
+    def current(self) -> _TVSet:
+        return self.sets[0]
+
+    def step(self, affine: AffineMap, activation: Activation, y: Tensor, wx: Tensor,
+             alpha: Tensor, tau_x: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """`_step` (``with_objective=False``) from the current set into the other, which then
+        becomes current: ``(x_new, z_new, kx_new, R(Kx^k), residual)``."""
+        cur, nxt = self.sets
+        grad = affine.adjoint(activation.bregman_grad(y, wx))
+        h, w = grad.shape[-2], grad.shape[-1]
+        a = alpha.view(tau_x.shape)  # αKᵀz = -α div z, added as `add_div_` does
+        grad.narrow(-2, 0, h - 1).addcmul_(cur.z0_rows, a, value=-1.0)
+        grad.narrow(-2, 1, h - 1).addcmul_(cur.z0_rows, a, value=1.0)
+        grad.narrow(-1, 0, w - 1).addcmul_(cur.z1_cols, a, value=-1.0)
+        grad.narrow(-1, 1, w - 1).addcmul_(cur.z1_cols, a, value=1.0)
+        torch.addcmul(cur.x, tau_x, grad, value=-1.0, out=nxt.x)
+        torch.sub(nxt.x_down, nxt.x_rows, out=nxt.kx0_rows)
+        torch.sub(nxt.x_right, nxt.x_cols, out=nxt.kx1_cols)
+        torch.addcmul(cur.z, s, nxt.kx, value=2.0, out=nxt.z).addcmul_(s, cur.kx, value=-1.0)
+        if self.isotropic:  # `project_dual_ball`, radius 1, in place
+            torch.hypot(nxt.z0, nxt.z1, out=nxt.pixel)
+            nxt.z.div_(nxt.pixel_field.clamp_(min=1.0))
+            r_kx = torch.hypot(cur.kx0, cur.kx1, out=cur.pixel)
+        else:
+            nxt.z.clamp_(-1.0, 1.0)
+            r_kx = torch.add(cur.kx0.abs(), cur.kx1.abs(), out=cur.pixel)
+        self.sets.reverse()
+        return nxt.x, nxt.z, nxt.kx, r_kx.reshape(r_kx.shape[0], -1).sum(dim=1), sample_norm(grad)
+
+
+class _TVSet:
+    """One set of `_TVBuffers`: ``x`` ``(B, ..., H, W)``, ``z`` and ``kx`` ``(B, ..., 2, H, W)``,
+    their views, and a pixel buffer for the projection and R."""
+
+    def __init__(self, x: Tensor, z: Tensor, kx: Tensor) -> None:
+        h, w = x.shape[-2], x.shape[-1]
+        self.x, self.z, self.kx = x, z, kx
+        self.x_down, self.x_rows = x.narrow(-2, 1, h - 1), x.narrow(-2, 0, h - 1)
+        self.x_right, self.x_cols = x.narrow(-1, 1, w - 1), x.narrow(-1, 0, w - 1)
+        self.kx0, self.kx1 = kx.select(-3, 0), kx.select(-3, 1)
+        self.kx0_rows, self.kx1_cols = self.kx0.narrow(-2, 0, h - 1), self.kx1.narrow(-1, 0, w - 1)
+        self.z0, self.z1 = z.select(-3, 0), z.select(-3, 1)
+        self.z0_rows, self.z1_cols = self.z0.narrow(-2, 0, h - 1), self.z1.narrow(-1, 0, w - 1)
+        self.pixel_field = z.new_empty(*z.shape[:-3], 1, h, w)
+        self.pixel = self.pixel_field.select(-3, 0)
+
+
 def _grad_x(affine: AffineMap, residual_y: Tensor, z: Tensor, alpha: Tensor, reg: Regularizer) -> Tensor:
     r"""The Lagrangian's gradient :math:`\nabla_x\mathcal L = W^\top(\sigma(Wx+b)-y) + \alpha K^\top z`
     of eq. (14a), given ``residual_y`` :math:`= \sigma(Wx+b)-y` and ``alpha`` shaped to
@@ -338,14 +404,22 @@ def pdhg(
     block = min(OBJECTIVE_BLOCK, max_iter)
     y_rows = y.repeat(block, *[1] * (y.dim() - 1))
     pending: list[tuple[Tensor, Tensor]] = []
+    # TV: the same step on bound buffers (`_TVBuffers`); x, z, kx are then its buffers
+    buffers = _TVBuffers(reg, x, z, kx) if type(reg) is TV else None
+    if buffers is not None:
+        x, z, kx = buffers.current.x, buffers.current.z, buffers.current.kx
     k = 0
     while k < max_iter:
         wx = layer.affine.forward(x)
-        x_new, z_new, kx_new, _, residual = _step(
-            layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_running, s, wx,
-            y_in_domain=True, with_objective=False,  # y checked by check_data
-        )
-        r_kx = reg.R(kx)
+        if buffers is None:
+            x_new, z_new, kx_new, _, residual = _step(
+                layer.affine, layer.activation, y, x, z, kx, alpha_t, reg, tau_x_running, s, wx,
+                y_in_domain=True, with_objective=False,  # y checked by check_data
+            )
+            r_kx = reg.R(kx)
+        else:
+            x_new, z_new, kx_new, r_kx, residual = buffers.step(
+                layer.affine, layer.activation, y, wx, alpha_t, tau_x_running, s)
         pending.append((wx, r_kx))
         if with_gap and k % check_every == 0:
             gaps.append(_gap_from_residual(kx, z, alpha_t, reg, residual, radius, r_kx))
@@ -361,7 +435,9 @@ def pdhg(
         if len(pending) == block:
             log.record_rows(objective=_objectives(layer.activation, y_rows, pending, alpha_t))
             pending = []
-        if not log.keep_going(k, {"x": x, "z": z}):
+        # a callback may keep what it is given: copies of buffers that later iterations overwrite
+        state = {"x": x, "z": z} if buffers is None or callback is None else {"x": x.clone(), "z": z.clone()}
+        if not log.keep_going(k, state):
             break
     if pending:
         log.record_rows(objective=_objectives(layer.activation, y_rows, pending, alpha_t))
