@@ -157,8 +157,9 @@ class _TVBuffers:
     Returned tensors are buffers, overwritten two iterations later.
     """
 
-    def __init__(self, reg: TV, x: Tensor, z: Tensor, kx: Tensor) -> None:
+    def __init__(self, reg: TV, x: Tensor, z: Tensor, kx: Tensor, alpha: Tensor) -> None:
         self.isotropic = reg.isotropic
+        self.alpha = bview(alpha, x)  # per-sample α, shaped once for αKᵀz
         self.sets = [_TVSet(x.clone(), z.clone(), kx.clone()),
                      _TVSet(torch.empty_like(x), torch.empty_like(z), kx.clone())]
 
@@ -167,13 +168,13 @@ class _TVBuffers:
         return self.sets[0]
 
     def step(self, affine: AffineMap, activation: Activation, y: Tensor, wx: Tensor,
-             alpha: Tensor, tau_x: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+             tau_x: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """`_step` (``with_objective=False``) from the current set into the other, which then
         becomes current: ``(x_new, z_new, kx_new, R(Kx^k), residual)``."""
         cur, nxt = self.sets
         grad = affine.adjoint(activation.bregman_grad(y, wx))
         h, w = grad.shape[-2], grad.shape[-1]
-        a = alpha.view(tau_x.shape)  # αKᵀz = -α div z, added as `add_div_` does
+        a = self.alpha  # αKᵀz = -α div z, added as `add_div_` does
         grad.narrow(-2, 0, h - 1).addcmul_(cur.z0_rows, a, value=-1.0)
         grad.narrow(-2, 1, h - 1).addcmul_(cur.z0_rows, a, value=1.0)
         grad.narrow(-1, 0, w - 1).addcmul_(cur.z1_cols, a, value=-1.0)
@@ -407,7 +408,7 @@ def pdhg(
     y_rows = y.repeat(block, *[1] * (y.dim() - 1))
     pending: list[tuple[Tensor, Tensor]] = []
     # TV: the same step on bound buffers (`_TVBuffers`); x, z, kx are then its buffers
-    buffers = _TVBuffers(reg, x, z, kx) if type(reg) is TV else None
+    buffers = _TVBuffers(reg, x, z, kx, alpha_t) if type(reg) is TV else None
     if buffers is not None:
         x, z, kx = buffers.current.x, buffers.current.z, buffers.current.kx
     k = 0
@@ -421,7 +422,7 @@ def pdhg(
             r_kx = reg.R(kx)
         else:
             x_new, z_new, kx_new, r_kx, residual = buffers.step(
-                layer.affine, layer.activation, y, wx, alpha_t, tau_x_running, s)
+                layer.affine, layer.activation, y, wx, tau_x_running, s)
         pending.append((wx, r_kx))
         if with_gap and k % check_every == 0:
             gaps.append(_gap_from_residual(kx, z, alpha_t, reg, residual, radius, r_kx))
