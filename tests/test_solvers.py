@@ -10,7 +10,7 @@ from lbreg.activations import LeakyReLU, ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
-from lbreg.solvers.result import freeze, freeze_
+from lbreg.solvers.result import freeze, freeze_, sample_norm
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -322,6 +322,30 @@ def test_lifted_cd_records_the_lifted_energy_at_the_start_of_each_sweep(make_net
     for k, xs in enumerate([start, *states[:-1]]):
         torch.testing.assert_close(res.history["energy"][k], net.energy(xs, y, alpha, TV(), check=False),
                                    rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("inner_iters", [1, 3])
+@pytest.mark.parametrize("deep", [False, True], ids=["one layer", "conv"])
+def test_lifted_cd_change_is_the_largest_change_of_a_sweep(deep, inner_iters):
+    """history["change"][k] is max(‖Δx_0‖, ‖Δz‖, ‖Δx_l‖) over sweep k, for one PDHG step per
+    sweep (taken from the step) and for several (taken from the sweep's start and end); on the
+    one-layer net ‖Δz‖ is the largest in some sweeps and ‖Δx_0‖ in others."""
+    if deep:
+        net = conv_net(4)
+        y = net.forward(torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(41)))
+    else:
+        net = perceptron(30, (1, 12, 12), ReLU(), seed=17, scale=2.0)
+        y = image_data(net, 2, seed=18)
+    states = []
+    res = lifted_cd(net, y, 1e-2, max_iter=5, tol=0.0, inner_iters=inner_iters, inner_tol=0.0,
+                    callback=lambda info: states.append([info["x"].clone(), info["z"].clone(),
+                                                         *(a.clone() for a in info["aux"])]))
+    x = torch.zeros(2, 1, 12, 12)
+    start = [x, torch.zeros(2, 1, 2, 12, 12), *net.states(x)[1 : net.depth]]
+    for k, (before, after) in enumerate(zip([start, *states[:-1]], states)):
+        expected = torch.stack([sample_norm(b - a) for a, b in zip(before, after)]).amax(dim=0)
+        torch.testing.assert_close(res.history["change"][k], expected, rtol=1e-12, atol=0)
+    assert (res.history["inner_iterations"] == inner_iters).all()
 
 
 def test_lifted_cd_with_one_layer_is_pdhg():

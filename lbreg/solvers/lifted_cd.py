@@ -55,18 +55,28 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
     """
     if not isinstance(tau, Tensor) or not bool(torch.all((tau > 0) & torch.isfinite(tau))):
         raise ValueError(f"tau must be a tensor of positive, finite step sizes, got {tau!r}")
-    return _aux_step(layer, next_layer, x_l, u, x_next, tau)[0]
-
-
-def _aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor,
-              tau: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    r"""`aux_step` on a checked step ``tau`` (no host synchronisation) and the pre-activation
-    :math:`v = W_{l+1}x_l^k + b_{l+1}` it evaluates (a term of :math:`J`); ``v`` is computed
-    unless given."""
-    v = next_layer.affine.forward(x_l) if v is None else v
+    v = next_layer.affine.forward(x_l)
     g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, v))
+    return _prox_step(layer, x_l, u, g, tau)
+
+
+def _prox_step(layer: Layer, x_l: Tensor, u: Tensor, g: Tensor, tau: Tensor) -> Tensor:
+    """The proximal step of eq. (17) given the gradient ``g``."""
     t = bview(tau, x_l)
-    return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t), check=False), v
+    return layer.activation.prox((x_l + t * (u - g)) / (1.0 + t), t / (1.0 + t), check=False)
+
+
+def _aux_sweep_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor,
+                    tau: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    r"""`aux_step` within a sweep of `lifted_cd`: on a checked step ``tau`` (no host
+    synchronisation), with ``x_next`` validated data (:math:`x_{l+1}^k`, a prox output, or the
+    checked :math:`y^\delta`). Returns :math:`x_l^{k+1}`, the pre-activation
+    :math:`v = W_{l+1}x_l^k + b_{l+1}` (computed unless given) and the term
+    :math:`B_{\Psi_{l+1}}(x_{l+1}^k, v)` of :math:`J`, which shares :math:`\sigma(v) - x_{l+1}^k`
+    with the gradient (`Activation.bregman_and_grad`)."""
+    v = next_layer.affine.forward(x_l) if v is None else v
+    bregman, residual = next_layer.activation.bregman_and_grad(x_next, v, y_in_domain=True)
+    return _prox_step(layer, x_l, u, next_layer.affine.adjoint(residual), tau), v, bregman
 
 
 @torch.no_grad()
@@ -178,6 +188,7 @@ def lifted_cd(
     groups = _Groups(layers[0].affine, reg, alpha_t, None, y) if x0_solver == "admm" else None
     x = check_start(network, x0, y)
     z = _dual_start(reg, network, None, y)
+    kx = reg.K(x) if x0_solver == "pdhg" else None  # K x_0, carried from sweep to sweep
     splitting = None  # admm's state between sweeps (x0_solver="admm")
     aux = [s for s in network.states(x)[1:depth]]
     # pre[l] = W_{l+1} x_l + b_{l+1} for l < L-1: a sweep's step (17) on x_{l+1} evaluates it at
@@ -191,22 +202,22 @@ def lifted_cd(
         # J at the start of the sweep, from the products the steps evaluate anyway: the x_0 step's
         # B_Ψ1(x_1, W_1x_0 + b_1) + αR(x_0), then each step (17)'s B_Ψl+1(x_l+1, W_l+1 x_l + b_l+1)
         if x0_solver == "pdhg":
-            x_new, z_new, residual, inner, energy = _solve_x0(
-                layers[0], data, x, z, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters, inner_tol,
-                check_every, pre[0] if pre else None
+            x_new, z_new, kx, change, residual, inner, energy = _solve_x0(
+                layers[0], data, x, z, kx, alpha_t, reg, tau_x_t, tau_z_t, log.active, inner_iters,
+                inner_tol, check_every, pre[0] if pre else None
             )
         else:
             energy = first.energy([x], data, alpha_t, reg, check=False)
             x_new, z_new, residual, inner, split_new = _solve_x0_admm(
                 first, data, x, alpha_t, reg, groups, inner_iters, inner_tol, splitting)
-        change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
+            change = torch.maximum(sample_norm(x_new - x), sample_norm(z_new - z))
         aux_new, pre_new, prev = [], [], x_new
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
             x_next = aux[l] if l + 1 < depth else y
             u = layers[l - 1].affine.forward(prev)
-            prev, v = _aux_step(layers[l - 1], layers[l], aux[l - 1], u, x_next, tau_aux_t[l - 1],
-                                pre[l] if l < depth - 1 else None)
-            energy = energy + layers[l].activation.bregman(x_next, v, check=False, y_in_domain=True)
+            prev, v, bregman = _aux_sweep_step(layers[l - 1], layers[l], aux[l - 1], u, x_next,
+                                               tau_aux_t[l - 1], pre[l] if l < depth - 1 else None)
+            energy = energy + bregman
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
             aux_new.append(prev)
             pre_new.append(u)
@@ -214,7 +225,9 @@ def lifted_cd(
         if x0_solver == "admm":
             splitting = split_new if splitting is None else tuple(
                 freeze(log.active, new, old) for new, old in zip(split_new, splitting))
-        x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
+            x, z = freeze(log.active, x_new, x), freeze(log.active, z_new, z)
+        else:  # `_solve_x0` froze the finished samples
+            x, z = x_new, z_new
         aux = [freeze(log.active, new, old) for new, old in zip(aux_new, aux)]
         pre = [freeze(log.active, new, old) for new, old in zip(pre_new, pre)]
         log.update(change < tol)
@@ -237,6 +250,7 @@ def _solve_x0(
     data: Tensor,
     x: Tensor,
     z: Tensor,
+    kx: Tensor,
     alpha: Tensor,
     reg: Regularizer,
     tau_x: Tensor,
@@ -246,22 +260,24 @@ def _solve_x0(
     inner_tol: float,
     check_every: int,
     wx: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     r"""Sub-problem (15a) by warm-started PDHG steps (16): eq. (14) with data :math:`x_1^k`.
 
     Each active sample takes steps until its changes of :math:`x_0` and :math:`z` are both below
-    ``inner_tol`` or ``inner_iters`` steps are done; finished samples stop changing. ``wx``:
-    :math:`W_1x_0^k+b_1` if known.
+    ``inner_tol`` or ``inner_iters`` steps are done; finished samples stop changing. ``kx``:
+    :math:`Kx_0^k`; ``wx``: :math:`W_1x_0^k+b_1` if known.
 
     Returns:
-        ``(x_0, z, residual, steps, objective)``: the new iterates, the last PDHG residual, the
-        number of steps per sample ``(B,)``, and the sub-problem's objective
+        ``(x_0, z, Kx_0, change, residual, steps, objective)``: the new iterates and
+        :math:`Kx_0`, the sweep's change :math:`\max(\|x_0^{k+1}-x_0^k\|, \|z^{k+1}-z^k\|)`
+        (zero for a finished sample), the last PDHG residual, the number of steps per sample
+        ``(B,)``, and the sub-problem's objective
         :math:`B_{\Psi_1}(x_1^k, W_1x_0^k+b_1)+\alpha R(x_0^k)` at the incoming :math:`x_0^k`.
     """
     running = active.clone()
     steps = torch.zeros_like(alpha, dtype=torch.int64)
-    residual = objective = torch.zeros_like(alpha)
-    kx = reg.K(x)
+    residual = objective = change = torch.zeros_like(alpha)
+    x_in, z_in = x, z
     tau_x, s = bview(tau_x, x), bview(tau_z * alpha, z)
     for j in range(inner_iters):
         x_new, z_new, kx_new, obj, res = _step(layer.affine, layer.activation, data, x, z, kx, alpha, reg,
@@ -270,14 +286,19 @@ def _solve_x0(
                                                with_objective=j == 0)
         if j == 0:
             objective = obj
-        done = (sample_norm(x_new - x) < inner_tol) & (sample_norm(z_new - z) < inner_tol)
+        change_x, change_z = sample_norm(x_new - x), sample_norm(z_new - z)
+        if inner_iters == 1:  # the step's changes are the sweep's
+            change = torch.where(running, torch.maximum(change_x, change_z), change)
+        done = (change_x < inner_tol) & (change_z < inner_tol)
         x, z, kx = freeze_(running, x_new, x), freeze_(running, z_new, z), freeze_(running, kx_new, kx)
         residual = torch.where(running, res, residual)
         steps.add_(running)
         running &= ~done
         if (j + 1) % check_every == 0 and not bool(running.any()):
             break
-    return x, z, residual, steps, objective
+    if inner_iters > 1:
+        change = torch.maximum(sample_norm(x - x_in), sample_norm(z - z_in))
+    return x, z, kx, change, residual, steps, objective
 
 
 def _solve_x0_admm(
