@@ -39,7 +39,7 @@ from lbreg.instances import circle_problem  # noqa: E402
 from lbreg.operators import tv  # noqa: E402
 from lbreg.regularizers import TV  # noqa: E402
 from lbreg.solvers import admm, pdhg  # noqa: E402
-from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, x_solver  # noqa: E402
+from lbreg.solvers.xupdate import x_solver  # noqa: E402
 
 ALPHA = 0.015
 SINGLES = 8  # batch 1: this many problems solved one at a time
@@ -52,13 +52,12 @@ def batch_data(p, batch: int) -> torch.Tensor:
     return torch.cat(ys)
 
 
-def x_update_seconds(affine, rho_u: float, rho_d: float, batch: int, device: torch.device,
-                     rounds: int = 3) -> float:
-    """Seconds per problem of `admm`'s exact x-update at ``batch`` (best of ``rounds``)."""
+def x_update_seconds(solver, affine, batch: int, device: torch.device, rounds: int = 3) -> float:
+    """Seconds per problem of `admm`'s exact x-update ``solver`` (built for ``batch``) at
+    ``batch`` (best of ``rounds``)."""
     gen = torch.Generator().manual_seed(0)
     w = torch.rand(batch, *affine.out_shape, generator=gen, dtype=torch.float64).to(device)
     v = torch.rand(batch, *TV().dual_shape(affine.in_shape), generator=gen, dtype=torch.float64).to(device)
-    solver = x_solver(affine, TV(), rho_u, rho_d, w, batch)
     x = solver.state(torch.zeros(batch, *affine.in_shape, dtype=torch.float64, device=device))
     steps = max(5, 200 // batch)
 
@@ -78,20 +77,16 @@ def peak_flops(device: torch.device, size: int = 2048, rounds: int = 3) -> float
     return 2 * size**3 / min(common.timed(lambda: a @ b, device)[0] for _ in range(rounds))
 
 
-def x_update_flops(affine, rho_u: float, rho_d: float, batch: int, device: torch.device) -> float:
+def x_update_flops(solver, batch: int) -> float:
     """Floating-point operations of the matrix products of one x-update per problem at ``batch``
     (`lbreg.solvers.xupdate._WoodburySolver.step` with TV): pass 1 over the m×n matrix Ṽ, the
     (m+C')² border product, pass 2 over the bordered Ṽ, and the two 2-D DCTs (QKᵀv and Qᵀx̂) as
-    products with the H×H and W×W DCT matrices (for more than ``FUSED_MAX_IMAGES`` images; fewer
-    images use the fused products, which cost twice as much)."""
-    like = torch.zeros(1, dtype=torch.float64, device=device)
-    solver = x_solver(affine, TV(), rho_u, rho_d, like, batch)
+    products with the H×H and W×W DCT matrices, or, for the few images for which `_Diagonal`
+    uses its fused products, twice that."""
     rows, n = solver.v_tilde.shape
-    m = solver.m
     *channels, h, w = solver.diag.shape
     dct = 2 * 2 * h * w * (h + w) * math.prod(channels)
-    fused = batch * math.prod(channels) <= FUSED_MAX_IMAGES
-    return 2 * m * n + 2 * rows * rows + 2 * rows * n + (2 * dct if fused else dct)
+    return 2 * solver.m * n + 2 * rows * rows + 2 * rows * n + (2 if solver.diag._few(batch) else 1) * dct
 
 
 def main() -> None:
@@ -130,8 +125,9 @@ def main() -> None:
             problem_its += int(res.iterations.sum())
         n = calls[-1][1]
         rho_u, rho_d = float(res.params["rho_u"][0]), float(res.params["rho_d"][0])
-        x_update = x_update_seconds(layer.affine, rho_u, rho_d, batch, device)
-        flops = x_update_flops(layer.affine, rho_u, rho_d, batch, device)
+        solver = x_solver(layer.affine, TV(), rho_u, rho_d, y_all, batch)  # as admm builds it
+        x_update = x_update_seconds(solver, layer.affine, batch, device)
+        flops = x_update_flops(solver, batch)
         gap = float(((objective(torch.cat(xs), y_all[:n]) - f_ref[:n]) / f_ref[:n]).max())
         y = y_all[:batch].contiguous()
         secs_p, _ = common.timed(lambda: pdhg(net, y, ALPHA, max_iter=pdhg_iters, tol=0.0), device)
