@@ -12,7 +12,7 @@ its throughput is reported in problem-iterations per second). Goal: batch 64 thr
 What bounds the speed-up: every `admm` iteration makes its exact x-update
 (`lbreg.solvers.xupdate`: two passes over an :math:`(m+1)\times n` matrix and the DCT
 products). That update alone is timed per problem at each batch size (the solver that `admm`
-builds for that batch, its penalties); times the problem-iterations the batch ran, it bounds
+builds, with its penalties); times the problem-iterations the batch ran, it bounds
 the batch's time from below, so "admm speed-up bound" bounds its speed-up from above (as long
 as a shrinking working batch costs no less per problem than the full one). Where the batch-1
 products are bound by memory and the batch-64 products by arithmetic, the bound can fall below
@@ -53,8 +53,8 @@ def batch_data(p, batch: int) -> torch.Tensor:
 
 
 def x_update_seconds(solver, affine, batch: int, device: torch.device, rounds: int = 3) -> float:
-    """Seconds per problem of `admm`'s exact x-update ``solver`` (built for ``batch``) at
-    ``batch`` (best of ``rounds``)."""
+    """Seconds per problem of `admm`'s exact x-update ``solver`` at ``batch`` (best of
+    ``rounds``)."""
     gen = torch.Generator().manual_seed(0)
     w = torch.rand(batch, *affine.out_shape, generator=gen, dtype=torch.float64).to(device)
     v = torch.rand(batch, *TV().dual_shape(affine.in_shape), generator=gen, dtype=torch.float64).to(device)
@@ -125,7 +125,7 @@ def main() -> None:
             problem_its += int(res.iterations.sum())
         n = calls[-1][1]
         rho_u, rho_d = float(res.params["rho_u"][0]), float(res.params["rho_d"][0])
-        solver = x_solver(layer.affine, TV(), rho_u, rho_d, y_all, batch)  # as admm builds it
+        solver = x_solver(layer.affine, TV(), rho_u, rho_d, y_all)  # as admm builds it
         x_update = x_update_seconds(solver, layer.affine, batch, device)
         flops = x_update_flops(solver, batch)
         gap = float(((objective(torch.cat(xs), y_all[:n]) - f_ref[:n]) / f_ref[:n]).max())

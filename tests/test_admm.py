@@ -12,9 +12,9 @@ from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perc
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
-from lbreg.solvers import admm, pdhg, xupdate
+from lbreg.solvers import admm, pdhg
 from lbreg.solvers.admm import bregman_prox
-from lbreg.solvers.xupdate import COLUMN_MAJOR_MIN_BATCH, FUSED_MAX_IMAGES, _Diagonal, x_solver
+from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, _Diagonal, x_solver
 
 pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
 
@@ -188,30 +188,6 @@ def test_exact_x_update_solves_its_linear_system(m, reg):
     assert torch.allclose(wx, affine.linear(x), atol=1e-10, rtol=0)
     assert torch.allclose(kx, reg.K(x), atol=1e-10, rtol=0)
     assert torch.allclose(wt_nu, affine.adjoint(nu), atol=1e-10, rtol=0)
-
-
-@pytest.mark.parametrize("two_layouts", [True, False])
-def test_woodbury_layouts_take_the_same_step(monkeypatch, two_layouts):
-    """Ṽ by rows (small batches); from COLUMN_MAJOR_MIN_BATCH also by columns for pass 2, or by
-    columns only when Ṽ exceeds TWO_LAYOUTS_MAX_BYTES: one step."""
-    if not two_layouts:
-        monkeypatch.setattr(xupdate, "TWO_LAYOUTS_MAX_BYTES", 0)
-    g = torch.Generator().manual_seed(19)
-    shape, m, reg = (1, 8, 8), 40, TV()
-    affine = AffineMap.from_matrix(torch.randn(m, 64, generator=g, dtype=torch.float64), in_shape=shape)
-    rows = x_solver(affine, reg, 0.3, 4.0, torch.zeros(1), batch=COLUMN_MAJOR_MIN_BATCH - 1)
-    cols = x_solver(affine, reg, 0.3, 4.0, torch.zeros(1), batch=COLUMN_MAJOR_MIN_BATCH)
-    assert rows.v_tilde.is_contiguous() and rows.v_rows.is_contiguous() and cols.v_tilde.T.is_contiguous()
-    # two layouts: a row-major copy of its own for pass 1; else pass 1 reads the column-major one
-    assert cols.v_rows.stride(1 if two_layouts else 0) == 1
-    assert torch.equal(rows.v_tilde, cols.v_tilde) and torch.equal(rows.v_rows, cols.v_rows)
-    assert torch.equal(cols.v_rows, cols.v_tilde[:m])
-    b = COLUMN_MAJOR_MIN_BATCH
-    w, nu = torch.randn(b, m, generator=g, dtype=torch.float64), torch.randn(b, m, generator=g, dtype=torch.float64)
-    v = torch.randn(b, *reg.dual_shape(shape), generator=g, dtype=torch.float64)
-    x = torch.zeros(b, 64, dtype=torch.float64)
-    for a, c in zip(rows.step(w, v, nu, x), cols.step(w, v, nu, x)):
-        assert torch.allclose(a, c, atol=1e-12 * float(a.abs().max()), rtol=0)
 
 
 @pytest.mark.parametrize("batch", [1, 5])  # 2 images: fused products; 10: DCT composed with ∇

@@ -129,7 +129,7 @@ class _Groups:
         self.rho_u, self.rho_d = rho_u, rho_d
         pairs = torch.stack([rho_u, rho_d], dim=1).cpu()
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like, like.shape[0])) for ru, rd in unique.tolist()]
+        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like)) for ru, rd in unique.tolist()]
         self.kind = self.solvers[0][1].kind
         self._group = inverse.to(like.device)  # the group of each sample
         self.members = self._members()

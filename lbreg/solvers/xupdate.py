@@ -18,7 +18,7 @@ from ..operators import gram
 from ..regularizers import TV, Regularizer, SquaredNorm
 from .result import bview, sample_norm
 
-__all__ = ["XStep", "x_solver", "DENSE_MAX_N", "CG_ITERS", "COLUMN_MAJOR_MIN_BATCH", "TWO_LAYOUTS_MAX_BYTES"]
+__all__ = ["XStep", "x_solver", "DENSE_MAX_N", "CG_ITERS"]
 
 # Largest input dimension n for which a dense n×n system is assembled and factorised
 # (Cholesky path for m >= n or a regulariser without a known diagonalisation of KᵀK).
@@ -26,11 +26,6 @@ DENSE_MAX_N = 5000
 # Largest number of images (samples × channels) for which `_Diagonal` applies QKᵀ and KQᵀ as
 # fused small products rather than composing the DCT with grad2d / div2d (see `_Diagonal`).
 FUSED_MAX_IMAGES = 4
-# Smallest batch for which the Woodbury solver keeps a column-by-column copy of its m×n matrix Ṽ
-# for its second pass (see `_WoodburySolver`, "Layout"), as long as Ṽ takes at most
-# TWO_LAYOUTS_MAX_BYTES (beyond that only that copy, which both passes read).
-COLUMN_MAJOR_MIN_BATCH = 4
-TWO_LAYOUTS_MAX_BYTES = 2**28
 # Conjugate-gradient steps per ADMM iteration for maps without a matrix (convolutions);
 # warm-started from the previous x, so few steps suffice once the iterates settle.
 CG_ITERS = 30
@@ -77,8 +72,9 @@ class _Diagonal:
     the last rows of :math:`D_H, D_W` are). That pays where the loop is bound by the number of
     tensor operations, i.e. for up to ``FUSED_MAX_IMAGES`` images; for more, the products
     broadcast over the batch cost more than they save, and :math:`Q` composes with
-    `grad2d` / `div2d` instead (circle, two threads: a batch-1 `admm` call 10% faster fused,
-    a batch-64 call 8% faster composed).
+    `grad2d` / `div2d` instead (circle, two threads, alternating runs, medians: a batch-1
+    `admm` call takes 0.25 s fused against 0.27 s composed, a batch-64 call 2.7 s composed
+    against 3.2 s fused).
     """
 
     def __init__(self, reg: Regularizer, shape: tuple[int, ...], dtype: torch.dtype,
@@ -244,24 +240,19 @@ class _WoodburySolver(XStep):
     memory-bound loop costs tens of microseconds, as the passes over :math:`\tilde V` evict
     everything else from the caches.
 
-    **Layout.** At batch 1 the two passes are a pair of matrix-vector products, fastest on
-    :math:`\tilde V` stored row by row. From ``COLUMN_MAJOR_MIN_BATCH`` samples they are
-    matrix-matrix products, and each pass has its own faster layout (MKL, one thread, circle
-    size :math:`513\times4096`, batch 64, AVX2 host): pass 1 (:math:`\tilde V` applied to
-    :math:`QK^\top v`) takes 7.8 ms on the row-major matrix against 9.7 ms on the
-    column-major one, pass 2 (:math:`\tilde V^\top` applied to :math:`(c,q)`) 8.0 against
-    8.8 ms. The solver then keeps a second, column-major copy of :math:`\tilde V` for pass 2
-    (an `admm` call at batch 64, interleaved runs: 5.6 s instead of 6.1 s on one thread with
-    the column-major copy alone, 3.2 s instead of 3.6 s on two; at batch 4, 1.20 s instead
-    of 1.39 s). Where :math:`\tilde V` takes more than ``TWO_LAYOUTS_MAX_BYTES``, only the
-    column-major copy is kept, for both passes. The values do not depend on the layout
-    beyond rounding.
+    **Layout.** :math:`\tilde V` is stored once, row by row: at batch 1 the two passes are
+    matrix-vector products, fastest on rows. For larger batches a second, column-major copy
+    for pass 2 is faster in isolation (MKL, batch 64: 74 against 67 GFLOP/s on two threads) but
+    not within `admm`, where two copies crowd the rest of the iteration out of the cache
+    (circle, alternating runs, medians, two copies against one: 2.76 against 2.79 s at batch
+    64 on two threads, 4.84 against 4.82 s on one; at batch 4, 0.60 against 0.55 s on two
+    threads and 0.96 against 0.87 s on one).
     """
 
     kind = "woodbury"
 
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal, rho_u: float,
-                 rho_d: float, batch: int = 1) -> None:
+                 rho_d: float) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
         W = affine.matrix
         m, n = W.shape
@@ -287,11 +278,7 @@ class _WoodburySolver(XStep):
         self.v_tilde = buffer[: m + border]
         self.v_tilde[m:] = 0.0
         self.v_tilde[m + torch.arange(border, device=v.device), self.null] = -1.0 / self.gamma
-        self.v_rows = buffer[:m]  # Ṽ without its border, for pass 1
-        if batch >= COLUMN_MAJOR_MIN_BATCH:  # pass 2's copy, stored column by column
-            self.v_tilde = self.v_tilde.T.contiguous().T
-            if buffer.numel() * buffer.element_size() > TWO_LAYOUTS_MAX_BYTES:
-                self.v_rows = self.v_tilde[:m]  # one copy only: pass 1 reads it by columns too
+        self.v_inner = buffer[:m]  # Ṽ without its border, for pass 1
         eye = torch.eye(m, dtype=W.dtype, device=W.device)
         s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
         if border:
@@ -310,7 +297,7 @@ class _WoodburySolver(XStep):
         w = w.reshape(batch, m)
         kv = self.diag.kt(v)  # Q Kᵀv
         akv = kv / self.a  # Q A⁻¹Kᵀv
-        rhs = torch.addmm(w, kv, self.v_rows.T, alpha=-self.rho_d)  # pass 1: w - ρ_d W A⁻¹Kᵀv
+        rhs = torch.addmm(w, kv, self.v_inner.T, alpha=-self.rho_d)  # pass 1: w - ρ_d W A⁻¹Kᵀv
         if self.null.numel():
             rhs = torch.cat([rhs, akv[:, self.null]], dim=1)
         cq = rhs @ self.border_matrix  # (c, q)
@@ -423,17 +410,16 @@ class _CGSolver(_SolveStep):
 
 
 def x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float,
-             like: Tensor, batch: int = 1) -> XStep:
+             like: Tensor) -> XStep:
     """The x-update: Woodbury (dense, m < n, KᵀK diagonalised), Cholesky (dense, n small), else CG.
 
-    ``like`` gives the dtype and device; ``batch``, the number of samples it will serve, picks
-    the Woodbury solver's storage layout (`_WoodburySolver`, "Layout")."""
+    ``like`` gives the dtype and device."""
     shape = affine.in_shape
     n, m = math.prod(shape), math.prod(affine.out_shape)
     dense = affine.matrix is not None
     diag = _diagonalise(reg, shape, like)
     if dense and m < n and diag is not None:
-        return _WoodburySolver(affine, reg, diag, rho_u, rho_d, batch)
+        return _WoodburySolver(affine, reg, diag, rho_u, rho_d)
     if dense and n <= DENSE_MAX_N:
         return _CholeskySolver(affine, reg, diag, rho_u, rho_d)
     return _CGSolver(affine, reg, rho_u, rho_d)
