@@ -33,7 +33,8 @@ __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
 _NORM_ITERS = 2000
 _NORM_TOL = 1e-10
 # A dense W with min(m, n) up to this size gets its norm exactly from the smaller Gram matrix
-# (512 x 4096: 0.07 s, against 3-5 s of power iteration that stops ~1e-8 below the norm).
+# (the circle's 512 x 4096, one thread: 0.05 s, against 0.9 s of power iteration that stops a
+# relative 5e-9 below the norm).
 _EXACT_NORM_MAX = 2048
 
 _SKIPPED = (
