@@ -52,9 +52,10 @@ def batch_data(p, batch: int) -> torch.Tensor:
     return torch.cat(ys)
 
 
-def x_update_seconds(solver, affine, batch: int, device: torch.device, rounds: int = 3) -> float:
+def x_update_seconds(solver, batch: int, device: torch.device, rounds: int = 3) -> float:
     """Seconds per problem of `admm`'s exact x-update ``solver`` at ``batch`` (best of
     ``rounds``)."""
+    affine = solver.affine
     gen = torch.Generator().manual_seed(0)
     w = torch.rand(batch, *affine.out_shape, generator=gen, dtype=torch.float64).to(device)
     v = torch.rand(batch, *TV().dual_shape(affine.in_shape), generator=gen, dtype=torch.float64).to(device)
@@ -126,7 +127,7 @@ def main() -> None:
         n = calls[-1][1]
         rho_u, rho_d = float(res.params["rho_u"][0]), float(res.params["rho_d"][0])
         solver = x_solver(layer.affine, TV(), rho_u, rho_d, y_all)  # as admm builds it
-        x_update = x_update_seconds(solver, layer.affine, batch, device)
+        x_update = x_update_seconds(solver, batch, device)
         flops = x_update_flops(solver, batch)
         gap = float(((objective(torch.cat(xs), y_all[:n]) - f_ref[:n]) / f_ref[:n]).max())
         y = y_all[:batch].contiguous()
