@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .data import as_generator
 from .network import LiftedNetwork
 from .operators import grad2d
-from .solvers.result import IterationLog, Result, bview, check_alpha, freeze, sample_norm
+from .solvers.result import IterationLog, Result, bview, check_alpha, freeze
 
 __all__ = ["decoder", "autograd_tv", "deep_image_prior", "tv_smooth"]
 

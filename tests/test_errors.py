@@ -57,6 +57,11 @@ CASES = [
     ("Bregman Landweber on a deep network", lambda: landweber(deep(), torch.rand(1, 6, dtype=torch.float64)), ValueError, "variant"),
     ("unknown Landweber variant", lambda: landweber(NET, Y, variant="masked"), ValueError, "variant"),
     ("wrong regulariser type", lambda: pdhg(NET, Y, 0.1, reg="tv"), TypeError, "reg"),
+    ("wrong regulariser type (primal_dual_gap)", lambda: primal_dual_gap(
+        NET, Y, torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.zeros(2, 2, 4, 4, dtype=torch.float64), 0.1,
+        reg="tv"), TypeError, "Regularizer"),
+    ("wrong regulariser type (lifted_cd)", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, reg="tv"),
+        TypeError, "Regularizer"),
     ("empty batch (pdhg)", lambda: pdhg(NET, Y[:0], 0.1), ValueError, "no samples"),
     ("empty batch (admm)", lambda: admm(NET, Y[:0], 0.1), ValueError, "no samples"),
     ("empty batch (lifted_cd)", lambda: lifted_cd(deep(), torch.rand(0, 6, dtype=torch.float64), 0.1), ValueError, "no samples"),
@@ -64,6 +69,12 @@ CASES = [
     ("TV on inputs without image axes (admm)", lambda: admm(LiftedNetwork.from_layers(
         [Layer(AffineMap.from_matrix(torch.ones(12, 16, dtype=torch.float64), in_shape=(16,)), ReLU())]), Y, 0.1),
         ValueError, "input_shape"),
+    ("TV on inputs without image axes (pdhg)", lambda: pdhg(LiftedNetwork.from_layers(
+        [Layer(AffineMap.from_matrix(torch.ones(12, 16, dtype=torch.float64), in_shape=(16,)), ReLU())]), Y, 0.1),
+        ValueError, "input_shape"),
+    ("deep network handed to primal_dual_gap", lambda: primal_dual_gap(
+        deep(), torch.rand(1, 6, dtype=torch.float64), torch.zeros(1, 1, 4, 4, dtype=torch.float64),
+        torch.zeros(1, 2, 4, 4, dtype=torch.float64), 0.1), ValueError, "depth"),
     ("zero W under admm's default penalty", lambda: admm(LiftedNetwork.from_layers(
         [Layer(AffineMap.from_matrix(torch.zeros(12, 16, dtype=torch.float64), in_shape=(1, 4, 4)), ReLU())]), Y, 0.1),
         ValueError, "W is zero"),

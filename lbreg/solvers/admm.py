@@ -21,7 +21,7 @@ from torch import Tensor
 from ..activations import Activation
 from ..network import _EXACT_NORM_MAX, AffineMap, LiftedNetwork
 from ..operators import gram_norm_sq
-from ..regularizers import TV, Regularizer
+from ..regularizers import Regularizer
 from .result import (
     IterationLog,
     Result,
@@ -29,7 +29,8 @@ from .result import (
     check_alpha,
     check_data,
     check_int,
-    check_network,
+    check_perceptron,
+    check_regularizer,
     check_positive,
     check_start,
     sample_norm,
@@ -304,16 +305,8 @@ def admm(
         Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
         data or weights that require grad are constants to it.
     """
-    network = check_network(network)
-    if network.depth != 1:
-        raise ValueError(
-            f"network must have depth 1 for admm (the perceptron problem (6)); it has depth "
-            f"{network.depth}: use lifted_cd for deeper networks"
-        )
-    reg = TV() if reg is None else reg
-    if not isinstance(reg, Regularizer):
-        raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
-    reg.dual_shape(network.input_shape)  # raises for inputs the regulariser cannot act on
+    network = check_perceptron(network, "admm")
+    reg = check_regularizer(reg, network)
     if isinstance(relax, bool) or not isinstance(relax, Real):
         raise TypeError(f"relax must be a real number in (0, 2), got {type(relax).__name__}")
     if not 0.0 < float(relax) < 2.0:

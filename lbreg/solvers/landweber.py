@@ -11,7 +11,6 @@ from ..network import LiftedNetwork
 from .result import (
     IterationLog,
     Result,
-    bview,
     check_data,
     check_int,
     check_network,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..network import Layer, LiftedNetwork
-from ..regularizers import TV, Regularizer
+from ..regularizers import Regularizer
 from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups
 from .pdhg import _dual_start, _step, default_steps
 from .result import (
@@ -20,6 +20,7 @@ from .result import (
     check_int,
     check_network,
     check_positive,
+    check_regularizer,
     check_start,
     freeze,
     freeze_,
@@ -156,9 +157,7 @@ def lifted_cd(
         data or weights that require grad are constants to it.
     """
     network = check_network(network)
-    reg = TV() if reg is None else reg
-    if not isinstance(reg, Regularizer):
-        raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
+    reg = check_regularizer(reg, network)
     max_iter = check_int(max_iter, "max_iter")
     if x0_solver not in ("pdhg", "admm"):
         raise ValueError(f"x0_solver must be 'pdhg' (eq. (14), the paper's) or 'admm', got {x0_solver!r}")

@@ -18,8 +18,9 @@ from .result import (
     check_alpha,
     check_data,
     check_int,
-    check_network,
+    check_perceptron,
     check_positive,
+    check_regularizer,
     check_start,
     freeze_,
     sample_norm,
@@ -291,10 +292,8 @@ def primal_dual_gap(
     Returns:
         ``(B,)`` gaps.
     """
-    network = check_network(network)
-    if network.depth != 1:
-        raise ValueError(f"network must have depth 1 for primal_dual_gap, it has depth {network.depth}")
-    reg = TV() if reg is None else reg
+    network = check_perceptron(network, "primal_dual_gap")
+    reg = check_regularizer(reg, network)
     y = check_data(network, y)
     x, z = check_start(network, x, y, name="x"), _dual_start(reg, network, z, y, name="z")
     if reg.conj_value(z) is None:
@@ -364,15 +363,8 @@ def pdhg(
         Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
         data or weights that require grad are constants to it.
     """
-    network = check_network(network)
-    if network.depth != 1:
-        raise ValueError(
-            f"network must have depth 1 for pdhg (the perceptron problem (6)); it has depth "
-            f"{network.depth}: use lifted_cd for deeper networks"
-        )
-    reg = TV() if reg is None else reg
-    if not isinstance(reg, Regularizer):
-        raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
+    network = check_perceptron(network, "pdhg")
+    reg = check_regularizer(reg, network)
     max_iter = check_int(max_iter, "max_iter")
     tol = check_positive(tol, "tol", allow_zero=True)
     check_every = check_int(check_every, "check_every", minimum=1)

@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..network import LiftedNetwork
+from ..regularizers import TV, Regularizer
 
 __all__ = ["Result", "IterationLog"]
 
@@ -80,6 +81,26 @@ def check_network(network: Any, *, name: str = "network") -> LiftedNetwork:
             f"LiftedNetwork.from_module(module, input_shape)), got {type(network).__name__}"
         )
     return network
+
+
+def check_perceptron(network: Any, solver: str) -> LiftedNetwork:
+    """Raise unless ``network`` is a depth-1 `LiftedNetwork` (the perceptron problem (6))."""
+    network = check_network(network)
+    if network.depth != 1:
+        raise ValueError(
+            f"network must have depth 1 for {solver} (the perceptron problem (6)); it has depth "
+            f"{network.depth}: use lifted_cd for deeper networks"
+        )
+    return network
+
+
+def check_regularizer(reg: Any, network: LiftedNetwork) -> Regularizer:
+    """``reg`` (``None``: `TV()`), checked to be a `Regularizer` that acts on the network's inputs."""
+    reg = TV() if reg is None else reg
+    if not isinstance(reg, Regularizer):
+        raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
+    reg.dual_shape(network.input_shape)  # raises for inputs the regulariser cannot act on
+    return reg
 
 
 def check_int(value: Any, name: str, *, minimum: int = 0) -> int:
