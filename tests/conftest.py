@@ -145,5 +145,8 @@ def cvxpy_minimiser(net: LiftedNetwork, y: torch.Tensor, alpha: float, kind: str
         raise ValueError(f"unknown kind {kind!r}")
     tv_iso = cp.sum(cp.norm(cp.vstack([D1 @ x, D2 @ x]), 2, axis=0))
     problem = cp.Problem(cp.Minimize(conj - yv @ zz + alpha * tv_iso))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    # 1e-8: tighter tolerances end in Clarabel's "AlmostSolved" (cvxpy: "may be inaccurate")
+    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-8, tol_gap_rel=1e-8, tol_feas=1e-8)
+    if problem.status != cp.OPTIMAL:
+        raise RuntimeError(f"Clarabel did not solve the reference problem: status {problem.status}")
     return torch.from_numpy(x.value).reshape(1, *shape)
