@@ -435,12 +435,11 @@ class _ConvMap(AffineMap):
 
     def _conv(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
         t, b, left, r = self.pads
-        if self._symmetric:
-            pad = (t, left)
-        else:
-            x = F.pad(x, (left, r, t, b))
-            pad = (0, 0)
-        return F.conv2d(x, w, None, self.stride, pad, self.dilation, self.groups) + (
+        if self._symmetric:  # padding and bias inside the convolution
+            bvec = None if bias is None else bias.reshape(-1)
+            return F.conv2d(x, w, bvec, self.stride, (t, left), self.dilation, self.groups)
+        x = F.pad(x, (left, r, t, b))
+        return F.conv2d(x, w, None, self.stride, 0, self.dilation, self.groups) + (
             0 if bias is None else bias
         )
 
@@ -448,12 +447,6 @@ class _ConvMap(AffineMap):
         return f"conv2d kernel {tuple(self.weight.shape)}, stride {self.stride}"
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
-        t, b, left, r = self.pads
-        if self._symmetric:
-            bvec = None if bias is None else bias.reshape(-1)
-            return F.conv2d(
-                x, self.weight, bvec, self.stride, (t, left), self.dilation, self.groups
-            )
         return self._conv(x, self.weight, bias)
 
     def _apply_adjoint(self, u: Tensor) -> Tensor:

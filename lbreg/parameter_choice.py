@@ -351,7 +351,7 @@ def discrepancy_on_grid(
     if not tau >= 1.0:
         raise ValueError(f"tau must be >= 1 (Morozov's discrepancy principle), got {tau}")
     alphas, residual = grid.trail["alpha"], grid.trail["residual"]
-    n_grid, batch = alphas.shape
+    batch = alphas.shape[1]
     target = (tau * _per_sample(delta, batch, "delta")).to(torch.float64)
     fits = residual <= target[None]
     score = torch.where(fits, alphas, torch.full_like(alphas, -math.inf))
@@ -601,7 +601,7 @@ def _per_sample(value: float | Tensor, batch: int, name: str) -> Tensor:
 def _append(trail_a: list[Tensor], trail_r: list[Tensor], index: Tensor, rows: Tensor,
             alpha: Tensor, residual: Tensor, batch: int) -> None:
     """Write the values of samples ``index`` into trail rows ``rows`` (NaN-padded lists)."""
-    for row in range(len(trail_a), int(rows.max()) + 1):
+    for _ in range(len(trail_a), int(rows.max()) + 1):
         trail_a.append(torch.full((batch,), math.nan, dtype=torch.float64))
         trail_r.append(torch.full((batch,), math.nan, dtype=torch.float64))
     for j, (b, row) in enumerate(zip(index.tolist(), rows.tolist())):

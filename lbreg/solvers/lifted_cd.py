@@ -68,16 +68,16 @@ def _prox_step(layer: Layer, x_l: Tensor, u: Tensor, g: Tensor, tau: Tensor) -> 
 
 
 def _aux_sweep_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor,
-                    tau: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                    tau: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
     r"""`aux_step` within a sweep of `lifted_cd`: on a checked step ``tau`` (no host
     synchronisation), with ``x_next`` validated data (:math:`x_{l+1}^k`, a prox output, or the
-    checked :math:`y^\delta`). Returns :math:`x_l^{k+1}`, the pre-activation
-    :math:`v = W_{l+1}x_l^k + b_{l+1}` (computed unless given) and the term
-    :math:`B_{\Psi_{l+1}}(x_{l+1}^k, v)` of :math:`J`, which shares :math:`\sigma(v) - x_{l+1}^k`
-    with the gradient (`Activation.bregman_and_grad`)."""
+    checked :math:`y^\delta`; ``v``: the pre-activation :math:`W_{l+1}x_l^k + b_{l+1}`, computed
+    unless given). Returns :math:`x_l^{k+1}` and the term :math:`B_{\Psi_{l+1}}(x_{l+1}^k, v)` of
+    :math:`J`, which shares :math:`\sigma(v) - x_{l+1}^k` with the gradient
+    (`Activation.bregman_and_grad`)."""
     v = next_layer.affine.forward(x_l) if v is None else v
     bregman, residual = next_layer.activation.bregman_and_grad(x_next, v, y_in_domain=True)
-    return _prox_step(layer, x_l, u, next_layer.affine.adjoint(residual), tau), v, bregman
+    return _prox_step(layer, x_l, u, next_layer.affine.adjoint(residual), tau), bregman
 
 
 @torch.no_grad()
@@ -214,7 +214,7 @@ def lifted_cd(
         for l in range(1, depth):  # (15b)/(17): one proximal-gradient step per auxiliary variable
             x_next = aux[l] if l + 1 < depth else y
             u = layers[l - 1].affine.forward(prev)
-            prev, v, bregman = _aux_sweep_step(layers[l - 1], layers[l], aux[l - 1], u, x_next,
+            prev, bregman = _aux_sweep_step(layers[l - 1], layers[l], aux[l - 1], u, x_next,
                                                tau_aux_t[l - 1], pre[l] if l < depth - 1 else None)
             energy = energy + bregman
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
