@@ -32,6 +32,8 @@ CASES = [
     ("y outside dom Ψ (sigmoid, > 1)", lambda: pdhg(perceptron(Sigmoid()), Y + 1.5, 0.1), ValueError, "y"),
     ("y not a tensor", lambda: pdhg(NET, Y.tolist(), 0.1), TypeError, "y"),
     ("integer y", lambda: pdhg(NET, torch.ones(2, 12, dtype=torch.int64), 0.1), TypeError, "y"),
+    ("half-precision y (admm)", lambda: admm(NET, Y.half(), 0.1), TypeError, "float32 or float64"),
+    ("bfloat16 y (pdhg)", lambda: pdhg(NET, Y.bfloat16(), 0.1), TypeError, "float32 or float64"),
     ("alpha = 0", lambda: pdhg(NET, Y, 0.0), ValueError, "alpha"),
     ("alpha < 0", lambda: lifted_cd(NET, Y, -1.0), ValueError, "alpha"),
     ("alpha NaN", lambda: pdhg(NET, Y, float("nan")), ValueError, "alpha"),

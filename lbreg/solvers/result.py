@@ -150,10 +150,17 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
 
 
 def check_data(network: LiftedNetwork, y: Any, *, name: str = "y") -> Tensor:
-    """Validate noisy data ``y`` (floating, finite, right shape, inside dom Ψ_L); reshape to ``(B, *output_shape)``."""
+    """Validate noisy data ``y`` (float32 or float64, finite, right shape, inside dom Ψ_L); reshape
+    to ``(B, *output_shape)``. The solvers run in ``y``'s dtype."""
     if not isinstance(y, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, *{network.output_shape}), got {type(y).__name__}")
     network.check_output(y, name=name)
+    if y.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} must be float32 or float64, got {y.dtype}: the solvers run in the data's dtype, "
+            f"and half precision (about 3 significant digits) cannot reach their default tolerances; "
+            f"pass {name}.float()"
+        )
     if y.shape[0] == 0:
         raise ValueError(f"{name} holds no samples (batch size 0); pass at least one, shape (B, *{network.output_shape})")
     y = y.reshape(y.shape[0], *network.output_shape)
