@@ -100,6 +100,21 @@ def test_conv2d_adjoint_and_forward(case, device):
     assert A.out_shape == tuple(conv(torch.zeros(1, cin, h, w, dtype=DT, device=device)).shape[1:])
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_conv2d_adjoint_routes_agree(case, dtype):
+    """The CPU route (products with Wᵀ and F.fold) and the GPU route (a transposed convolution)
+    of the adjoint give the same Wᵀu to rounding, so each is checked wherever the tests run."""
+    cin, cout, k, s, p, d, g, bias, h, w = case
+    A = AffineMap.from_module(_seeded(nn.Conv2d(cin, cout, k, s, p, d, g, bias)), (cin, h, w)).to(dtype=dtype)
+    u = _randn(3, *A.out_shape, seed=5).to(dtype)
+    folded, transposed = A._adjoint_fold(u), A._adjoint_transposed(u)
+    assert folded.shape == transposed.shape == (3, cin, h, w)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(folded, transposed, rtol=tol, atol=tol * float(transposed.abs().max()))
+
+
 CONVT_CASES = [
     # (in_ch, out_ch, kernel, stride, padding, output_padding, dilation, groups, bias, H, W)
     (16, 8, 4, 2, 1, 0, 1, 1, True, 7, 7),  # the paper's decoder layers
