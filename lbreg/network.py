@@ -450,17 +450,21 @@ class _ConvMap(AffineMap):
         return self._conv(x, self.weight, bias)
 
     def _apply_adjoint(self, u: Tensor) -> Tensor:
-        r""":math:`W^\top u`: `_adjoint_fold` on the CPU, `_adjoint_transposed` elsewhere.
+        r""":math:`W^\top u`: `_adjoint_fold` for float32 on the CPU, else `_adjoint_transposed`.
 
         On the CPU, PyTorch runs a float32 transposed convolution through oneDNN, which is slow
         for the few channels of an encoder's first layers: for the CNN encoder's two layers
-        (float32, one thread) it takes 98 and 89 µs at batch 1 and 1.9 and 0.86 ms at batch 64,
-        where the product with :math:`W^\top` and `F.fold` take 29 and 37 µs and 0.39 and
-        0.87 ms. A float32 `lifted_cd` sweep of the CNN encoder then takes 1.19 against
-        1.36–1.41 ms at batch 1 and 5.1–5.3 against 6.6–6.8 ms at batch 64; float64 (no
-        oneDNN) is unchanged within noise. On a GPU the transposed convolution (cuDNN) stays.
+        (one thread) it takes 98 and 89 µs at batch 1 and 1.9 and 0.86 ms at batch 64, where
+        the product with :math:`W^\top` and `F.fold` take 29 and 37 µs and 0.39 and 0.87 ms.
+        A float32 `lifted_cd` sweep of the CNN encoder takes 1.14 against 1.30 ms at batch 1 and
+        5.0 against 6.5 ms at batch 64 (medians of three alternating runs). Float64 does not go
+        through oneDNN, and there the transposed convolution is as fast or faster (1.0 against
+        0.97 ms at batch 1, 9.4 against 9.3 ms at batch 64). Other devices keep the transposed
+        convolution (cuDNN on a GPU), with which the Performance page's GPU figures were taken.
         """
-        return self._adjoint_fold(u) if u.device.type == "cpu" else self._adjoint_transposed(u)
+        if u.device.type == "cpu" and u.dtype == torch.float32:
+            return self._adjoint_fold(u)
+        return self._adjoint_transposed(u)
 
     def _adjoint_fold(self, u: Tensor) -> Tensor:
         r""":math:`W^\top u` as the columns :math:`W_g^\top u_g` of each group, summed into the
