@@ -215,7 +215,7 @@ def lifted_cd(
             x_next = aux[l] if l + 1 < depth else y
             u = layers[l - 1].affine.forward(prev)
             prev, bregman = _aux_sweep_step(layers[l - 1], layers[l], aux[l - 1], u, x_next,
-                                               tau_aux_t[l - 1], pre[l] if l < depth - 1 else None)
+                                            tau_aux_t[l - 1], pre[l] if l < depth - 1 else None)
             energy = energy + bregman
             change = torch.maximum(change, sample_norm(prev - aux[l - 1]))
             aux_new.append(prev)
