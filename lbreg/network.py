@@ -450,27 +450,40 @@ class _ConvMap(AffineMap):
         return self._conv(x, self.weight, bias)
 
     def _apply_adjoint(self, u: Tensor) -> Tensor:
-        r""":math:`W^\top u`: `_adjoint_fold` for float32 on the CPU, else `_adjoint_transposed`.
+        return self._conv_adjoint(u, self._op_in[1:])
+
+    @property
+    def _fold_adjoint(self) -> bool:
+        """Whether the adjoint in float32 on the CPU takes `_adjoint_fold`: for at most three
+        input channels, or at most eight with a stride (see `_conv_adjoint`)."""
+        channels = self.weight.shape[1] * self.groups
+        return channels <= 3 or (max(self.stride) > 1 and channels <= 8)
+
+    def _conv_adjoint(self, u: Tensor, size: tuple[int, int]) -> Tensor:
+        r""":math:`W^\top u` on an input grid of ``size`` (H, W): `_adjoint_fold` in float32
+        on the CPU where `_fold_adjoint` holds, else `_adjoint_transposed`.
 
         On the CPU, PyTorch runs a float32 transposed convolution through oneDNN, which is slow
-        for the few channels of an encoder's first layers: for the CNN encoder's two layers
-        (one thread) it takes 98 and 89 µs at batch 1 and 1.9 and 0.86 ms at batch 64, where
-        the product with :math:`W^\top` and `F.fold` take 29 and 37 µs and 0.39 and 0.87 ms.
-        A float32 `lifted_cd` sweep of the CNN encoder takes 1.14 against 1.30 ms at batch 1 and
-        5.0 against 6.5 ms at batch 64 (medians of three alternating runs). Float64 does not go
-        through oneDNN, and there the transposed convolution is as fast or faster (1.0 against
-        0.97 ms at batch 1, 9.4 against 9.3 ms at batch 64). Other devices keep the transposed
-        convolution (cuDNN on a GPU), with which the Performance page's GPU figures were taken.
+        where the convolution has few input channels (the output channels of the transposed
+        one), the more so with a stride; with more channels it is the faster route, by up to an
+        order of magnitude. ``benchmarks/bench_conv_routes.py`` times both routes for sixteen
+        convolutions at batch 1, 8 and 64 and counts how often `_fold_adjoint` picks the faster;
+        the Performance page shows its table. For the paper's CNN encoder (one thread), layer
+        1 (one input channel) takes 0.03 against 0.11 ms at batch 1 and 0.40 against 1.9 ms at
+        batch 64 by folding; layer 2 (eight input channels, stride 2) 0.04 against 0.10 ms at
+        batch 1, and at batch 64 0.88 ms (in some processes twice that) against 0.88 ms.
+        Float64 does not go through oneDNN, and other devices have their own
+        libraries (cuDNN on a GPU): both keep the transposed convolution.
         """
-        if u.device.type == "cpu" and u.dtype == torch.float32:
-            return self._adjoint_fold(u)
-        return self._adjoint_transposed(u)
+        if u.device.type == "cpu" and u.dtype == torch.float32 and self._fold_adjoint:
+            return self._adjoint_fold(u, size)
+        return self._adjoint_transposed(u, size)
 
-    def _adjoint_fold(self, u: Tensor) -> Tensor:
+    def _adjoint_fold(self, u: Tensor, size: tuple[int, int]) -> Tensor:
         r""":math:`W^\top u` as the columns :math:`W_g^\top u_g` of each group, summed into the
         image by `F.fold` (col2im, the adjoint of the `F.unfold` that a convolution is)."""
         t, b, left, r = self.pads
-        _, h, w = self._op_in
+        h, w = size
         groups, (out_ch, _, kh, kw) = self.groups, self.weight.shape
         wt = self.weight.reshape(groups, out_ch // groups, -1).transpose(1, 2)
         cols = (wt @ u.reshape(u.shape[0], groups, out_ch // groups, -1)).flatten(1, 2)
@@ -479,15 +492,15 @@ class _ConvMap(AffineMap):
         x = F.fold(cols, (h + t + b, w + left + r), (kh, kw), self.dilation, 0, self.stride)
         return x[..., t : t + h, left : left + w]
 
-    def _adjoint_transposed(self, u: Tensor) -> Tensor:
+    def _adjoint_transposed(self, u: Tensor, size: tuple[int, int]) -> Tensor:
         r""":math:`W^\top u` as a transposed convolution, cropped for asymmetric padding."""
         t, b, left, r = self.pads
-        _, h, w = self._op_in
+        h, w = size
         if self._symmetric:
             pad, th, tw = (t, left), h, w
         else:
             pad, th, tw = (0, 0), h + t + b, w + left + r
-        _, ho, wo = self._op_out
+        ho, wo = u.shape[-2:]
         kh, kw = self.weight.shape[-2:]
         (sh, sw), (dh, dw) = self.stride, self.dilation
         # output_padding so that the transposed convolution returns exactly the input size
@@ -501,46 +514,52 @@ class _ConvMap(AffineMap):
         return x
 
 
-class _ConvTransposeMap(AffineMap):
-    """``nn.ConvTranspose2d``; the adjoint is a convolution cropped to the input size."""
+class _ConvTransposeMap(_ConvMap):
+    """``nn.ConvTranspose2d``: the adjoint of the convolution with the same weight, stride,
+    padding, dilation and groups from its output grid to its input grid (the *dual*
+    convolution, a `_ConvMap`), so the forward is the dual's adjoint and the adjoint the dual's
+    forward. Output padding only lengthens the output grid; where it reaches the stride
+    (allowed with dilation), the dual convolution of the output grid has more rows or columns
+    than the input: the forward pads the input with zeros there, the adjoint crops them.
+    """
 
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    output_padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
+    _dual_out: tuple[int, int]  # the dual convolution's output size on the output grid
 
     @classmethod
     def build(cls, module: nn.ConvTranspose2d, shape: tuple[int, ...]) -> _ConvTransposeMap:
         self = cls.__new__(cls)
         self.stride = _pair(module.stride, "stride")
-        self.padding = _pair(module.padding, "padding")
-        self.output_padding = _pair(module.output_padding, "output_padding")
         self.dilation = _pair(module.dilation, "dilation")
         self.groups = int(module.groups)
+        ph, pw = _pair(module.padding, "padding")
+        self.pads = (ph, ph, pw, pw)
+        output_padding = _pair(module.output_padding, "output_padding")
         w = module.weight.detach().clone()
         b = None if module.bias is None else module.bias.detach().clone().reshape(-1, 1, 1)
         out = _meta_shape(
-            lambda x: self._convt(x, w.to("meta"), None), shape, w.dtype, "input_shape"
+            lambda x: F.conv_transpose2d(x, w.to("meta"), None, self.stride, (ph, pw),
+                                         output_padding, self.groups, self.dilation),
+            shape, w.dtype, "input_shape",
         )
+        self._dual_out = _meta_shape(
+            lambda u: self._conv(u, w.to("meta"), None), out, w.dtype, "output_shape"
+        )[1:]
         self._init(shape, out, w, b)
         return self
-
-    def _convt(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
-        return F.conv_transpose2d(
-            x, w, bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
-        )
 
     def _kind(self) -> str:
         return f"conv_transpose2d kernel {tuple(self.weight.shape)}, stride {self.stride}"
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
-        return self._convt(x, self.weight, None if bias is None else bias.reshape(-1))
+        (h, w), (dh, dw) = x.shape[-2:], self._dual_out
+        if (dh, dw) != (h, w):
+            x = F.pad(x, (0, dw - w, 0, dh - h))
+        y = self._conv_adjoint(x, self._op_out[1:])
+        return y if bias is None else y + bias
 
     def _apply_adjoint(self, u: Tensor) -> Tensor:
         _, h, w = self._op_in
-        x = F.conv2d(u, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
-        return x[..., :h, :w]
+        return self._conv(u, self.weight, None)[..., :h, :w]
 
 
 class _AvgPoolMap(AffineMap):

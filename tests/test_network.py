@@ -104,12 +104,12 @@ def test_conv2d_adjoint_and_forward(case, device):
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_conv2d_adjoint_routes_agree(case, dtype):
-    """The CPU route (products with Wᵀ and F.fold) and the GPU route (a transposed convolution)
-    of the adjoint give the same Wᵀu to rounding, so each is checked wherever the tests run."""
+    """The two routes of the adjoint (products with Wᵀ summed by F.fold; a transposed
+    convolution) give the same Wᵀu to rounding, so each is checked wherever the tests run."""
     cin, cout, k, s, p, d, g, bias, h, w = case
     A = AffineMap.from_module(_seeded(nn.Conv2d(cin, cout, k, s, p, d, g, bias)), (cin, h, w)).to(dtype=dtype)
     u = _randn(3, *A.out_shape, seed=5).to(dtype)
-    folded, transposed = A._adjoint_fold(u), A._adjoint_transposed(u)
+    folded, transposed = A._adjoint_fold(u, (h, w)), A._adjoint_transposed(u, (h, w))
     assert folded.shape == transposed.shape == (3, cin, h, w)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(folded, transposed, rtol=tol, atol=tol * float(transposed.abs().max()))
@@ -131,6 +131,23 @@ def test_conv_transpose2d_adjoint_and_forward(case, device):
     cin, cout, k, s, p, op, d, g, bias, h, w = case
     convt = _seeded(nn.ConvTranspose2d(cin, cout, k, s, p, op, g, bias, d))
     _check_adjoint_and_forward(convt, (cin, h, w), device)
+
+
+@pytest.mark.parametrize("case", CONVT_CASES)
+@pytest.mark.parametrize("fold", [True, False])
+def test_conv_transpose2d_float32_routes_match_module(case, fold, monkeypatch):
+    """In float32 on the CPU the forward (the adjoint of the dual convolution) matches the
+    module by either route of `_ConvMap._conv_adjoint`, and the adjoint stays exact."""
+    monkeypatch.setattr(network._ConvMap, "_fold_adjoint", property(lambda self: fold))
+    cin, cout, k, s, p, op, d, g, bias, h, w = case
+    convt = _seeded(nn.ConvTranspose2d(cin, cout, k, s, p, op, g, bias, d)).float()
+    A = AffineMap.from_module(convt, (cin, h, w))
+    x = _randn(3, cin, h, w, seed=7).float()
+    with torch.no_grad():
+        ref = convt(x)
+    torch.testing.assert_close(A(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    u = _randn(3, *A.out_shape, seed=8).float()
+    assert _dot(A.linear(x), u) == pytest.approx(_dot(x, A.adjoint(u)), rel=1e-4)
 
 
 @pytest.mark.parametrize(
