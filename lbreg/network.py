@@ -471,9 +471,11 @@ class _ConvMap(AffineMap):
         the Performance page shows its table. For the paper's CNN encoder (one thread), layer
         1 (one input channel) takes 0.03 against 0.11 ms at batch 1 and 0.40 against 1.9 ms at
         batch 64 by folding; layer 2 (eight input channels, stride 2) 0.04 against 0.10 ms at
-        batch 1, and at batch 64 0.88 ms (in some processes twice that) against 0.88 ms.
-        Float64 does not go through oneDNN, and other devices have their own
-        libraries (cuDNN on a GPU): both keep the transposed convolution.
+        batch 1, and at batch 64 0.88 ms against 0.88 ms (timed alone, the fold takes 1.9 ms
+        in about half of the processes tried; a float32 `lifted_cd` sweep of the encoder at
+        batch 64 takes 4.8 ms with either route for layer 2, and 1.18 against 1.25 ms at batch
+        1, in alternating processes). Float64 does not go through oneDNN, and other devices
+        have their own libraries (cuDNN on a GPU): both keep the transposed convolution.
         """
         if u.device.type == "cpu" and u.dtype == torch.float32 and self._fold_adjoint:
             return self._adjoint_fold(u, size)
