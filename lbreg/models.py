@@ -221,7 +221,13 @@ def train_autoencoder(
 
 @torch.no_grad()
 def evaluate_mse(model: nn.Module, images: Tensor, batch_size: int = 1000) -> float:
-    """Mean squared reconstruction error :math:`\\frac1{Nn}\\sum_b\\|D(E(x_b)) - x_b\\|^2` (float64 sum)."""
+    """Mean squared reconstruction error :math:`\\frac1{Nn}\\sum_b\\|D(E(x_b)) - x_b\\|^2` (float64 sum).
+
+    Args:
+        model: the autoencoder (evaluated in eval mode; its mode is restored afterwards).
+        images: ``(N, 1, 28, 28)`` on the model's device.
+        batch_size: images per forward pass.
+    """
     was_training = model.training
     model.eval()
     total = 0.0

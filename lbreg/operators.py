@@ -104,8 +104,8 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) 
     r"""``out`` :math:`\mathrel{+}= v\,s\operatorname{div}p` in place (and returned), ``s`` = ``scale``, ``v`` = ``value``.
 
     The sums of :func:`div2d` applied to ``out`` entry by entry, without forming
-    :math:`\operatorname{div}p` (the PDHG step (14) adds :math:`-\tau\alpha\operatorname{div}z`
-    this way).
+    :math:`\operatorname{div}p` (the gradient of the PDHG step (14a) gets its term
+    :math:`-\alpha\operatorname{div}z` this way).
 
     Args:
         out: real floating tensor of shape ``(..., H, W)``, updated in place.
@@ -167,7 +167,7 @@ def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
     _check_field(p, 4, "(B, ..., 2, H, W)")
     p0, p1 = p[..., 0, :, :], p[..., 1, :, :]
     # hypot of the two components, not vector_norm(dim=-3): a strided reduction over a
-    # length-2 axis is ~30x slower on CPU (PAPER_MATH §3; benchmarks/)
+    # length-2 axis is 20-30x slower on CPU (measured in float64 on 64x64 fields, batch 1 and 64)
     pix = torch.hypot(p0, p1) if isotropic else p0.abs() + p1.abs()
     return pix.reshape(p.shape[0], -1).sum(dim=1)
 

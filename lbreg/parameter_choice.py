@@ -154,6 +154,11 @@ def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tenso
 
     The last value is :math:`\alpha_{\min}` itself (the sequence is cut there).
 
+    Args:
+        alpha_max: the first value, :math:`\alpha_{\max} > 0`.
+        alpha_min: the last value, :math:`0 < \alpha_{\min} \le \alpha_{\max}`.
+        factor: the ratio :math:`q\in(0,1)`.
+
     Returns:
         float64 ``(K,)``, strictly decreasing, from ``alpha_max`` to ``alpha_min``.
     """

@@ -368,6 +368,11 @@ def example1_alpha(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
         \alpha(\delta) = \delta\,\sqrt{c(1+c)}\,/\,\|v^\dagger\|
         \qquad(=\sqrt2\,\delta/\|v^\dagger\|\ \text{for } c=1).
 
+    Args:
+        delta: noise level :math:`\delta`, a number or a tensor.
+        v_norm: :math:`\|v^\dagger\|` of the source condition (8).
+        c: the constant :math:`c\in(0,1]` of Theorem 2.
+
     Returns:
         A tensor of the shape of ``delta``.
     """
@@ -384,6 +389,9 @@ def example1_bound(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
         \qquad(=2\sqrt2\,\|v^\dagger\|\,\delta\ \text{for } c=1),
 
     valid when :func:`example1_admissible` holds (and the data term is dropped, :math:`c\le1`).
+
+    Args:
+        delta, v_norm, c: as in :func:`example1_alpha`.
 
     Returns:
         A tensor of the shape of ``delta``.
@@ -402,6 +410,7 @@ def example1_admissible(
 
     Args:
         y_delta: ``(B, m)``. v_dag: ``(m,)`` or ``(B, m)``. alpha: a number or ``(B,)``.
+        c: the constant :math:`c\in(0,1]` of Theorem 2.
 
     Returns:
         Boolean ``(B,)``.
@@ -511,6 +520,7 @@ def tv_subgradient(x: Tensor, isotropic: bool = True) -> Tensor:
 
     Args:
         x: ``(B, ..., H, W)``.
+        isotropic: the isotropic :math:`\xi` (default) or the anisotropic one.
 
     Returns:
         A tensor of the shape of ``x``.

@@ -138,7 +138,7 @@ def test_bregman_grad_matches_autograd(act, device):
 
 @all_acts
 def test_bregman_autograd_at_z_zero_is_sigma_minus_y(act):
-    """B_Ψ is C¹ in z with gradient σ(z) - y everywhere (PAPER_MATH §2), also at z = 0, where
+    """B_Ψ is C¹ in z with gradient σ(z) - y everywhere (PAPER_MATH §1), also at z = 0, where
     ReLU's kink is: a formula built from relu and clamp alone gives autograd 0 there."""
     y = samples_in_domain(act, 6, seed=7)
     z = torch.zeros(6, dtype=F64, requires_grad=True)

@@ -1,6 +1,6 @@
 """Sphinx extension: make lbreg's docstrings render in the API reference; fix a doubled script.
 
-Two adjustments to docstrings, applied before autodoc parses them:
+Three adjustments to docstrings, applied before autodoc parses them:
 
 1. **Dollar math.** Some modules write LaTeX as ``$...$`` and ``$$...$$`` (Markdown style) rather
    than with the reStructuredText ``:math:`` role and ``.. math::`` directive. reST would read

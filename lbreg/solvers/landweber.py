@@ -40,7 +40,7 @@ def landweber(
 ) -> Result:
     r"""Nonlinear Landweber iteration, stopped by Morozov's discrepancy principle.
 
-    The paper's baseline (§4.1): eq. (14a) with :math:`\alpha = 0`,
+    The paper's baseline (PAPER_MATH §4.1): eq. (14a) with :math:`\alpha = 0`,
 
     .. math::
         x^{k+1} = x^k - \tau\, W^\top\big(\sigma(Wx^k+b) - y^\delta\big),

@@ -115,8 +115,9 @@ def lifted_cd(
     :math:`1/\|W_{l+1}\|^2`. Each step (17) does not increase :math:`J`; an accurate inner
     solve makes the :math:`x_0` update a block minimisation, so :math:`J` then falls sweep by
     sweep, whereas one PDHG step per sweep need not decrease :math:`J` monotonically. On the
-    MNIST CNN encoder one step per sweep for 1,500 sweeps reaches a far lower :math:`J` than
-    1,500 inner steps for a few sweeps at the same cost (chapter 4).
+    MNIST CNN encoder one step per sweep for 1,500 sweeps gives a far better image (mean PSNR
+    27.8 dB) in a third of the time of 1,500 inner steps for 15 sweeps (12.2 dB; chapter 4): the
+    auxiliary variables move by one step per sweep.
     Start: :math:`x_0^0 = 0`, :math:`z^0 = 0`, :math:`x_l^0 = \sigma_l(W_l x_{l-1}^0 + b_l)`.
     A sample stops when the changes of :math:`x_0`, :math:`z` and every :math:`x_l` in one sweep
     are all below ``tol`` (absolute, per sample), or after ``max_iter`` sweeps. For depth 1 this

@@ -89,6 +89,7 @@ def pdhg_step(
         y: data ``(B, *out_shape)``.
         x, z: current primal ``(B, *in_shape)`` and dual ``(B, *reg.dual_shape)`` iterates.
         alpha, tau_x, tau_z: per-sample ``(B,)`` parameter and step sizes.
+        reg: the regulariser :math:`R(K\cdot)` (`TV()` for eq. (14)).
 
     Returns:
         ``(x_new, z_new, objective, residual)`` where ``objective`` is
