@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,8 +62,8 @@ def _as_shape(shape: object, name: str) -> tuple[int, ...]:
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}")
     try:
-        out = tuple(int(n) for n in shape)
-    except (TypeError, ValueError):
+        out = tuple(operator.index(n) for n in shape)  # an int, not a float that int() would cut
+    except TypeError:
         raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}") from None
     if len(out) == 0 or any(n < 1 for n in out):
         raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
@@ -333,10 +334,12 @@ class AffineMap:
         detached copies.
 
         Raises:
-            TypeError: for any other module.
+            TypeError: for any other module, and for one with forward hooks or a subclass
+                that overrides ``forward`` (lifting reads the type and weights only).
             ValueError: if ``input_shape`` does not fit the module, or for a padding mode
                 other than ``'zeros'``.
         """
+        _check_plain(module, "")
         shape = _as_shape(input_shape, "input_shape")
         if isinstance(module, nn.Linear):
             n = math.prod(shape)
@@ -633,10 +636,33 @@ class Layer:
             self.activation = activation_of(self.activation)
 
 
+def _check_plain(module: nn.Module, index: str) -> None:
+    """Refuse a module whose output is not what its type and weights say: lifting reads those,
+    never runs ``forward``, so hooks or a subclass's own ``forward`` would be lost silently."""
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+        raise TypeError(f"{_describe(index, module)} is a lazy module with uninitialised weights; "
+                        "run one forward pass before lifting it")
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise TypeError(
+            f"{_describe(index, module)} has forward hooks, which lbreg cannot lift (they change "
+            "what it computes; for spectral or weight normalisation use torch.nn.utils."
+            "parametrizations, or remove the hooks)"
+        )
+    base = next(c for c in type(module).__mro__ if c.__module__.startswith("torch.nn."))
+    if base is not nn.Module and type(module).forward is not base.forward:
+        raise TypeError(
+            f"{_describe(index, module)} overrides forward of {base.__name__}; lbreg lifts a module "
+            "from its type and weights, so it cannot lift a changed forward"
+        )
+
+
 def _flatten_sequential(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The leaf modules of nested ``nn.Sequential`` in the order ``forward`` applies them, a
+    module used twice listed twice (``named_children`` would list it once)."""
+    _check_plain(module, prefix.rstrip("."))
     if isinstance(module, nn.Sequential):
         items: list[tuple[str, nn.Module]] = []
-        for name, child in module.named_children():
+        for name, child in module._modules.items():
             items.extend(_flatten_sequential(child, f"{prefix}{name}."))
         return items
     return [(prefix.rstrip("."), module)]
@@ -663,6 +689,14 @@ class LiftedNetwork:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
+        for i, layer in enumerate(layers):
+            for name in ("weight", "bias"):
+                t = getattr(layer.affine, name)
+                if t is not None and not bool(torch.isfinite(t).all()):
+                    raise ValueError(
+                        f"layers[{i}] ({layer.affine._kind()}): its {name} has NaN or infinite "
+                        "entries"
+                    )
         for i in range(1, len(layers)):
             prev, cur = layers[i - 1].affine.out_shape, layers[i].affine.in_shape
             if prev != cur:
@@ -721,9 +755,10 @@ class LiftedNetwork:
         """Lift a ``torch.nn`` network acting on inputs ``(B, *input_shape)``.
 
         ``module`` is an ``nn.Sequential`` (nested ones are flattened) or a single affine
-        module. Each affine module (see :meth:`AffineMap.from_module`) followed by an
-        activation forms a :class:`Layer`; one not followed by an activation gets
-        :class:`~lbreg.activations.Identity`. ``nn.Flatten``/``nn.Unflatten`` are folded into
+        module. A module used several times (a shared activation, a repeated block) becomes a
+        layer at each use, as ``forward`` applies it. Each affine module (see
+        :meth:`AffineMap.from_module`) followed by an activation forms a :class:`Layer`; one not
+        followed by an activation gets :class:`~lbreg.activations.Identity`. ``nn.Flatten``/``nn.Unflatten`` are folded into
         the reshapes of the next affine map (trailing ones into the last map's output
         shape), so the states keep the shapes the module produces before each reshape.
         ``nn.Identity`` and dropout modules are skipped (the network is the eval-mode map).
@@ -732,7 +767,9 @@ class LiftedNetwork:
             ValueError: an activation with no preceding affine map, or an ``input_shape``
                 that does not fit.
             TypeError: a module that is neither affine nor a proximal activation
-                (``MaxPool2d``, ``BatchNorm2d``, ``GELU``, ...).
+                (``MaxPool2d``, ``BatchNorm2d``, ``GELU``, ...), or one with forward hooks or
+                an overridden ``forward`` (a residual block written as a ``Sequential``
+                subclass, say): lifting reads types and weights, never runs ``forward``.
         """
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -827,9 +864,9 @@ class LiftedNetwork:
             reg: a :class:`~lbreg.regularizers.Regularizer` (its ``value``), or ``None`` for
                 :math:`R=0`.
             check: if ``True``, raise a ValueError naming ``xs[l]`` or ``y`` when it leaves
-                :math:`\operatorname{dom}\Psi_l` or is not finite (one host synchronisation
-                per layer); if ``False``, such samples get :math:`B_{\Psi_l}=+\infty`
-                (property 1) without any check.
+                :math:`\operatorname{dom}\Psi_l` or is not finite, or ``alpha`` when it is
+                negative or not finite (one host synchronisation per layer); if ``False``, such
+                samples get :math:`B_{\Psi_l}=+\infty` (property 1) without any check.
 
         Returns:
             Tensor of shape ``(B,)``.
@@ -853,7 +890,15 @@ class LiftedNetwork:
             term = layer.activation.bregman(x_next, layer.affine(x_prev), check=check)
             total = term if total is None else total + term
         if reg is not None:
-            total = total + alpha * reg.value(xs[0])
+            a = torch.as_tensor(alpha, dtype=total.dtype, device=total.device)
+            if a.dim() > 1 or a.numel() not in (1, total.shape[0]):
+                raise ValueError(
+                    f"alpha must be a number or hold one value per sample ({total.shape[0]}), "
+                    f"got shape {tuple(a.shape)}"
+                )
+            if check and not bool((torch.isfinite(a) & (a >= 0)).all()):
+                raise ValueError(f"alpha must be finite and >= 0, got {a.tolist()}")
+            total = total + a * reg.value(xs[0])
         return total
 
     # ---- conversion and checks

@@ -34,7 +34,7 @@ from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, lifted_cd, pdhg
-from lbreg.solvers.result import check_network, sample_norm
+from lbreg.solvers.result import check_data, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
 __all__ = [
@@ -243,9 +243,12 @@ def discrepancy_principle(
 
     Raises:
         ValueError: ``tau < 1``, ``delta < 0``, a non-positive ``alpha_max`` / ``alpha_min``,
-            ``factor`` outside (0, 1), ``band`` outside [0, 1), or a negative ``max_refine``.
+            ``factor`` outside (0, 1), ``band`` outside [0, 1), or a negative ``max_refine``;
+            and ``y_delta`` as the solvers check it (shape, no samples, non-finite entries,
+            data outside dom Ψ; TypeError for a non-tensor or a dtype other than float32/64).
     """
     check_network(network)
+    y_delta = check_data(network, y_delta, name="y_delta")
     tau = _real(tau, "tau")
     if not tau >= 1.0:
         raise ValueError(f"tau must be >= 1 (Morozov's discrepancy principle), got {tau}")
@@ -432,6 +435,7 @@ def a_priori(
         its residual.
     """
     check_network(network)
+    y_delta = check_data(network, y_delta, name="y_delta")
     batch = y_delta.shape[0]
     alpha = a_priori_alpha(_per_sample(delta, batch, "delta"), v_norm, c).expand(batch).clone()
     if bool((alpha <= 0).any()):
@@ -493,9 +497,12 @@ def grid_search(
 
     Raises:
         ValueError: an empty grid or a non-positive grid value (``alphas``), a ``reference``
-            of another batch size, or ``batch_size < 1``.
+            of another batch size or shape or with non-finite entries, or ``batch_size < 1``;
+            ``y_delta`` as in :func:`discrepancy_principle`.
     """
     check_network(network)
+    y_delta = check_data(network, y_delta, name="y_delta")
+    reference = network.check_input(reference, "reference")
     grid = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
     if grid.numel() == 0:
         raise ValueError("alphas must hold at least one grid value, got an empty grid")

@@ -12,6 +12,7 @@ operator :math:`K` and its adjoint, :math:`\operatorname{prox}_{sR^*}`, and a bo
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -161,9 +162,14 @@ class TV(Regularizer):
         return (*shape[:-2], 2, *shape[-2:])
 
     def conj_value(self, z: Tensor) -> Tensor:
-        r""":math:`R^*=\chi_C` is 0 on the pixelwise unit ball :math:`C`, where every pdhg or
-        admm dual iterate lies (it is projected onto :math:`C`)."""
-        return z.new_zeros(z.shape[0])
+        r""":math:`R^*=\chi_C`: 0 on the pixelwise unit ball :math:`C`, where every pdhg or admm
+        dual iterate lies (it is projected onto :math:`C`), and :math:`+\infty` for a sample with
+        a pixel outside (beyond :math:`1+16\epsilon`, with :math:`\epsilon` the dtype's rounding
+        unit, so that the rounding of a projection still counts as inside)."""
+        z0, z1 = z[..., 0, :, :].abs(), z[..., 1, :, :].abs()
+        pix = torch.hypot(z0, z1) if self.isotropic else torch.maximum(z0, z1)
+        outside = (pix > 1.0 + 16 * torch.finfo(z.dtype).eps).reshape(z.shape[0], -1).any(dim=1)
+        return z.new_zeros(z.shape[0]).masked_fill_(outside, math.inf)
 
     def subgradient_from_dual(self, z: Tensor) -> Tensor:
         r""":math:`p_\alpha=-\operatorname{div} z`, in :math:`\partial\mathrm{TV}(x_\alpha)` at a saddle point.

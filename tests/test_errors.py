@@ -6,6 +6,8 @@ from torch import nn
 
 from lbreg.activations import ReLU, Sigmoid
 from lbreg.network import AffineMap, Layer, LiftedNetwork
+from lbreg.parameter_choice import a_priori, discrepancy_principle, grid_search
+from lbreg.regularizers import TV
 from lbreg.solvers import admm, aux_step, landweber, lifted_cd, pdhg, primal_dual_gap
 
 
@@ -19,8 +21,25 @@ def deep() -> LiftedNetwork:
     return LiftedNetwork.from_module(seq, input_shape=(1, 4, 4))
 
 
+def with_hook(module: nn.Module) -> nn.Module:
+    module.register_forward_hook(lambda mod, inputs, out: 3 * out)
+    return module
+
+
+class Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def nan_in(module: nn.Linear, name: str) -> nn.Linear:
+    with torch.no_grad():
+        getattr(module, name)[0] = float("nan")
+    return module
+
+
 NET = perceptron()
 Y = torch.rand(2, 12, dtype=torch.float64)
+X = torch.rand(2, 1, 4, 4, dtype=torch.float64)
 
 CASES = [
     # (description, call, exception, message fragment)
@@ -90,6 +109,39 @@ CASES = [
         nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), input_shape=(1, 8, 8)), TypeError, "MaxPool2d"),
     ("input_shape that does not fit", lambda: LiftedNetwork.from_module(
         nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.ReLU()), input_shape=(1, 20, 20)), ValueError, "input_shape"),
+    ("fractional input_shape", lambda: LiftedNetwork.from_module(nn.Linear(6, 4), (6.9,)), TypeError, "input_shape"),
+    ("a forward hook", lambda: LiftedNetwork.from_module(nn.Sequential(with_hook(nn.Linear(6, 4)), nn.ReLU()), (6,)),
+        TypeError, "Linear at index 0 has forward hooks"),
+    ("old-style spectral_norm (a pre-hook)", lambda: AffineMap.from_module(nn.utils.spectral_norm(nn.Linear(6, 4)), (6,)),
+        TypeError, "parametrizations"),
+    ("a Sequential subclass with its own forward", lambda: LiftedNetwork.from_module(
+        nn.Sequential(Residual(nn.Linear(6, 6), nn.ReLU()), nn.Linear(6, 3)), (6,)), TypeError, "Residual at index 0 overrides forward"),
+    ("an uninitialised lazy module", lambda: LiftedNetwork.from_module(nn.Sequential(nn.LazyLinear(4), nn.ReLU()), (6,)),
+        TypeError, "lazy module"),
+    ("NaN in a bias", lambda: LiftedNetwork.from_module(nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nan_in(nn.Linear(4, 3), "bias")), (6,)),
+        ValueError, r"layers\[1\].*bias has NaN"),
+    ("NaN in a weight", lambda: LiftedNetwork.from_module(nan_in(nn.Linear(6, 4), "weight"), (6,)), ValueError, "weight has NaN"),
+    ("Inf in a matrix", lambda: LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(torch.full((2, 3), float("inf"))), ReLU())]),
+        ValueError, "weight has NaN or infinite"),
+    ("alpha underflowing in float32", lambda: pdhg(NET, Y.float(), 1e-46), ValueError, "alpha must lie between"),
+    ("per-sample alpha underflowing in float32", lambda: lifted_cd(NET, Y.float(), torch.tensor([1e-2, 1e-46], dtype=torch.float64)),
+        ValueError, "alpha must lie between"),
+    ("alpha overflowing float32", lambda: admm(NET, Y.float(), 1e39), ValueError, "alpha must lie between"),
+    ("tau_aux a number", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, tau_aux=0.5), TypeError, "tau_aux"),
+    ("Landweber on a zero network", lambda: landweber(LiftedNetwork.from_layers(
+        [Layer(AffineMap.from_matrix(torch.zeros(12, 16, dtype=torch.float64), in_shape=(1, 4, 4)), ReLU())]), Y),
+        ValueError, "weight is zero"),
+    ("energy with alpha < 0", lambda: NET.energy([X], Y, -5.0, TV()), ValueError, "alpha"),
+    ("energy with alpha of the wrong batch size", lambda: NET.energy([X], Y, torch.ones(3), TV()), ValueError, "alpha"),
+    ("grid_search with NaN in the reference", lambda: grid_search(NET, Y, [1e-2], torch.full_like(X, float("nan")), solver="pdhg"),
+        ValueError, "reference"),
+    ("grid_search with a list as reference", lambda: grid_search(NET, Y, [1e-2], X.tolist(), solver="pdhg"), TypeError, "reference"),
+    ("grid_search on an empty batch", lambda: grid_search(NET, Y[:0], [1e-2], X[:0], solver="pdhg"), ValueError, "no samples"),
+    ("discrepancy_principle on an empty batch", lambda: discrepancy_principle(NET, Y[:0], 0.1, solver="pdhg"),
+        ValueError, "no samples"),
+    ("discrepancy_principle with a list as data", lambda: discrepancy_principle(NET, Y.tolist(), 0.1, solver="pdhg"),
+        TypeError, "y_delta"),
+    ("a_priori with data outside dom Ψ", lambda: a_priori(NET, -Y, 0.1, 1.0, solver="pdhg"), ValueError, "y_delta"),
 ]
 
 

@@ -306,6 +306,30 @@ def test_decoder_with_unflatten_nested_sequential_and_skipped_modules():
         torch.testing.assert_close(net(y), dec(y), rtol=0, atol=1e-12)
 
 
+def test_modules_used_twice_are_lifted_at_each_use():
+    """A shared activation, a repeated block and a tied Linear: one layer per use, as forward
+    applies them (``named_children`` lists a module once, which dropped the later uses)."""
+    act, lin = nn.ReLU(), _seeded(nn.Linear(6, 6)).double()
+    block = nn.Sequential(_seeded(nn.Linear(6, 6)), nn.Tanh()).double()
+    x = _randn(3, 6)
+    for module, depth in ((nn.Sequential(_seeded(nn.Linear(6, 5)).double(), act, _seeded(nn.Linear(5, 4)).double(), act), 2),
+                          (nn.Sequential(block, block, block), 3),
+                          (nn.Sequential(lin, nn.ReLU(), lin, nn.ReLU()), 2)):
+        net = LiftedNetwork.from_module(module, (6,))
+        assert net.depth == depth
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), module(x), rtol=0, atol=1e-12)
+
+
+def test_parametrized_weights_are_lifted():
+    """torch.nn.utils.parametrizations (no hooks) give the weight forward uses."""
+    lin = nn.utils.parametrizations.spectral_norm(_seeded(nn.Linear(6, 4)).double()).eval()
+    net = LiftedNetwork.from_module(nn.Sequential(lin, nn.ReLU()), (6,))
+    x = _randn(3, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), torch.relu(lin(x)), rtol=0, atol=1e-12)
+
+
 def test_single_module_and_from_layers():
     lin = _seeded(nn.Linear(6, 4))
     net = LiftedNetwork.from_module(lin, (6,))

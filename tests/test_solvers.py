@@ -52,6 +52,20 @@ def test_primal_dual_gap_is_nonnegative_for_any_dual_feasible_pair():
                             reg=SquaredNorm()) >= -1e-12).all()
 
 
+@pytest.mark.parametrize("isotropic", [True, False])
+def test_primal_dual_gap_is_infinite_outside_the_dual_ball(isotropic):
+    """R*(z) = +inf off C: a sample whose z leaves the ball gets an infinite gap; the others,
+    and a projected z (on the sphere up to rounding), keep finite ones."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=30, scale=2.0)
+    y, reg = image_data(net, 3, seed=31), TV(isotropic)
+    g = torch.Generator().manual_seed(33)
+    x = torch.randn(3, 1, 6, 6, generator=g)
+    z = reg.prox_conj(5 * torch.randn(3, 1, 2, 6, 6, generator=g))  # mostly on the sphere
+    z[1, 0, 0, 2, 3] = 1.01
+    gap = primal_dual_gap(net, y, x, z, 0.05, reg=reg)
+    assert torch.isinf(gap[1]) and torch.isfinite(gap[[0, 2]]).all()
+
+
 def test_pdhg_gap_certifies_the_objective_gap_and_vanishes_at_the_minimiser():
     """The recorded gap bounds f(x_k) - f(x*) (x* by Clarabel) whenever ρ >= ||x_k - x*||,
     is >= 0 along the run, and goes to ~0 as pdhg converges to the cvxpy minimiser."""

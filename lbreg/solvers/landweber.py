@@ -92,6 +92,9 @@ def landweber(
         lip = 1.0
         for layer in network.layers:
             lip *= layer.affine.norm() ** 2
+        if lip == 0.0:
+            raise ValueError("a layer's weight is zero (the norms multiply to 0): the network's output "
+                             "does not depend on x, and the default step 1/prod ||W_l||^2 is undefined")
         step = 1.0 / lip
     step = check_positive(step, "step")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -180,6 +181,9 @@ def lifted_cd(
         tau_z_t = torch.full_like(alpha_t, check_positive(tau_z, "tau_z"))
     if tau_aux is None:
         tau_aux = [1.0 / layers[l + 1].affine.norm() ** 2 for l in range(depth - 1)]
+    elif not isinstance(tau_aux, Sequence) or isinstance(tau_aux, str):
+        raise TypeError(f"tau_aux must be a list of {depth - 1} step sizes (one per auxiliary variable), "
+                        f"got {type(tau_aux).__name__}")
     elif len(tau_aux) != depth - 1:
         raise ValueError(f"tau_aux must hold {depth - 1} step sizes (one per auxiliary variable), got {len(tau_aux)}")
     tau_aux_t = [torch.full_like(alpha_t, check_positive(t, f"tau_aux[{i}]")) for i, t in enumerate(tau_aux)]

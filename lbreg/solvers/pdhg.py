@@ -284,7 +284,8 @@ def primal_dual_gap(
     Args:
         network: a depth-1 `LiftedNetwork`.
         y: data ``(B, *output_shape)``. x: ``(B, *input_shape)``. z: ``(B, *reg.dual_shape)``,
-            in the dual domain (for TV, pixelwise in the unit ball: any pdhg or admm ``dual``).
+            in the dual domain (for TV, pixelwise in the unit ball: any pdhg or admm ``dual``;
+            a sample whose ``z`` lies outside gets the gap :math:`+\infty`, as :math:`R^*(z)` is).
         alpha: :math:`\alpha > 0`, a number or ``(B,)``.
         reg: the regulariser; default `TV()`. Must be `TV` or `SquaredNorm` (whose
             :math:`R^*` is known).

@@ -129,8 +129,19 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
     """Per-sample regularisation parameters ``(B,)`` on ``like``'s device and dtype.
 
     ``alpha`` is a positive number (shared by all samples) or a tensor of ``B`` positive values
-    (non-negative with ``allow_zero``).
+    (non-negative with ``allow_zero``), each positive one a normal number of ``like``'s dtype
+    (so that it neither underflows to 0 nor overflows there).
     """
+    fin = torch.finfo(like.dtype)
+
+    def check_range(values: Tensor) -> None:
+        positive = values > 0
+        if bool((positive & ((values < fin.tiny) | (values > fin.max))).any()):
+            raise ValueError(
+                f"{name} must lie between {fin.tiny:.3g} and {fin.max:.3g} to be represented in "
+                f"{like.dtype}, the data's dtype, got {values.tolist()}"
+            )
+
     if isinstance(alpha, Tensor):
         if alpha.dim() == 0:
             alpha = alpha.reshape(1)
@@ -144,8 +155,10 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
         low = alpha < 0 if allow_zero else alpha <= 0
         if not bool(torch.isfinite(alpha).all()) or bool(low.any()):
             raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {alpha.tolist()}")
+        check_range(alpha.detach().cpu().double())
         return alpha.to(device=like.device, dtype=like.dtype).expand(batch).clone()
     value = check_positive(alpha, name, allow_zero=allow_zero)
+    check_range(torch.tensor([value], dtype=torch.float64))
     return torch.full((batch,), value, device=like.device, dtype=like.dtype)
 
 
