@@ -539,3 +539,21 @@ def test_solvers_synchronise_the_host_only_at_their_checks(name, per_check):
             run(iters)
         counts.append(syncs.count)
     assert counts[1] - counts[0] == 2 * per_check
+
+
+def test_lifted_cd_start_can_be_a_fixed_point():
+    """The documented trap of the zero start: with every first-layer bias negative, x_1 = 0, x_0
+    gets no gradient and the (17) step keeps x_1 at 0, so one sweep ends the run at x_0 = 0;
+    a start x0 that activates the layer moves."""
+    g = torch.Generator().manual_seed(40)
+    W1 = torch.randn(12, 16, generator=g, dtype=torch.float64)
+    W2 = 0.1 * torch.randn(5, 12, generator=g, dtype=torch.float64)
+    net = LiftedNetwork.from_layers([
+        Layer(AffineMap.from_matrix(W1, torch.full((12,), -1.0, dtype=torch.float64), in_shape=(1, 4, 4)), ReLU()),
+        Layer(AffineMap.from_matrix(W2), ReLU())])
+    y = torch.rand(2, 5, generator=g, dtype=torch.float64)
+    stuck = lifted_cd(net, y, 0.01, max_iter=200)
+    assert stuck.iterations.tolist() == [1, 1] and bool(stuck.converged.all())
+    assert torch.equal(stuck.x, torch.zeros_like(stuck.x))
+    moved = lifted_cd(net, y, 0.01, max_iter=200, x0=torch.ones(2, 1, 4, 4, dtype=torch.float64))
+    assert (moved.iterations > 1).all() and (moved.x - 1).abs().amax() > 1e-3

@@ -120,6 +120,11 @@ def lifted_cd(
     27.8 dB) in a third of the time of 1,500 inner steps for 15 sweeps (12.2 dB; chapter 4): the
     auxiliary variables move by one step per sweep.
     Start: :math:`x_0^0 = 0`, :math:`z^0 = 0`, :math:`x_l^0 = \sigma_l(W_l x_{l-1}^0 + b_l)`.
+    The lifted problem is not jointly convex, and this start can already be a fixed point of the
+    sweep. An example is a first ReLU layer whose biases are all negative: then :math:`x_1^0 = 0`,
+    the data term gives :math:`x_0` no gradient, and the (17) step may leave :math:`x_1` at 0.
+    Such a sample "converges" after one sweep at :math:`x_0 = 0`, with the residual of
+    :math:`\mathcal N(0)`; pass ``x0`` (a constant image, say) to start elsewhere.
     A sample stops when the changes of :math:`x_0`, :math:`z` and every :math:`x_l` in one sweep
     are all below ``tol`` (absolute, per sample), or after ``max_iter`` sweeps. For depth 1 this
     is exactly `pdhg`.
