@@ -689,7 +689,6 @@ class LiftedNetwork:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
-        for i, layer in enumerate(layers):
             for name in ("weight", "bias"):
                 t = getattr(layer.affine, name)
                 if t is not None and not bool(torch.isfinite(t).all()):
@@ -758,9 +757,10 @@ class LiftedNetwork:
         module. A module used several times (a shared activation, a repeated block) becomes a
         layer at each use, as ``forward`` applies it. Each affine module (see
         :meth:`AffineMap.from_module`) followed by an activation forms a :class:`Layer`; one not
-        followed by an activation gets :class:`~lbreg.activations.Identity`. ``nn.Flatten``/``nn.Unflatten`` are folded into
-        the reshapes of the next affine map (trailing ones into the last map's output
-        shape), so the states keep the shapes the module produces before each reshape.
+        followed by an activation gets :class:`~lbreg.activations.Identity`.
+        ``nn.Flatten``/``nn.Unflatten`` are folded into the reshapes of the next affine map
+        (trailing ones into the last map's output shape), so the states keep the shapes the
+        module produces before each reshape.
         ``nn.Identity`` and dropout modules are skipped (the network is the eval-mode map).
 
         Raises:

@@ -295,8 +295,8 @@ def gram(A: Tensor) -> Tensor:
     transposed copies, so about :math:`(b+1)/2b` of the products of :math:`AA^\top` (5/8 for
     :math:`b=4`) are computed. Measured (AVX2 CPU, one thread, :math:`512\times4096`, the circle's
     :math:`W`): 34 ms instead of 50 ms in float64, 15 instead of 23 ms in float32 (2 and 8 blocks:
-    39 and 33 ms in float64, so more blocks gain little). Matrices of fewer than ``GRAM_MIN_ROWS`` rows take the plain
-    product. The diagonal blocks are computed as products like any other, so the result is
+    39 and 33 ms in float64, so more blocks gain little). Matrices of fewer than
+    ``GRAM_MIN_ROWS`` rows take the plain product. The diagonal blocks are computed as products like any other, so the result is
     symmetric up to rounding.
 
     Args:
