@@ -75,6 +75,7 @@ CASES = [
                                                torch.zeros(1, dtype=torch.float64)), ValueError, "tau"),
     ("negative delta", lambda: landweber(NET, Y, delta=-0.1), ValueError, "delta"),
     ("negative step", lambda: landweber(NET, Y, step=-1.0), ValueError, "step"),
+    ("discrepancy factor below 1", lambda: landweber(NET, Y, delta=0.1, eta=0.5), ValueError, "eta must be >= 1"),
     ("Bregman Landweber on a deep network", lambda: landweber(deep(), torch.rand(1, 6, dtype=torch.float64)), ValueError, "variant"),
     ("unknown Landweber variant", lambda: landweber(NET, Y, variant="masked"), ValueError, "variant"),
     ("wrong regulariser type", lambda: pdhg(NET, Y, 0.1, reg="tv"), TypeError, "reg"),

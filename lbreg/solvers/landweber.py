@@ -60,7 +60,8 @@ def landweber(
         network: a `LiftedNetwork`.
         y: noisy data :math:`y^\delta`, ``(B, *output_shape)``.
         delta: noise level :math:`\|y^\delta - y\|`, a number or one per sample ``(B,)``.
-        eta: discrepancy factor :math:`\eta \ge 1` (PAPER_MATH §5 item 5: 1).
+        eta: discrepancy factor :math:`\eta \ge 1`, the :math:`\tau` of
+            `lbreg.parameter_choice.discrepancy_principle` (PAPER_MATH §5 item 5: 1).
         step: step size :math:`\tau`; default as above.
         variant: ``"bregman"`` (the paper's, depth 1 only) or ``"classical"``.
         max_iter: iteration budget.
@@ -84,6 +85,8 @@ def landweber(
     max_iter = check_int(max_iter, "max_iter")
     check_every = check_int(check_every, "check_every", minimum=1)
     eta = check_positive(eta, "eta")
+    if eta < 1.0:
+        raise ValueError(f"eta must be >= 1 (Morozov's discrepancy principle), got {eta}")
     y = check_data(network, y)
     network = network.to(device=y.device, dtype=y.dtype)
     batch = y.shape[0]
