@@ -250,7 +250,9 @@ def admm(
     the optimality condition :math:`W^\top(\sigma(u)-y) + \alpha K^\top z = 0`,
     :math:`z\in\partial R(d)` of (6) holds with :math:`u \approx Wx+b`, :math:`d\approx Kx`
     up to the two residuals (for :math:`\theta=1`, :math:`r_{\rm dual}` is Boyd's
-    :math:`\|\rho A^\top B(z^{k+1}-z^k)\|`). The test runs every ``check_every`` iterations
+    :math:`\|\rho A^\top B(z^{k+1}-z^k)\|`; its relative part differs from Boyd's
+    :math:`\|A^\top y\|`, which here is :math:`r_{\rm dual}` itself and tends to 0, so the larger
+    of the two terms that it sums is used instead). The test runs every ``check_every`` iterations
     (and at ``max_iter``), where the step that yields :math:`x^{k+2}` also returns
     :math:`W^\top\nu_u` of iterate :math:`k+1`; an iteration costs two passes over
     :math:`W` and the O(n) work of the prox steps; the returned iterate is the last one tested.
