@@ -417,3 +417,28 @@ def test_float32_inputs_give_float32_results(act):
     assert act.bregman(y, z).abs().max().item() < 1e-5
     torch.testing.assert_close(act.prox(z, 0.3), act.prox(z.double(), 0.3).float(),
                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("act", [Sigmoid(), Tanh()], ids=repr)
+@pytest.mark.parametrize("t", [1e-8, 1e-6, 1e6, 1e8])
+def test_newton_prox_solves_its_equation_at_the_ends_of_its_range(act, t):
+    """prox_{tΨ}(v) = u solves (1 - t)u + t σ^{-1}(u) = v to rounding over the whole documented
+    range t in [1e-8, 1e8] (the comment on ``_NEWTON_ITERS``), not only at moderate t."""
+    v = torch.cat([torch.linspace(-50, 50, 501, dtype=F64),
+                   torch.linspace(-3, 3, 601, dtype=F64)])
+    u = act.prox(v, t)
+    inverse = torch.logit if isinstance(act, Sigmoid) else torch.atanh
+    lo, hi = act.domain
+    interior = (u - lo > 1e-6) & (hi - u > 1e-6)
+    assert interior.sum() > 100
+    residual = ((1 - t) * u + t * inverse(u) - v).abs() / (1 + v.abs() + t * inverse(u).abs())
+    assert residual[interior].max().item() < 1e-11
+
+
+def test_sigmoid_conjugate_is_softplus_to_float64_resolution():
+    """F*(z) = log(1 + e^z): F*(z) - F*(-z) = z, and F*(z) = z + log1p(e^{-z}), to float64
+    rounding also for 20 < z < 40 (where a float32-sized softplus threshold errs by 2e-9)."""
+    z = torch.linspace(0.0, 40.0, 4001, dtype=F64)
+    act = Sigmoid()
+    torch.testing.assert_close(act.conj(z) - act.conj(-z), z, rtol=0, atol=1e-13)
+    torch.testing.assert_close(act.conj(z), z + torch.log1p(torch.exp(-z)), rtol=1e-15, atol=1e-15)

@@ -92,6 +92,22 @@ def test_admm_kkt_and_dual_at_termination():
     assert_tv_kkt(net, y, alpha, res.x, res.dual, stationarity_tol=1e-6, pairing_rtol=1e-5)
 
 
+def test_admm_stops_only_when_the_dual_residual_test_holds():
+    """The documented stopping test: at termination ||W^T nu_u + K^T nu_d|| <= tol (sqrt n
+    + max(||W^T nu_u||, ||K^T nu_d||)); with the returned dual z, W^T nu_u + K^T nu_d is the
+    stationarity residual W^T(sigma(Wx+b) - y) + alpha K^T z up to the last step."""
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=1, scale=2.0)
+    y = image_data(net, 1, seed=2)
+    layer, tol, n = net.layers[0], 1e-6, 64
+    for alpha in (0.01, 0.1):
+        res = admm(net, y, alpha, tol=tol, max_iter=20_000)
+        assert res.success
+        g = layer.affine.adjoint(layer.activation(layer.affine.forward(res.x)) - y)
+        kz = alpha * TV().K_adj(res.dual)
+        bound = tol * (math.sqrt(n) + max(float(g.norm()), float(kz.norm())))
+        assert float((g + kz).norm()) <= 1.05 * bound
+
+
 def test_admm_with_squared_norm_is_ridge_regression():
     """Identity activation and R = ½‖·‖²: x = (WᵀW + αI)⁻¹ Wᵀ(y - b)."""
     net = perceptron(30, (1, 6, 6), Identity(), seed=5, scale=2.0)

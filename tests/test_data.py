@@ -43,6 +43,12 @@ def test_disc_is_symmetric_and_follows_dtype():
     assert torch.equal(x, x.T) and torch.equal(x, x.flip(0))
 
 
+def test_disc_includes_its_boundary():
+    """x†_ij = 1[s_i^2 + s_j^2 <= r^2]: on the 5x5 grid s = -1, -1/2, 0, 1/2, 1 with r = 1/2 the
+    centre and its four neighbours at distance exactly 1/2 are inside."""
+    assert int(disc(5).sum()) == 5
+
+
 # ---------------------------------------------------------------- MNIST
 
 

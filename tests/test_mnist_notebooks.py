@@ -150,7 +150,11 @@ def test_methods_compared_notebook_fast_run(notebook_runner):
             values = [float(v) for v in keys[f"{name}, std {std:g}: {methods}"].split(" / ")]
             assert len(values) == 5 and all(math.isfinite(v) and 0.0 < v < 60.0 for v in values)
             assert abs(values[0] - expected) <= 0.05 + 1e-4
-            assert 1 <= int(keys[f"{name}, std {std:g}: rank of lifted TV"]) <= 5
+            # The rank is 1 + the number of methods above lifted TV (ties in the rounded values
+            # can go either way).
+            rank = int(keys[f"{name}, std {std:g}: rank of lifted TV"])
+            above = sum(v > values[4] for v in values[:4])
+            assert 1 + above <= rank <= 1 + above + sum(v == values[4] for v in values[:4])
     # Landweber stops by the discrepancy principle, which cannot fire at delta = 0.
     runs = [line for line in "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

@@ -319,3 +319,29 @@ def test_restrict_grid_is_the_grid_search_on_the_sub_grid():
     assert restricted.status == sub.status
     with pytest.raises(ValueError, match="alpha_min"):
         restrict_grid(full, alpha_min=100.0)
+
+
+def test_discrepancy_refinement_bisects_in_log_alpha():
+    """Step 2 of `discrepancy_principle`: the first refinement tries sqrt(alpha_k alpha_{k-1}),
+    the geometric mean of the bracket (the last descent value, which fits, and the one before)."""
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.05, 0.2])
+    choice = discrepancy_principle(net, y_delta, delta, solver=_tikhonov(net), alpha_max=10.0,
+                                   alpha_min=1e-8, factor=0.1, band=0.0, max_refine=1)
+    for s in range(2):
+        tried = choice.trail["alpha"][:, s]
+        tried = tried[~torch.isnan(tried)]
+        assert tried.numel() >= 3
+        fit, miss = float(tried[-2]), float(tried[-3])
+        assert float(tried[-1]) == pytest.approx(math.sqrt(fit * miss), rel=1e-12)
+
+
+def test_discrepancy_on_grid_returns_the_smallest_alpha_when_nothing_fits():
+    """delta = 0: no grid value fits, so the rule returns the grid's smallest alpha with status
+    "alpha_min"."""
+    net = _linear_net()
+    x, y_delta, _ = _data(net, [0.05, 0.2])
+    grid = torch.logspace(-4, 0, 5, dtype=DTYPE)
+    choice = discrepancy_on_grid(grid_search(net, y_delta, grid, x, solver=_tikhonov(net)), 0.0)
+    assert choice.status == ["alpha_min", "alpha_min"]
+    assert torch.equal(choice.alpha, torch.full((2,), 1e-4, dtype=DTYPE))

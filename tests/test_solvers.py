@@ -1,13 +1,17 @@
 """Solvers: agreement with an independent solver, the paper's theory, batching, monotonicity."""
 
+import math
+
 import pytest
 import torch
+from scipy.optimize import minimize_scalar
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perceptron
-from lbreg.activations import LeakyReLU, ReLU, Sigmoid
+from lbreg.activations import HardTanh, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
+from lbreg.operators import div2d, grad2d, project_dual_ball
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, aux_step, default_steps, landweber, lifted_cd, pdhg, pdhg_step, primal_dual_gap
 from lbreg.solvers.result import freeze, freeze_, sample_norm
@@ -93,6 +97,29 @@ def test_pdhg_gap_certifies_the_objective_gap_and_vanishes_at_the_minimiser():
                               primal_dual_gap(net, y, x, z, alpha, radius=res.params["gap_radius"]))
 
 
+def test_gap_radius_default_is_sqrt_n():
+    """primal_dual_gap's default radius rho = sqrt(n), the diameter of [0, 1]^n (n = 36 here)."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=30, scale=2.0)
+    y = image_data(net, 2, seed=31)
+    res = pdhg(net, y, 0.05, max_iter=20)
+    assert res.params["gap_radius"] == pytest.approx(6.0)
+    torch.testing.assert_close(primal_dual_gap(net, y, res.x, res.dual, 0.05),
+                               primal_dual_gap(net, y, res.x, res.dual, 0.05, radius=6.0))
+
+
+def test_squared_norm_conjugate_and_gap_at_the_minimiser():
+    """R = 1/2||.||^2: R*(z) = 1/2||z||^2 (Fenchel-Young equality R(x) + R*(x) = ||x||^2), and the
+    gap of a converged Tikhonov solve vanishes."""
+    reg = SquaredNorm()
+    x = torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(reg.R(x) + reg.conj_value(x), x.flatten(1).pow(2).sum(1), rtol=1e-14, atol=0)
+    net = perceptron(40, (1, 6, 6), ReLU(), seed=1, scale=2.0)
+    y = image_data(net, 1, seed=2)
+    res = pdhg(net, y, 0.1, reg, max_iter=50_000, tol=1e-10)
+    assert res.success
+    assert 0.0 <= float(primal_dual_gap(net, y, res.x, res.dual, 0.1, reg)) < 1e-7
+
+
 def test_pdhg_default_steps_are_the_papers():
     net = perceptron(30, (1, 6, 6), ReLU(), seed=5)
     y = image_data(net, 1, seed=6)
@@ -144,6 +171,25 @@ class _GenericTV(TV):
     """TV through the generic path of pdhg (the bound buffers serve `TV` itself only)."""
 
 
+def test_pdhg_step_is_eq14_written_out():
+    """One step of eq. (14) from a random (x, z), written out with grad2d, div2d and the dual-ball
+    projection rather than the library's step:
+    x+ = x - tau_x[W^T(sigma(Wx+b) - y) - alpha div z],  z+ = proj(z + tau_z alpha grad(2x+ - x))."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
+    y = image_data(net, 2, seed=8)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 1, 6, 6, generator=g)
+    z = project_dual_ball(torch.randn(2, 1, 2, 6, 6, generator=g))
+    alpha, tau_x, tau_z = torch.tensor([0.05, 0.2]), torch.tensor([0.3, 0.1]), torch.tensor([2.0, 0.5])
+    layer = net.layers[0]
+    x_new, z_new, _, _ = pdhg_step(layer.affine, layer.activation, y, x, z, alpha, TV(), tau_x, tau_z)
+    a4, tx4, tz5 = alpha.view(2, 1, 1, 1), tau_x.view(2, 1, 1, 1), tau_z.view(2, 1, 1, 1, 1)
+    x_ref = x - tx4 * (layer.affine.adjoint(torch.relu(layer.affine.forward(x)) - y) - a4 * div2d(z))
+    z_ref = project_dual_ball(z + tz5 * alpha.view(2, 1, 1, 1, 1) * grad2d(2 * x_ref - x))
+    torch.testing.assert_close(x_new, x_ref, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(z_new, z_ref, rtol=1e-13, atol=1e-14)
+
+
 @pytest.mark.parametrize("isotropic", [True, False])
 @pytest.mark.parametrize("in_shape", [(1, 6, 6), (2, 5, 7)], ids=["1x6x6", "2x5x7"])
 def test_pdhg_tv_buffers_take_the_generic_step_bit_for_bit(isotropic, in_shape):
@@ -193,6 +239,22 @@ def test_converged_sample_stops_changing_while_others_run():
         assert not torch.equal(snapshots[fast][i][1], snapshots[-1][i][1])
 
 
+def test_pdhg_stops_when_both_changes_are_below_tol():
+    """A converged sample's last iteration is the first with ||dx|| < tol and ||dz|| < tol, and
+    earlier one of the two alone was below tol without stopping it."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=9, scale=2.0)
+    y = image_data(net, 2, seed=10)
+    tol = 1e-6
+    res = pdhg(net, y, torch.tensor([0.1, 0.01]), max_iter=20_000, tol=tol, check_every=7)
+    assert res.success
+    cx, cz = res.history["change_x"], res.history["change_z"]
+    for s in range(2):
+        K = int(res.iterations[s])
+        both = (cx[:K, s] < tol) & (cz[:K, s] < tol)
+        assert bool(both[K - 1]) and not bool(both[: K - 1].any())
+        assert bool(((cx[: K - 1, s] < tol) ^ (cz[: K - 1, s] < tol)).any())
+
+
 def test_freeze_in_place_equals_freeze():
     active = torch.tensor([True, False, True])
     new, old = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
@@ -234,15 +296,17 @@ def test_theorem2_bound_holds_for_relu_and_leaky_perceptrons():
                 assert lhs <= rhs * (1 + 1e-6) + 1e-12, (activation, alpha, c, lhs, rhs)
 
 
-def test_landweber_iterates_stay_in_range_of_Wt_and_stop_by_discrepancy():
-    """PAPER_MATH §6 item 11, and the discrepancy principle's stopping index."""
+@pytest.mark.parametrize("eta", [1.0, 3.0])
+def test_landweber_iterates_stay_in_range_of_Wt_and_stop_by_discrepancy(eta):
+    """PAPER_MATH §6 item 11, and the discrepancy principle's stopping index: the first K with
+    ||N(x^K) - y^delta|| <= eta delta."""
     net = perceptron(40, (1, 8, 8), ReLU(), seed=12, scale=3.0)
     g = torch.Generator().manual_seed(13)
     x_true = torch.rand(1, 1, 8, 8, generator=g)
     y = net.forward(x_true)
     y_delta = ReLU().project_domain(y + 0.05 * torch.randn(y.shape, generator=g))
     delta = torch.linalg.vector_norm(y_delta - y)
-    res = landweber(net, y_delta, delta=delta, max_iter=5_000)
+    res = landweber(net, y_delta, delta=delta, eta=eta, max_iter=5_000)
     assert res.success
     W = net.layers[0].affine.linear(torch.eye(64).reshape(64, 1, 8, 8)).reshape(64, -1).T  # (m, n)
     Q, _ = torch.linalg.qr(W.T)  # orthonormal basis of range(Wᵀ)
@@ -250,8 +314,19 @@ def test_landweber_iterates_stay_in_range_of_Wt_and_stop_by_discrepancy():
     assert torch.linalg.vector_norm(x - Q @ (Q.T @ x)) < 1e-10 * torch.linalg.vector_norm(x)
     K = int(res.iterations[0])
     disc = res.history["discrepancy"][:, 0]
-    assert K >= 1 and disc[K - 1] > delta
-    assert torch.linalg.vector_norm(net.forward(res.x) - y_delta) <= delta
+    assert K >= 1 and bool((disc[:K] > eta * delta).all())
+    assert torch.linalg.vector_norm(net.forward(res.x) - y_delta) <= eta * delta
+
+
+def test_landweber_default_step_is_one_over_the_squared_norm():
+    """PAPER_MATH §4.1: tau = 1/||W||^2 from x^0 = 0, so x^1 = -tau W^T(sigma(b) - y^delta)."""
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=12, scale=3.0)
+    y = image_data(net, 1, seed=13)
+    W, b = net.layers[0].affine.weight, net.layers[0].affine.bias
+    tau = 1.0 / float(torch.linalg.matrix_norm(W, 2)) ** 2
+    res = landweber(net, y, max_iter=1)
+    assert res.params["step"] == pytest.approx(tau, rel=1e-12)
+    torch.testing.assert_close(res.x.reshape(1, -1), -tau * (torch.relu(b) - y) @ W, rtol=1e-12, atol=1e-14)
 
 
 def test_landweber_classical_variant_on_a_deep_network_decreases_the_residual():
@@ -297,6 +372,40 @@ def test_aux_steps_do_not_increase_the_lifted_energy(make_net):
             xs[l] = aux_step(net.layers[l - 1], net.layers[l], xs[l], u, x_next, tau)
             after = net.energy(xs, y, alpha, reg)
             assert (after <= before + 1e-12).all()
+
+
+def _psi(activation, u: float) -> float:
+    """Ψ(u) of one number, +inf outside dom Ψ."""
+    lo, hi = activation.domain
+    return float(activation.psi(torch.tensor([u]))[0]) if lo <= u <= hi else math.inf
+
+
+@pytest.mark.parametrize("activation", [LeakyReLU(0.2), SoftShrink(0.3), HardTanh(), Sigmoid(), Tanh()], ids=repr)
+def test_aux_step_is_the_numerical_argmin_of_eq17(activation):
+    """PAPER_MATH §6 item 6: componentwise, x_l^{k+1} = argmin_x 1/2 x^2 + Ψ(x) - x(u - g)
+    + (x - x_l^k)^2/(2 tau) with g = W_{l+1}^T(sigma_{l+1}(W_{l+1} x_l^k + b_{l+1}) - x_{l+1}^k),
+    against a bounded scalar minimiser (ReLU's prox ignores the step, so other activations)."""
+    g_ = torch.Generator().manual_seed(3)
+    n, m = 6, 4
+    W, b = torch.randn(m, n, generator=g_), torch.randn(m, generator=g_)
+    following = Layer(AffineMap.from_matrix(W, b), ReLU())
+    this = Layer(AffineMap.from_matrix(torch.eye(n)), activation)
+    x_l = activation.project_domain(torch.randn(1, n, generator=g_)).clamp(-0.9, 0.9)
+    u = 2 * torch.randn(1, n, generator=g_)
+    x_next = torch.rand(1, m, generator=g_)
+    grad = (torch.relu(x_l @ W.T + b) - x_next) @ W
+    lo, hi = max(activation.domain[0], -20.0), min(activation.domain[1], 20.0)
+    for tau in (0.05, 0.7, 3.0):
+        new = aux_step(this, following, x_l, u, x_next, torch.tensor([tau]))
+        for i in range(n):
+            xk, ui, gi = float(x_l[0, i]), float(u[0, i]), float(grad[0, i])
+
+            def f(x, xk=xk, ui=ui, gi=gi):
+                return 0.5 * x * x + _psi(activation, x) - x * (ui - gi) + (x - xk) ** 2 / (2 * tau)
+
+            res = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+            best = min([(res.x, res.fun), (lo, f(lo)), (hi, f(hi))], key=lambda p: p[1])[0]
+            assert abs(float(new[0, i]) - best) < 1e-6, (tau, i, float(new[0, i]), best)
 
 
 @pytest.mark.parametrize("make_net", [dense_net, conv_net])
@@ -370,6 +479,17 @@ def test_lifted_cd_with_one_layer_is_pdhg():
     assert torch.equal(a.x, b.x) and torch.equal(a.dual, b.dual)
     assert torch.equal(a.iterations, b.iterations)
     assert torch.allclose(a.history["objective"], b.history["energy"], rtol=1e-12, atol=0)
+
+
+def test_lifted_cd_inner_loop_stops_like_pdhg():
+    """Depth 1, one sweep of up to N inner steps with inner_tol: the inner loop is pdhg with the
+    same stopping test (both changes below the tolerance), so x and the step counts agree."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=17, scale=2.0)
+    y = image_data(net, 2, seed=18)
+    ref = pdhg(net, y, 0.05, max_iter=3000, tol=1e-6)
+    res = lifted_cd(net, y, 0.05, max_iter=1, inner_iters=3000, inner_tol=1e-6, tol=0.0)
+    assert torch.equal(res.history["inner_iterations"][0], ref.iterations)
+    torch.testing.assert_close(res.x, ref.x, rtol=0, atol=1e-12)
 
 
 def test_lifted_cd_default_is_the_papers_sweep():
@@ -460,10 +580,14 @@ def test_lifted_cd_admm_fixed_point_solves_the_x0_subproblem():
 
 
 def test_solvers_follow_input_dtype():
+    """The solvers run in the data's dtype, also from a float64 warm start with float32 data."""
     net = perceptron(20, (1, 5, 5), ReLU(), seed=19)
     y = image_data(net, 2, seed=20).float()
+    x0 = torch.zeros(2, 1, 5, 5, dtype=torch.float64)
     for res in (pdhg(net, y, 0.01, max_iter=5), lifted_cd(net, y, 0.01, max_iter=5, inner_iters=2),
-                landweber(net, y, max_iter=5)):
+                landweber(net, y, max_iter=5), pdhg(net, y, 0.01, max_iter=5, x0=x0),
+                lifted_cd(net, y, 0.01, max_iter=5, inner_iters=2, x0=x0), landweber(net, y, max_iter=5, x0=x0),
+                admm(net, y, 0.01, max_iter=5, x0=x0)):
         assert res.x.dtype == torch.float32 and res.x.shape == (2, 1, 5, 5)
 
 

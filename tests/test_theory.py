@@ -52,6 +52,15 @@ def test_source_condition_instance_satisfies_the_source_condition(cond):
     assert float(inst.delta_sq[0]) == 0.0 and torch.equal(inst.y_delta[0], inst.y[0])
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_source_condition_support_is_safely_active_for_a_large_v_norm(seed):
+    """Wx† + b >= margin on supp v† also when ||v†|| is large, which needs the ||W_i|| v_norm
+    term of the support rule."""
+    inst = source_condition_instance(200, 10, ReLU(), 0.0, seed, v_norm=2.0, margin=0.1)
+    z = inst.x_dag @ inst.W.T + inst.b
+    assert bool((z[inst.v_dag != 0] >= 0.1).all())
+
+
 def test_source_condition_instance_is_reproducible_and_validates():
     a = source_condition_instance(20, 4, None, 0.01, 7)
     b = source_condition_instance(20, 4, None, 0.01, torch.Generator().manual_seed(7))
