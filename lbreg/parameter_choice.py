@@ -34,7 +34,7 @@ from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, lifted_cd, pdhg
-from lbreg.solvers.result import check_data, check_network, sample_norm
+from lbreg.solvers.result import check_data, check_discrepancy_factor, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
 __all__ = [
@@ -249,9 +249,7 @@ def discrepancy_principle(
     """
     check_network(network)
     y_delta = check_data(network, y_delta, name="y_delta")
-    tau = _real(tau, "tau")
-    if not tau >= 1.0:
-        raise ValueError(f"tau must be >= 1 (Morozov's discrepancy principle), got {tau}")
+    tau = check_discrepancy_factor(tau, "tau")
     if not 0.0 <= band < 1.0:
         raise ValueError(f"band must lie in [0, 1), got {band}")
     if isinstance(max_refine, bool) or not isinstance(max_refine, int) or max_refine < 0:
@@ -355,9 +353,7 @@ def discrepancy_on_grid(
     """
     if grid.solves is None or "residual" not in grid.trail:
         raise ValueError("grid must be the outcome of grid_search (it carries the solves and residuals)")
-    tau = _real(tau, "tau")
-    if not tau >= 1.0:
-        raise ValueError(f"tau must be >= 1 (Morozov's discrepancy principle), got {tau}")
+    tau = check_discrepancy_factor(tau, "tau")
     alphas, residual = grid.trail["alpha"], grid.trail["residual"]
     batch = alphas.shape[1]
     target = (tau * _per_sample(delta, batch, "delta")).to(torch.float64)

@@ -12,6 +12,7 @@ from .result import (
     IterationLog,
     Result,
     check_data,
+    check_discrepancy_factor,
     check_int,
     check_network,
     check_positive,
@@ -84,9 +85,7 @@ def landweber(
         )
     max_iter = check_int(max_iter, "max_iter")
     check_every = check_int(check_every, "check_every", minimum=1)
-    eta = check_positive(eta, "eta")
-    if eta < 1.0:
-        raise ValueError(f"eta must be >= 1 (Morozov's discrepancy principle), got {eta}")
+    eta = check_discrepancy_factor(eta, "eta")
     y = check_data(network, y)
     network = network.to(device=y.device, dtype=y.dtype)
     batch = y.shape[0]

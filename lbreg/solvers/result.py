@@ -124,6 +124,15 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+def check_discrepancy_factor(value: Any, name: str) -> float:
+    r"""Morozov's factor :math:`\tau` of :math:`\|\mathcal N(x)-y^\delta\|\le\tau\delta` as float;
+    TypeError if not a real number, ValueError unless finite and >= 1."""
+    value = check_positive(value, name)
+    if value < 1.0:
+        raise ValueError(f"{name} must be >= 1 (Morozov's discrepancy principle), got {value}")
+    return value
+
+
 def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
                 allow_zero: bool = False) -> Tensor:
     """Per-sample regularisation parameters ``(B,)`` on ``like``'s device and dtype.
