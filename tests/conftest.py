@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: papermill runs of notebooks, float64 and one-thread modes,
-small random perceptrons, and an independent (cvxpy/Clarabel) minimiser."""
+small random perceptrons, an independent (cvxpy/Clarabel) minimiser, and the activation table's
+Psi with a bounded scalar minimiser (independent references for the prox steps)."""
 
 from pathlib import Path
 
@@ -8,7 +9,10 @@ import math
 import nbformat
 import pytest
 import torch
+from scipy.optimize import minimize_scalar
+from scipy.special import xlogy
 
+from lbreg.activations import Activation, LeakyReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import grad2d, tv
 from lbreg.regularizers import TV
@@ -150,3 +154,28 @@ def cvxpy_minimiser(net: LiftedNetwork, y: torch.Tensor, alpha: float, kind: str
     if problem.status != cp.OPTIMAL:
         raise RuntimeError(f"Clarabel did not solve the reference problem: status {problem.status}")
     return torch.from_numpy(x.value).reshape(1, *shape)
+
+
+def psi_table(act: Activation, u: float) -> float:
+    """Psi from the activation table of PAPER_MATH §1 (+inf off dom Psi)."""
+    lo, hi = act.domain
+    if not lo <= u <= hi:
+        return math.inf
+    if isinstance(act, LeakyReLU):
+        return (1 - act.slope) / (2 * act.slope) * min(u, 0.0) ** 2
+    if isinstance(act, SoftShrink):
+        return act.lam * abs(u)
+    if isinstance(act, Sigmoid):
+        return float(xlogy(u, u) + xlogy(1 - u, 1 - u) - u * u / 2)
+    if isinstance(act, Tanh):
+        return float(0.5 * (xlogy(1 + u, 1 + u) + xlogy(1 - u, 1 - u)) - u * u / 2)
+    return 0.0  # ReLU, Identity, HardTanh on their domains
+
+
+def scalar_min(f, centre: float, radius: float, act: Activation) -> tuple[float, float]:
+    """(argmin, min) of a scalar convex f on dom Psi ∩ [centre - radius, centre + radius]."""
+    lo = max(act.domain[0], centre - radius)
+    hi = min(act.domain[1], centre + radius)
+    res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
+                          options={"xatol": 1e-12, "maxiter": 2000})
+    return min([(res.x, res.fun), (lo, f(lo)), (hi, f(hi))], key=lambda p: p[1])

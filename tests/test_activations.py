@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
-from scipy.special import xlogy
 from torch import nn
 
+from conftest import psi_table, scalar_min
 from lbreg.activations import (
     Activation,
     HardTanh,
@@ -36,31 +36,6 @@ all_acts = pytest.mark.parametrize("act", ACTS, ids=repr)
 
 
 # ---- independent references ---------------------------------------------------------
-def psi_table(act: Activation, u: float) -> float:
-    """Psi from the activation table of PAPER_MATH §1 (+inf off dom Psi)."""
-    lo, hi = act.domain
-    if not lo <= u <= hi:
-        return math.inf
-    if isinstance(act, LeakyReLU):
-        return (1 - act.slope) / (2 * act.slope) * min(u, 0.0) ** 2
-    if isinstance(act, SoftShrink):
-        return act.lam * abs(u)
-    if isinstance(act, Sigmoid):
-        return float(xlogy(u, u) + xlogy(1 - u, 1 - u) - u * u / 2)
-    if isinstance(act, Tanh):
-        return float(0.5 * (xlogy(1 + u, 1 + u) + xlogy(1 - u, 1 - u)) - u * u / 2)
-    return 0.0  # ReLU, Identity, HardTanh on their domains
-
-
-def scalar_min(f, centre: float, radius: float, act: Activation) -> tuple[float, float]:
-    """(argmin, min) of a scalar convex f on dom Psi ∩ [centre - radius, centre + radius]."""
-    lo = max(act.domain[0], centre - radius)
-    hi = min(act.domain[1], centre + radius)
-    res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
-                          options={"xatol": 1e-12, "maxiter": 2000})
-    return min([(res.x, res.fun), (lo, f(lo)), (hi, f(hi))], key=lambda p: p[1])
-
-
 def envelope(act: Activation, z: float) -> float:
     return scalar_min(lambda u: 0.5 * (u - z) ** 2 + psi_table(act, u), z, abs(z) + 3, act)[1]
 

@@ -1,14 +1,11 @@
 """Solvers: agreement with an independent solver, the paper's theory, batching, monotonicity."""
 
-import math
-
 import pytest
 import torch
-from scipy.optimize import minimize_scalar
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perceptron
+from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perceptron, psi_table, scalar_min
 from lbreg.activations import HardTanh, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d, project_dual_ball
@@ -374,12 +371,6 @@ def test_aux_steps_do_not_increase_the_lifted_energy(make_net):
             assert (after <= before + 1e-12).all()
 
 
-def _psi(activation, u: float) -> float:
-    """Ψ(u) of one number, +inf outside dom Ψ."""
-    lo, hi = activation.domain
-    return float(activation.psi(torch.tensor([u]))[0]) if lo <= u <= hi else math.inf
-
-
 @pytest.mark.parametrize("activation", [LeakyReLU(0.2), SoftShrink(0.3), HardTanh(), Sigmoid(), Tanh()], ids=repr)
 def test_aux_step_is_the_numerical_argmin_of_eq17(activation):
     """PAPER_MATH §6 item 6: componentwise, x_l^{k+1} = argmin_x 1/2 x^2 + Ψ(x) - x(u - g)
@@ -394,17 +385,15 @@ def test_aux_step_is_the_numerical_argmin_of_eq17(activation):
     u = 2 * torch.randn(1, n, generator=g_)
     x_next = torch.rand(1, m, generator=g_)
     grad = (torch.relu(x_l @ W.T + b) - x_next) @ W
-    lo, hi = max(activation.domain[0], -20.0), min(activation.domain[1], 20.0)
     for tau in (0.05, 0.7, 3.0):
         new = aux_step(this, following, x_l, u, x_next, torch.tensor([tau]))
         for i in range(n):
             xk, ui, gi = float(x_l[0, i]), float(u[0, i]), float(grad[0, i])
 
             def f(x, xk=xk, ui=ui, gi=gi):
-                return 0.5 * x * x + _psi(activation, x) - x * (ui - gi) + (x - xk) ** 2 / (2 * tau)
+                return 0.5 * x * x + psi_table(activation, x) - x * (ui - gi) + (x - xk) ** 2 / (2 * tau)
 
-            res = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
-            best = min([(res.x, res.fun), (lo, f(lo)), (hi, f(hi))], key=lambda p: p[1])[0]
+            best = scalar_min(f, 0.0, 20.0, activation)[0]
             assert abs(float(new[0, i]) - best) < 1e-6, (tau, i, float(new[0, i]), best)
 
 
