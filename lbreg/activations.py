@@ -469,9 +469,13 @@ class LeakyReLU(Activation):
         return 0.5 * torch.relu(z) ** 2 + 0.5 * self.slope * torch.clamp(z, max=0) ** 2
 
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        c, s = self.lipschitz_grad_psi, self._sigma(z)
+        # s and m = min(s, 0) switch branches on the same test, so that autograd takes the same
+        # side at z = 0 for both and gives sigma(z) - y there; clamp's derivative at its bound
+        # differs between torch releases (1 in 2.11, 0 in 2.14)
+        c, negative = self.lipschitz_grad_psi, z < 0
+        s = torch.where(negative, self.slope * z, z)
+        m = torch.where(negative, s, 0.0)
         d = s - y
-        m = torch.clamp(s, max=0)
         y_neg = torch.clamp(y, max=0)
         return 0.5 * d**2 + 0.5 * c * (y_neg - m) ** 2 - c * m * torch.relu(y), d
 

@@ -7,12 +7,14 @@ scalar minimisation (scipy), not by the library.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from conftest import psi_table, scalar_min
 from lbreg.activations import (
@@ -111,14 +113,38 @@ def test_bregman_grad_matches_autograd(act, device):
     torch.testing.assert_close(act.bregman_grad(y, z.detach()), grad, atol=1e-12, rtol=0)
 
 
+class InclusiveBounds(TorchFunctionMode):
+    """clamp and relu with derivative 1 at their bounds instead of torch 2.14's 0 (torch 2.11's
+    clamp had 1): a formula for B_Ψ must not depend on which one-sided derivative torch picks."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.relu, torch.Tensor.relu):
+            return torch.where(args[0] >= 0, args[0], 0.0)
+        if func in (torch.clamp, torch.Tensor.clamp):
+            x, lo, hi = (*args, None, None)[:3]
+            lo, hi = kwargs.get("min", lo), kwargs.get("max", hi)
+            x = x if lo is None else torch.where(x >= lo, x, lo)
+            return x if hi is None else torch.where(x <= hi, x, hi)
+        return func(*args, **kwargs)
+
+
+# where σ has a kink; smooth activations are checked at 0
+KINKS = {"HardTanh": (-1.0, 1.0), "SoftShrink": (-0.5, 0.5)}
+
+
 @all_acts
-def test_bregman_autograd_at_z_zero_is_sigma_minus_y(act):
-    """B_Ψ is C¹ in z with gradient σ(z) - y everywhere (PAPER_MATH §1), also at z = 0, where
-    ReLU's kink is: a formula built from relu and clamp alone gives autograd 0 there."""
+@pytest.mark.parametrize("inclusive", [False, True], ids=["torch", "inclusive-bounds"])
+def test_bregman_autograd_at_kinks_is_sigma_minus_y(act, inclusive):
+    """B_Ψ is C¹ in z with gradient σ(z) - y everywhere (PAPER_MATH §1), also at σ's kinks,
+    whichever one-sided derivative torch gives clamp and relu there: formulas built from relu
+    and clamp alone give autograd 0 at ReLU's kink, or σ(z) - y scaled by 1/a at leaky ReLU's."""
     y = samples_in_domain(act, 6, seed=7)
-    z = torch.zeros(6, dtype=F64, requires_grad=True)
-    (grad,) = torch.autograd.grad(act.bregman_elementwise(y, z).sum(), z)
-    torch.testing.assert_close(grad, act(z.detach()) - y, atol=1e-12, rtol=0)
+    for kink in (0.0, *KINKS.get(act.name, ())):
+        z = torch.full((6,), kink, dtype=F64, requires_grad=True)
+        with InclusiveBounds() if inclusive else contextlib.nullcontext():
+            (grad,) = torch.autograd.grad(act.bregman_elementwise(y, z).sum(), z)
+        torch.testing.assert_close(grad, act(z.detach()) - y, atol=1e-12, rtol=0, msg=f"z = {kink}")
 
 
 @all_acts
