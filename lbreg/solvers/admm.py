@@ -322,28 +322,32 @@ def admm(
     alpha_t = check_alpha(alpha, y.shape[0], y)
     groups = _Groups(network.layers[0].affine, reg, alpha_t, rho, y)
     x = check_start(network, x0, y)
-    return _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
-                 check_every=check_every, progress=progress, callback=callback)[0]
+    x, z, log, _ = _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
+                         check_every=check_every, progress=progress, callback=callback)
+    iterations, converged, message, history = log.finish("admm", tol)
+    params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
+              "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
+    return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
+                  history=history, alpha=alpha_t.cpu(), params=params)
 
 
 def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, groups: _Groups,
           x: Tensor, *, relax: float, max_iter: int, tol: float, check_every: int,
           progress: bool = False, callback: Callable[[dict[str, Any]], Any] | None = None,
-          splitting: Splitting | None = None) -> tuple[Result, Splitting]:
+          splitting: Splitting | None = None) -> tuple[Tensor, Tensor, IterationLog, Splitting]:
     """The loop of `admm` on checked arguments, with the x-update ``groups`` prepared for
     ``alpha_t`` (so that `lifted_cd` prepares it once for all its sweeps).
 
     ``splitting``: the state ``(u, λ_u, v_d, λ_d)`` (whole batch) that a previous call returned,
     to continue from (then ``x`` only warm-starts a CG x-update); ``None`` starts from
-    :math:`u = Wx+b`, :math:`d = Kx` and zero multipliers. Returns the `Result` and the state
-    after each sample's last iteration (at its stopping test for a sample that passed one), so
-    that a call continued from it runs on as one longer call would.
+    :math:`u = Wx+b`, :math:`d = Kx` and zero multipliers. Returns ``x``, ``z`` and the
+    iteration log, all on the data's device (no host synchronisation beyond the stopping tests),
+    and the state after each sample's last iteration (at its stopping test for a sample that
+    passed one), so that a call continued from it runs on as one longer call would.
     """
     batch = y.shape[0]
     layer = network.layers[0]
     affine, act = layer.affine, layer.activation
-    params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
-              "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
     b = affine.forward(torch.zeros_like(x[:1]))  # (1, *out_shape)
     if splitting is None:
         u, v_d = affine.forward(x), reg.K(x)
@@ -403,7 +407,8 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
                        dual_residual=whole("dual_residual", r_dual))
             done = (r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual))
             log.deactivate(done if rows is None else torch.zeros_like(log.active).index_copy(0, rows, done))
-            if 0 < int(done.sum()) < done.numel():  # one host check: compact the working batch
+            # one host check: compact the working batch (pointless after the last iteration)
+            if k + 1 < max_iter and 0 < int(done.sum()) < done.numel():
                 gone, keep = done.nonzero().reshape(-1), (~done).nonzero().reshape(-1)
                 at = gone if rows is None else rows[gone]
                 x_out[at], z_out[at] = groups.image(x[gone]), (lam_d / s_d)[gone]
@@ -423,9 +428,7 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
 
     x, z = _merge(x_out, rows, groups.image(x)), _merge(z_out, rows, lam_d / s_d)
     splitting = tuple(_merge(out, rows, t) for out, t in zip(state_out, (u, lam_u, v_d, lam_d)))
-    iterations, converged, message, history = log.finish("admm", tol)
-    return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
-                  history=history, alpha=alpha_t.cpu(), params=params), splitting
+    return x, z, log, splitting
 
 
 def _merge(out: Tensor, rows: Tensor | None, working: Tensor) -> Tensor:

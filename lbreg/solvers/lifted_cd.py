@@ -332,8 +332,6 @@ def _solve_x0_admm(
         is ADMM's dual residual at its last test, ``z = ν_d/α`` its TV dual (pixelwise in the
         unit ball).
     """
-    res, splitting = _admm(first, data, alpha, reg, groups, x, relax=ADMM_RELAX, max_iter=inner_iters,
-                           tol=inner_tol, check_every=ADMM_CHECK_EVERY, splitting=splitting)
-    device = x.device
-    residual = res.history["dual_residual"][-1].to(device=device, dtype=x.dtype)
-    return res.x, res.dual, residual, res.iterations.to(device), splitting
+    x, z, log, splitting = _admm(first, data, alpha, reg, groups, x, relax=ADMM_RELAX, max_iter=inner_iters,
+                                 tol=inner_tol, check_every=ADMM_CHECK_EVERY, splitting=splitting)
+    return x, z, log.last("dual_residual"), log.iterations, splitting

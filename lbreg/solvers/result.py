@@ -289,19 +289,23 @@ class IterationLog:
                 self.stopped_by_callback = True
                 return False
         if k >= self.max_iter:
-            self._check(k)
+            self._tick(k)
             return False
         if k % self.check_every == 0:
-            return self._check(k)
+            self._tick(k)
+            return bool(self.active.any())  # the only host synchronisation
         return True
 
-    def _check(self, k: int) -> bool:
+    def _tick(self, k: int) -> None:
+        """Advance the progress bar and time the iterations done (a stopping test or the last)."""
         self._bar.update(k - self._bar_pos)
         self._bar_pos = k
-        any_active = bool(self.active.any())  # the only host synchronisation
         self._times.append(time.perf_counter() - self._start)
         self._time_its.append(k)
-        return any_active
+
+    def last(self, key: str) -> Tensor:
+        """The latest recorded value of ``key``, ``(B,)``, on the device (no host transfer)."""
+        return self._records[key][-1]
 
     def finish(self, solver: str, tol: float) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
         """Close the progress bar; return (iterations, converged, message, history) on CPU."""
