@@ -294,7 +294,10 @@ class Activation(ABC):
                 ok = isinstance(t, (int, float)) and 0 < t < _INF
             if not ok:
                 raise ValueError(f"t must be positive and finite for prox_{{tΨ}}, got {t!r}")
-        return self._prox(v, torch.as_tensor(t, dtype=v.dtype, device=v.device))
+        # a number becomes a CPU scalar tensor, which kernels on any device take as a number
+        # (made on v's device, it would be copied to a GPU at every call)
+        t = torch.as_tensor(t, dtype=v.dtype, device=v.device if isinstance(t, Tensor) else "cpu")
+        return self._prox(v, t)
 
     def in_domain(self, y: Tensor) -> Tensor:
         """Boolean tensor: y finite and in dom Ψ, elementwise."""

@@ -110,22 +110,28 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) 
     Args:
         out: real floating tensor of shape ``(..., H, W)``, updated in place.
         p: real floating tensor of shape ``(..., 2, H, W)``.
-        scale: a number or a tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``).
+        scale: a number or a tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``);
+            a number is passed to the kernels as it is (no copy to a GPU).
         value: a number; ``value=-1`` subtracts (:math:`K^\top p = -\operatorname{div}p`)
             without negating ``scale``.
 
     Returns:
         ``out``.
     """
-    s = torch.as_tensor(scale, dtype=out.dtype, device=out.device)
+    if isinstance(scale, Tensor):
+        def acc(dst: Tensor, src: Tensor, sign: float) -> None:
+            dst.addcmul_(src, scale, value=sign * value)
+    else:
+        def acc(dst: Tensor, src: Tensor, sign: float) -> None:
+            dst.add_(src, alpha=sign * value * scale)
     # component 0 (rows): p_{i,0} - p_{i-1,0}, with p_{-1,0} = 0 and p_{H-1,0} treated as 0
     p0 = p[..., 0, :-1, :]
-    out[..., :-1, :].addcmul_(p0, s, value=value)
-    out[..., 1:, :].addcmul_(p0, s, value=-value)
+    acc(out[..., :-1, :], p0, 1.0)
+    acc(out[..., 1:, :], p0, -1.0)
     # component 1 (columns)
     p1 = p[..., 1, :, :-1]
-    out[..., :, :-1].addcmul_(p1, s, value=value)
-    out[..., :, 1:].addcmul_(p1, s, value=-value)
+    acc(out[..., :, :-1], p1, 1.0)
+    acc(out[..., :, 1:], p1, -1.0)
     return out
 
 

@@ -68,9 +68,12 @@ class Regularizer(ABC):
         r"""``out`` :math:`\mathrel{+}= s\,K^\top p` in place (and returned), ``s`` = ``scale``.
 
         ``out`` is ``(B, *input_shape)``, ``p`` ``(B, *dual_shape)``, ``scale`` a number or a
-        tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``).
+        tensor broadcastable to ``out`` (per-sample ``(B, 1, ..., 1)``); a number is passed to
+        the kernel as it is (no tensor made of it, so no copy to a GPU).
         """
-        return out.addcmul_(self.K_adj(p), torch.as_tensor(scale, dtype=out.dtype, device=out.device))
+        if isinstance(scale, Tensor):
+            return out.addcmul_(self.K_adj(p), scale)
+        return out.add_(self.K_adj(p), alpha=scale)
 
     @abstractmethod
     def prox_conj(self, p: Tensor, s: float | Tensor) -> Tensor:
