@@ -37,7 +37,8 @@ def main() -> None:
     device = common.setup(args)
     env = common.environment(args, device)
     sweeps = 30 if args.quick else 1_500
-    batches = args.batches or ((1, 8) if args.quick else (1, 64) if device.type == "cpu" else (1, 64, 1024))
+    full = (1, 64) if device.type == "cpu" else (1, 64, 1024)
+    batches = args.batches or ((1, 8) if args.quick else full)
     images, _ = mnist_tensors(False, n=max(batches), dtype=torch.float64)
     rows = []
     for dtype in (torch.float64, torch.float32):

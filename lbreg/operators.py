@@ -118,12 +118,12 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) 
     Returns:
         ``out``.
     """
-    if isinstance(scale, Tensor):
-        def acc(dst: Tensor, src: Tensor, sign: float) -> None:
+    def acc(dst: Tensor, src: Tensor, sign: float) -> None:
+        if isinstance(scale, Tensor):
             dst.addcmul_(src, scale, value=sign * value)
-    else:
-        def acc(dst: Tensor, src: Tensor, sign: float) -> None:
+        else:
             dst.add_(src, alpha=sign * value * scale)
+
     # component 0 (rows): p_{i,0} - p_{i-1,0}, with p_{-1,0} = 0 and p_{H-1,0} treated as 0
     p0 = p[..., 0, :-1, :]
     acc(out[..., :-1, :], p0, 1.0)
