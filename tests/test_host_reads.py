@@ -3,7 +3,8 @@
 On any device, the calls that read a tensor's value on the host (``bool``, ``int``, ``item``,
 ``tolist``, ``nonzero``, ``.cpu()``, ...) are counted, with a `TorchFunctionMode`; on CUDA these
 are the calls that wait for the GPU, and there the synchronisations that CUDA itself reports
-(`torch.cuda.set_sync_debug_mode`) are counted as well. Each solver runs 10 and 60 iterations
+(`torch.cuda.set_sync_debug_mode`) are counted as well: they include copies of host data to
+the GPU (a tensor made of a Python number on the device), which the first count cannot see. Each solver runs 10 and 60 iterations
 (tolerance 0, so that no sample stops): the 50 more iterations may add only the reads of the
 stopping tests they hold, every ``check_every = 10`` iterations.
 """
