@@ -129,7 +129,7 @@ class InclusiveBounds(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-# where σ has a kink; smooth activations are checked at 0
+# where σ has a kink besides 0 (SoftShrink(0.5) as in ACTS); smooth activations are checked at 0
 KINKS = {"HardTanh": (-1.0, 1.0), "SoftShrink": (-0.5, 0.5)}
 
 
