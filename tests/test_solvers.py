@@ -62,7 +62,7 @@ def test_primal_dual_gap_is_infinite_outside_the_dual_ball(isotropic):
     g = torch.Generator().manual_seed(33)
     x = torch.randn(3, 1, 6, 6, generator=g)
     z = reg.prox_conj(5 * torch.randn(3, 1, 2, 6, 6, generator=g))  # mostly on the sphere
-    z[1, 0, 0, 2, 3] = 1.01
+    z[1, 0, 0, 2, 3] = 1.0 + 1e-9  # beyond the rounding slack of the test, not by much
     gap = primal_dual_gap(net, y, x, z, 0.05, reg=reg)
     assert torch.isinf(gap[1]) and torch.isfinite(gap[[0, 2]]).all()
 
@@ -136,6 +136,26 @@ def test_batched_solve_equals_single_solves():
         assert torch.allclose(batched.x[i], single.x[0], atol=1e-12, rtol=0)
         assert batched.iterations[i] == single.iterations[0]
         assert batched.converged[i] == single.converged[0]
+
+
+@pytest.mark.parametrize("solver", [pdhg, lifted_cd], ids=["pdhg", "lifted_cd"])
+def test_given_step_sizes_replace_the_defaults(solver):
+    """tau_x and tau_z passed by the caller are the steps taken: the iterates are pdhg_step's
+    with them (lifted_cd of depth 1 is pdhg), and params records them."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
+    y = image_data(net, 2, seed=8)
+    alpha, tau_x, tau_z = torch.tensor([0.01, 0.05]), 0.02, 3.0
+    default_x, default_z = default_steps(net.layers[0].affine.norm(), alpha, TV())
+    assert not torch.allclose(default_x, torch.tensor(tau_x)) and not torch.allclose(default_z, torch.tensor(tau_z))
+    res = solver(net, y, alpha, max_iter=20, tol=0.0, tau_x=tau_x, tau_z=tau_z)
+    assert torch.equal(res.params["tau_x"], torch.full((2,), tau_x))
+    assert torch.equal(res.params["tau_z"], torch.full((2,), tau_z))
+    x, z = torch.zeros_like(res.x), torch.zeros_like(res.dual)
+    for _ in range(20):
+        x, z, _, _ = pdhg_step(net.layers[0].affine, net.layers[0].activation, y, x, z, alpha, TV(),
+                               torch.full((2,), tau_x), torch.full((2,), tau_z))
+    torch.testing.assert_close(res.x, x, rtol=0, atol=1e-13)
+    torch.testing.assert_close(res.dual, z, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("reg", [TV(), SquaredNorm()], ids=repr)
@@ -326,6 +346,34 @@ def test_landweber_default_step_is_one_over_the_squared_norm():
     torch.testing.assert_close(res.x.reshape(1, -1), -tau * (torch.relu(b) - y) @ W, rtol=1e-12, atol=1e-14)
 
 
+def test_landweber_samples_stop_by_their_own_discrepancy_and_equal_single_runs():
+    """Per-sample delta: the samples stop at different iterations (discrepancy principle each),
+    a stopped sample keeps its x while the others run on, so each equals its single run."""
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=12, scale=3.0)
+    g = torch.Generator().manual_seed(21)
+    y = net.forward(torch.rand(3, 1, 8, 8, generator=g))
+    noise = torch.tensor([[0.02], [0.05], [0.1]]) * torch.randn(y.shape, generator=g)
+    y_delta = ReLU().project_domain(y + noise)
+    delta = torch.linalg.vector_norm(y_delta - y, dim=1)
+    batched = landweber(net, y_delta, delta=delta, max_iter=5_000)
+    assert batched.converged.all() and len(set(batched.iterations.tolist())) == 3
+    for i in range(3):
+        single = landweber(net, y_delta[i : i + 1], delta=float(delta[i]), max_iter=5_000)
+        assert single.iterations[0] == batched.iterations[i]
+        torch.testing.assert_close(batched.x[i], single.x[0], rtol=0, atol=1e-13)
+
+
+def test_landweber_default_step_on_a_deep_network_is_one_over_the_product_of_squared_norms():
+    """For depth L the default step is 1/prod_l ||W_l||^2 (a Lipschitz bound of the classical
+    gradient for 1-Lipschitz activations), with each ||W_l|| the largest singular value."""
+    torch.manual_seed(0)  # module initialisation only
+    seq = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU()).double()
+    net = LiftedNetwork.from_module(seq, input_shape=(16,))
+    norms = [float(torch.linalg.matrix_norm(m.weight.detach(), 2)) for m in (seq[0], seq[2])]
+    res = landweber(net, torch.rand(1, 8, generator=torch.Generator().manual_seed(3)), variant="classical", max_iter=1)
+    assert res.params["step"] == pytest.approx(1.0 / (norms[0] ** 2 * norms[1] ** 2), rel=1e-9)
+
+
 def test_landweber_classical_variant_on_a_deep_network_decreases_the_residual():
     torch.manual_seed(0)  # module initialisation only (unseeded, the test depended on test order)
     seq = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU()).double()
@@ -468,6 +516,18 @@ def test_lifted_cd_with_one_layer_is_pdhg():
     assert torch.equal(a.x, b.x) and torch.equal(a.dual, b.dual)
     assert torch.equal(a.iterations, b.iterations)
     assert torch.allclose(a.history["objective"], b.history["energy"], rtol=1e-12, atol=0)
+
+
+def test_lifted_cd_sample_that_stops_keeps_its_variables_while_others_sweep():
+    """Two samples of a conv net stopping at sweeps 112 and 1,080: the first keeps x_0, z and
+    every auxiliary variable from its stop on, so they equal its own single solve."""
+    net = conv_net(0)
+    y = net.forward(torch.rand(2, *net.input_shape, generator=torch.Generator().manual_seed(21)))
+    batched = lifted_cd(net, y, torch.tensor([1.0, 0.1]), max_iter=1200, tol=1e-3)
+    single = lifted_cd(net, y[:1], 1.0, max_iter=1200, tol=1e-3)
+    assert batched.converged.all() and batched.iterations[0] == single.iterations[0] < batched.iterations[1]
+    for a, b in zip([batched.x, batched.dual, *batched.aux], [single.x, single.dual, *single.aux]):
+        torch.testing.assert_close(a[0], b[0], rtol=0, atol=1e-12)
 
 
 def test_lifted_cd_inner_loop_stops_like_pdhg():
