@@ -51,6 +51,17 @@ def test_div_is_negative_adjoint_of_grad(shape):
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
 
 
+def test_grad_of_a_tensor_that_requires_grad_is_the_same_and_backpropagates_minus_div():
+    """grad2d takes a separate path when autograd records (out= does not): the same values, and
+    the gradient of <grad2d(x), p> with respect to x is grad2d's adjoint, -div p."""
+    x, p = _randn(2, 5, 7, seed=1), _randn(2, 2, 5, 7, seed=2)
+    leaf = x.clone().requires_grad_()
+    g = grad2d(leaf)
+    assert g.requires_grad and torch.equal(g.detach(), grad2d(x))
+    (g * p).sum().backward()
+    torch.testing.assert_close(leaf.grad, -div2d(p), rtol=1e-14, atol=1e-14)
+
+
 def test_add_div_adds_a_scaled_divergence_in_place():
     p, out = _randn(3, 2, 2, 6, 9), _randn(3, 2, 6, 9, seed=1)
     scale = torch.tensor([0.5, -2.0, 3.0], dtype=DT).reshape(3, 1, 1, 1)
@@ -111,6 +122,9 @@ def test_power_norm_is_seeded_and_matches_matrix_norm():
     ref = float(torch.linalg.matrix_norm(A, 2))
     est = power_norm(fwd, adj, (1, 20), n_iter=2000, tol=1e-14)
     assert est == pytest.approx(ref, rel=1e-8)
+    for c in (1e-6, 1e6):  # the stopping test is relative: the same iterations for cA
+        scaled = power_norm(lambda v: c * fwd(v), lambda u: c * adj(u), (1, 20), n_iter=2000, tol=1e-14)
+        assert scaled == pytest.approx(c * est, rel=1e-12)
     assert power_norm(fwd, adj, (1, 20), n_iter=5) == power_norm(fwd, adj, (1, 20), n_iter=5)
     assert power_norm(fwd, adj, (1, 20), generator=3, n_iter=5) == power_norm(
         fwd, adj, (1, 20), generator=_gen(3), n_iter=5
