@@ -120,6 +120,52 @@ def test_admm_with_squared_norm_is_ridge_regression():
     assert torch.allclose(res.x.reshape(2, -1), x, atol=1e-8, rtol=0)
 
 
+def _matrix(op, shape: tuple[int, ...]) -> torch.Tensor:
+    """The matrix of a linear map ``op`` on images of ``shape`` (rows: its flattened outputs)."""
+    n = math.prod(shape)
+    return op(torch.eye(n).reshape(n, *shape)).reshape(n, -1).T
+
+
+@pytest.mark.parametrize("isotropic", [True, False], ids=["isotropic", "anisotropic"])
+@pytest.mark.parametrize("m", [20, 50], ids=["woodbury", "cholesky"])
+def test_admm_is_relaxed_admm_written_out(m, isotropic):
+    """The iteration of admm's docstring (Boyd et al. 2011, §3.4.3) with dense matrices: x by a
+    linear solve, the ReLU u-prox in closed form, the TV d-prox by shrinkage. admm's recorded
+    objectives and residuals of 25 iterations are this loop's, to rounding."""
+    net = perceptron(m, (1, 6, 6), ReLU(), seed=3, scale=2.0)
+    y = image_data(net, 2, seed=4)
+    alpha, rho_u, rho_d, theta, reg = 0.05, 0.7, 0.9, 1.6, TV(isotropic)
+    res = admm(net, y, alpha, reg, rho=(rho_u, rho_d), relax=theta, max_iter=25, tol=0.0, check_every=1)
+    assert res.params["x_update"] == ("woodbury" if m < 36 else "cholesky")
+    W, b = net.layers[0].affine.weight, net.layers[0].affine.bias
+    K = _matrix(reg.K, (1, 6, 6))  # (72, 36)
+    M = rho_u * W.T @ W + rho_d * K.T @ K
+    x = torch.zeros(2, 36)
+    u, d = x @ W.T + b, x @ K.T
+    lam_u, lam_d = torch.zeros_like(u), torch.zeros_like(d)
+    for k in range(25):
+        x = torch.linalg.solve(M, (rho_u * (u - b - lam_u) @ W + rho_d * (d - lam_d) @ K).T).T
+        u_hat, d_hat = theta * (x @ W.T + b) + (1 - theta) * u, theta * (x @ K.T) + (1 - theta) * d
+        w, v, s = u_hat + lam_u, d_hat + lam_d, alpha / rho_d
+        # argmin_u ½u² - yu + ρ/2 (u - w)² over u >= 0 (B_Ψ(y, ·) for ReLU, up to a constant)
+        u = torch.where(rho_u * w + y > 0, (rho_u * w + y) / (1 + rho_u), w + y / rho_u)
+        if isotropic:  # shrink each pixel's gradient vector by s
+            v2 = v.reshape(2, 2, 36)
+            d = (v2 * torch.clamp(1 - s / v2.norm(dim=1, keepdim=True), min=0)).reshape(2, 72)
+        else:
+            d = torch.sign(v) * torch.clamp(v.abs() - s, min=0)
+        lam_u, lam_d = lam_u + u_hat - u, lam_d + d_hat - d
+        z, kx = x @ W.T + b, (x @ K.T).reshape(2, 2, 36)
+        tv = kx.norm(dim=1).sum(1) if isotropic else kx.abs().sum((1, 2))
+        bregman = (0.5 * y**2 + 0.5 * torch.relu(z) ** 2 - y * z).sum(1)
+        r_pri = torch.hypot((z - u).norm(dim=1), (x @ K.T - d).norm(dim=1))
+        r_dual = (rho_u * lam_u @ W + rho_d * lam_d @ K).norm(dim=1)
+        for name, value in [("objective", bregman + alpha * tv), ("primal_residual", r_pri),
+                            ("dual_residual", r_dual)]:
+            torch.testing.assert_close(res.history[name][k], value, rtol=1e-9, atol=1e-12, msg=f"{name}, {k}")
+    torch.testing.assert_close(res.x.reshape(2, 36), x, rtol=0, atol=1e-10)
+
+
 # --------------------------------------------------------------------------- batching
 
 
@@ -204,6 +250,27 @@ def test_exact_x_update_solves_its_linear_system(m, reg):
     assert torch.allclose(wx, affine.linear(x), atol=1e-10, rtol=0)
     assert torch.allclose(kx, reg.K(x), atol=1e-10, rtol=0)
     assert torch.allclose(wt_nu, affine.adjoint(nu), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("m", [40, 100], ids=["woodbury", "cholesky"])
+def test_x_update_when_W_and_K_share_the_constant_null_vector(m):
+    """W with zero row sums annihilates constant images, as K = ∇ does, so M = ρ_u WᵀW + ρ_d KᵀK
+    is singular; for right-hand sides r = ρ_u Wᵀw + ρ_d Kᵀv (always consistent) the x-update
+    returns the exact solution orthogonal to the constants, i.e. of zero mean."""
+    g = torch.Generator().manual_seed(17)
+    W = torch.randn(m, 64, generator=g)
+    W -= W.mean(dim=1, keepdim=True)
+    affine = AffineMap.from_matrix(W, in_shape=(1, 8, 8))
+    rho_u, rho_d = 0.3, 4.0
+    solver = x_solver(affine, TV(), rho_u, rho_d, torch.zeros(1))
+    w, v = torch.randn(3, m, generator=g), torch.randn(3, *TV().dual_shape((1, 8, 8)), generator=g)
+    state, wx, kx, _ = solver.step(w, v, None, solver.state(torch.zeros(3, 1, 8, 8)))
+    x = solver.image(state)
+    r = rho_u * affine.adjoint(w) + rho_d * TV().K_adj(v)
+    residual = rho_u * affine.adjoint(affine.linear(x)) + rho_d * TV().K_adj(TV().K(x)) - r
+    assert (residual.flatten(1).norm(dim=1) / r.flatten(1).norm(dim=1)).max() < 1e-10
+    assert x.mean(dim=(1, 2, 3)).abs().max() < 1e-12
+    torch.testing.assert_close(wx, affine.linear(x), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("batch", [1, 5])  # 2 images: fused products; 10: DCT composed with ∇
