@@ -364,10 +364,30 @@ def test_integer_tensors_raise_type_error():
         ReLU()(torch.arange(3))
 
 
-@pytest.mark.parametrize("t", [0.0, -1.0, math.nan, torch.tensor([0.5, -0.1])], ids=str)
-def test_prox_rejects_non_positive_t(t):
-    with pytest.raises(ValueError, match="t must be positive"):
+@pytest.mark.parametrize("t", [0.0, -1.0, math.nan, math.inf, torch.tensor([0.5, -0.1]),
+                               torch.tensor([0.5, math.inf])], ids=str)
+def test_prox_rejects_non_positive_or_infinite_t(t):
+    with pytest.raises(ValueError, match="t must be positive and finite"):
         Sigmoid().prox(torch.zeros(2, dtype=F64), t)
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: LeakyReLU(0.0), r"slope must lie in \(0, 1\]"),
+    (lambda: LeakyReLU(1.5), r"slope must lie in \(0, 1\]"),
+    (lambda: SoftShrink(-0.1), "lam must be a finite number >= 0"),
+    (lambda: SoftShrink(math.inf), "lam must be a finite number >= 0"),
+], ids=["LeakyReLU(0)", "LeakyReLU(1.5)", "SoftShrink(-0.1)", "SoftShrink(inf)"])
+def test_activation_parameters_outside_their_range_are_rejected(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+@pytest.mark.parametrize("act", ACTS, ids=repr)
+def test_in_domain_is_false_for_nan_and_infinite_entries(act):
+    """in_domain means finite and in dom Ψ: even where dom Ψ is unbounded (ReLU, identity),
+    ±inf and NaN are not data."""
+    y = torch.tensor([0.5, math.nan, math.inf, -math.inf], dtype=F64)
+    assert act.in_domain(y).tolist() == [True, False, False, False]
 
 
 @pytest.mark.parametrize(
