@@ -250,17 +250,22 @@ def test_grid_search_in_chunks_equals_one_batch():
     assert one.solves.x.shape == (6, *SHAPE) and torch.equal(one.index, chunked.index)
 
 
-def test_discrepancy_on_grid_picks_the_largest_fitting_alpha():
+@pytest.mark.parametrize("tau", [1.0, 1.5])
+def test_discrepancy_on_grid_picks_the_largest_fitting_alpha(tau):
+    """The largest grid value with residual <= tau delta ("fits"); where even the largest grid
+    value fits (a third sample with a large delta), status "alpha_max"."""
     net = _linear_net()
-    x_true, y_delta, delta = _data(net, [0.05, 0.2])
+    x_true, y_delta, delta = _data(net, [0.05, 0.2, 0.1])
+    delta[2] = 1e3
     grid = torch.logspace(-6, 1, 15)
     searched = grid_search(net, y_delta, grid, x_true, solver=_tikhonov(net))
-    choice = discrepancy_on_grid(searched, delta)
-    for b in range(2):
-        fits = searched.trail["residual"][:, b] <= delta[b]
+    choice = discrepancy_on_grid(searched, delta, tau=tau)
+    for b in range(3):
+        fits = searched.trail["residual"][:, b] <= tau * delta[b]
         assert float(choice.alpha[b]) == pytest.approx(float(grid[fits].max()))
-        assert torch.allclose(choice.result.x[b], searched.solves.x[choice.index[b] * 2 + b])
-    assert choice.status == ["fits", "fits"]
+        assert torch.allclose(choice.result.x[b], searched.solves.x[choice.index[b] * 3 + b])
+    assert choice.status == ["fits", "fits", "alpha_max"]
+    torch.testing.assert_close(choice.target, (tau * delta).to(choice.target.dtype))
 
 
 # --------------------------------------------------------------------------- bad inputs
