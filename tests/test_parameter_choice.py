@@ -201,6 +201,16 @@ def test_a_priori_alpha_matches_sqrt2_delta_over_v_norm():
     assert float(a_priori_alpha(0.3, 2.0, c=0.5)) == pytest.approx(0.3 * math.sqrt(0.75) / 2.0)
 
 
+def test_a_priori_solves_at_the_alpha_of_its_constant_c():
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.05, 0.2])
+    choice = a_priori(net, y_delta, delta, 0.5, c=0.5, solver="pdhg", max_iter=5)
+    expected = a_priori_alpha(delta, 0.5, c=0.5)
+    assert not torch.allclose(expected, a_priori_alpha(delta, 0.5))
+    torch.testing.assert_close(choice.alpha, expected.to(choice.alpha.dtype))
+    torch.testing.assert_close(choice.result.alpha, choice.alpha.cpu())
+
+
 def test_a_priori_rule_attains_the_rate_of_example_1():
     inst = source_condition_instance(40, 10, ReLU(), [0.01, 0.03, 0.1], 0, v_norm=0.3)
     choice = a_priori(inst.network(), inst.y_delta, inst.delta, inst.v_norm, solver="pdhg",
