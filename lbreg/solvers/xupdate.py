@@ -18,7 +18,7 @@ from ..operators import gram
 from ..regularizers import TV, Regularizer, SquaredNorm
 from .result import bview, sample_norm
 
-__all__ = ["XStep", "x_solver", "DENSE_MAX_N", "CG_ITERS"]
+__all__ = ["XStep", "x_solver", "DENSE_MAX_N", "CG_ITERS", "NULL_RTOL"]
 
 # Largest input dimension n for which a dense n×n system is assembled and factorised
 # (Cholesky path for m >= n or a regulariser without a known diagonalisation of KᵀK).
@@ -26,6 +26,11 @@ DENSE_MAX_N = 5000
 # Largest number of images (samples × channels) for which `_Diagonal` applies QKᵀ and KQᵀ as
 # fused small products rather than composing the DCT with grad2d / div2d (see `_Diagonal`).
 FUSED_MAX_IMAGES = 4
+# A direction e of the null space of KᵀK (constant images) counts as one that W does not see,
+# and stays out of the Woodbury border, when ||We|| <= NULL_RTOL·sqrt(eps)·||W||_F (eps of the
+# working dtype): then the curvature of the x-system along e, ρ_u||We||², is below
+# NULL_RTOL²·eps times ρ_u||W||_F², i.e. M is singular along e at the working precision.
+NULL_RTOL = 10.0
 # Conjugate-gradient steps per ADMM iteration for maps without a matrix (convolutions);
 # warm-started from the previous x, so few steps suffice once the iterates settle.
 CG_ITERS = 30
@@ -211,32 +216,36 @@ class _WoodburySolver(XStep):
 
     (the zero block because :math:`A^{-1}E = E/\gamma`), inverted through :math:`S^{-1}` and the
     inverse of the small Schur complement :math:`\Sigma = G^\top H`, :math:`H = S^{-1}G`, both
-    formed once from Cholesky factors. The identity is exact, so the x-update is exact to
-    rounding. A null vector with :math:`We = 0` (then :math:`M` is singular) is left in
-    :math:`A` only, which for right-hand sides in
-    :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)` returns the solution
-    orthogonal to :math:`e`, again an exact minimiser of the x-subproblem.
+    formed once from Cholesky factors (the whole set-up in float64, whatever the working
+    dtype). The identity is exact, so the x-update is exact to rounding. A combination
+    :math:`e` of null vectors with :math:`We = 0` (then :math:`M` is singular; at the working
+    precision, see `_seen_null_space`) is left in :math:`A` only: :math:`E` in :math:`U` is
+    replaced by an orthonormal basis of the combinations that :math:`W` sees, which for
+    right-hand sides in :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)`
+    returns the solution orthogonal to the others, again an exact minimiser of the
+    x-subproblem.
 
     **A step** with :math:`r = \rho_uW^\top w + \rho_dK^\top v`: since
     :math:`\rho_u WA^{-1}W^\top = \rho_u S - I`, Woodbury's correction reduces to the
     multiplier :math:`c = \rho_u(w - Wx^+)` and the border :math:`q`,
 
     .. math::
-        (c,\ q) = \big(w - \rho_d\,WA^{-1}K^\top v,\ \ E^\top A^{-1}K^\top v\big)
-            \begin{pmatrix} S^{-1} - H\Sigma^{-1}H^\top & -H\Sigma^{-1}\\
-                            -\rho_d\Sigma^{-1}H^\top & -\rho_d\Sigma^{-1}\end{pmatrix},\qquad
+        (c,\ q) = \big(w - \rho_d\,WA^{-1}K^\top v\big)
+            \begin{pmatrix} S^{-1} - H\Sigma^{-1}H^\top & -H\Sigma^{-1}\end{pmatrix},\qquad
         x^+ = A^{-1}\big(W^\top c + \rho_dK^\top v\big) - Eq/\gamma,\qquad
         Wx^+ = w - c/\rho_u
 
-    (row vectors; the block matrix is formed once). The state is :math:`\hat x = Qx` and the
-    whole step runs in the :math:`Q` basis, where :math:`A` is diagonal and the null vectors
-    are unit vectors: with :math:`\tilde V = WQ^\top A^{-1}` stored (once, instead of
-    :math:`W`) and bordered below by the rows :math:`-E^\top/\gamma`, it makes two passes over
+    (row vectors; the block row is formed once; the border's own right-hand side
+    :math:`E^\top A^{-1}K^\top v = (KE)^\top v/\gamma` vanishes, as :math:`KE = 0`). The
+    state is :math:`\hat x = Qx` and the whole step runs in the :math:`Q` basis, where
+    :math:`A` is diagonal and the null vectors are unit vectors: with
+    :math:`\tilde V = WQ^\top A^{-1}` stored (once, instead of :math:`W`) and bordered below
+    by the rows of :math:`-E^\top/\gamma` (in the :math:`Q` basis), it makes two passes over
     that :math:`m\times n` matrix (:math:`\tilde V` applied to :math:`QK^\top v`, and the
     bordered :math:`\tilde V^\top` to :math:`(c, q)`, stacked with :math:`(\nu, 0)` for
-    :math:`W^\top\nu`), one :math:`(m+C')\times(m+C')` product, and :math:`QK^\top v`,
+    :math:`W^\top\nu`), one :math:`m\times(m+C')` product, and :math:`QK^\top v`,
     :math:`KQ^\top\hat x^+` as two small products each (`_Diagonal`): for a single image,
-    eleven tensor operations in all. Their number matters: at batch 1 each operation of this
+    nine tensor operations in all. Their number matters: at batch 1 each operation of this
     memory-bound loop costs tens of microseconds, as the passes over :math:`\tilde V` evict
     everything else from the caches.
 
@@ -261,34 +270,40 @@ class _WoodburySolver(XStep):
         null = eig == 0
         self.gamma = rho_d * float(eig.mean())
         self.a = torch.where(null, torch.full_like(eig, self.gamma), rho_d * eig)  # eigenvalues of A
-        # the null vectors E are unit vectors in the Q basis, so WE = V[:, null] and Eᵀ = coefficients
+        # Set-up in float64 whatever the working dtype (the small matrices below can be far worse
+        # conditioned than the x-update itself); the null vectors E are unit vectors in the Q
+        # basis, so WE = V[:, null] and Eᵀ = coefficients.
         idx = null.nonzero().reshape(-1)
-        buffer = W.new_empty(m + idx.numel(), n)  # becomes Ṽ = V A⁻¹, bordered below by -Eᵀ/γ
-        v = diag.coefficients(W, out=buffer[:m])  # V = W Qᵀ, W in the Q basis
+        buffer = W.new_empty(m + idx.numel(), n)  # becomes Ṽ = V A⁻¹, bordered below by -E'ᵀ/γ
+        in_place = W.dtype == torch.float64
+        diag64 = diag if in_place else _Diagonal(reg, diag.shape, torch.float64, W.device)
+        a64 = self.a.to(torch.float64)
+        v = diag64.coefficients(W.to(torch.float64), out=buffer[:m] if in_place else None)  # V = W Qᵀ
         we = v[:, idx]  # WE (indexing by a tensor copies, before V is scaled in place)
-        root = self.a.rsqrt()
+        basis, _ = _seen_null_space(we, torch.linalg.matrix_norm(v), W.dtype)  # ||V||_F = ||W||_F
+        root = a64.rsqrt()
         half = v.mul_(root)  # V A^{-1/2}, in place
         wawt = gram(half)  # W A⁻¹ Wᵀ
         half.mul_(root)  # Ṽ = V A⁻¹, in place
-        # a null vector with We = 0 stays in A only (relative to ||W||_F <= (max a · tr WA⁻¹Wᵀ)^½)
-        scale = torch.sqrt(self.a.max() * wawt.diagonal().sum())
-        keep = torch.linalg.vector_norm(we, dim=0) > 1e-12 * scale
-        self.null, g = idx[keep], we[:, keep] / self.gamma  # G = WE/γ (m, C')
-        border = self.null.numel()
+        if not in_place:
+            buffer[:m] = half
+        # the border: E' = EB for the combinations B of null vectors that W sees; the others stay
+        # in A only
+        border = basis.shape[1]
+        g = we @ basis / self.gamma  # G = WE'/γ (m, C')
         self.v_tilde = buffer[: m + border]
         self.v_tilde[m:] = 0.0
-        self.v_tilde[m + torch.arange(border, device=v.device), self.null] = -1.0 / self.gamma
+        self.v_tilde[m:, idx] = (-basis.T / self.gamma).to(W.dtype)
         self.v_inner = buffer[:m]  # Ṽ without its border, for pass 1
-        eye = torch.eye(m, dtype=W.dtype, device=W.device)
+        eye = torch.eye(m, dtype=torch.float64, device=W.device)
         s_inv = _spd_inverse(0.5 * (wawt + wawt.T) + eye / rho_u)  # S⁻¹
         if border:
             h = s_inv @ g  # H = S⁻¹G
-            sigma_inv = _spd_inverse(g.T @ h)  # Σ⁻¹
-            hs = h @ sigma_inv
-            self.border_matrix = torch.cat([torch.cat([s_inv - hs @ h.T, -hs], dim=1),
-                                            -rho_d * torch.cat([hs.T, sigma_inv], dim=1)])
+            hs = h @ _spd_inverse(g.T @ h)  # H Σ⁻¹
+            border_matrix = torch.cat([s_inv - hs @ h.T, -hs], dim=1)
         else:
-            self.border_matrix = s_inv
+            border_matrix = s_inv
+        self.border_matrix = border_matrix.to(W.dtype)  # (m, m + C')
 
     def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
              x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
@@ -298,8 +313,6 @@ class _WoodburySolver(XStep):
         kv = self.diag.kt(v)  # Q Kᵀv
         akv = kv / self.a  # Q A⁻¹Kᵀv
         rhs = torch.addmm(w, kv, self.v_inner.T, alpha=-self.rho_d)  # pass 1: w - ρ_d W A⁻¹Kᵀv
-        if self.null.numel():
-            rhs = torch.cat([rhs, akv[:, self.null]], dim=1)
         cq = rhs @ self.border_matrix  # (c, q)
         if nu is None:
             x_new, wt_nu = torch.addmm(akv, cq, self.v_tilde, beta=self.rho_d), None  # pass 2
@@ -318,6 +331,16 @@ class _WoodburySolver(XStep):
         return self.diag.coefficients(x)
 
 
+def _seen_null_space(we: Tensor, norm_w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    r"""Orthonormal bases ``(seen, blind)``, ``(C, C')`` and ``(C, C - C')``, of the combinations
+    :math:`c` of the null vectors :math:`E` of :math:`K^\top K` (``we`` :math:`= WE`, ``(m, C)``)
+    that :math:`W` sees and does not see at the precision of ``dtype``: blind where
+    :math:`\|WEc\| \le` ``NULL_RTOL`` :math:`\sqrt{\epsilon}\,\|W\|_F` (``norm_w``)."""
+    _, sv, vh = torch.linalg.svd(we, full_matrices=True)  # singular values in descending order
+    rank = int((sv > NULL_RTOL * math.sqrt(torch.finfo(dtype).eps) * norm_w).sum())
+    return vh[:rank].T, vh[rank:].T
+
+
 def _spd_inverse(mat: Tensor) -> Tensor:
     """The inverse of a symmetric positive definite matrix through its Cholesky factor (symmetrised)."""
     inv = torch.cholesky_inverse(torch.linalg.cholesky(mat))
@@ -328,10 +351,10 @@ class _CholeskySolver(_SolveStep):
     r"""Exact x-update through the Cholesky factor of the assembled :math:`n\times n` :math:`M`.
 
     Used for dense :math:`W` with :math:`m\ge n` (or a regulariser without a known
-    diagonalisation of :math:`K^\top K`). If :math:`M` is singular because a null vector
-    :math:`e` of :math:`K^\top K` has :math:`We=0`, :math:`\rho_d ee^\top` is added, which
-    returns the solution orthogonal to :math:`e` (exact for the consistent right-hand sides
-    of ADMM).
+    diagonalisation of :math:`K^\top K`); assembled and factorised in float64. If :math:`M` is
+    singular because :math:`W` does not see some combinations :math:`e` of the null vectors of
+    :math:`K^\top K` (`_seen_null_space`), :math:`\rho_d ee^\top` is added for each, which
+    returns the solution orthogonal to them (exact for the consistent right-hand sides of ADMM).
     """
 
     kind = "cholesky"
@@ -339,19 +362,20 @@ class _CholeskySolver(_SolveStep):
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal | None, rho_u: float,
                  rho_d: float) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
-        W, shape = affine.matrix, affine.in_shape
+        W, shape = affine.matrix.to(torch.float64), affine.in_shape
         n = W.shape[1]
-        eye = torch.eye(n, dtype=W.dtype, device=W.device)
+        eye = torch.eye(n, dtype=torch.float64, device=W.device)
         ktk = torch.cat([reg.K_adj(reg.K(eye[i : i + 256].reshape(-1, *shape))).reshape(-1, n)
                          for i in range(0, n, 256)])  # KᵀK column block by column block
         mat = rho_u * (W.T @ W) + rho_d * 0.5 * (ktk + ktk.T)
         if diag is not None and bool((diag.eig == 0).any()):
             idx = (diag.eig == 0).nonzero()
-            e = torch.zeros((idx.shape[0], *shape), dtype=W.dtype, device=W.device)
+            e = torch.zeros((idx.shape[0], *shape), dtype=torch.float64, device=W.device)
             e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
-            e = diag.image(e).reshape(-1, n)
-            dead = torch.linalg.vector_norm(W @ e.T, dim=0) <= 1e-12 * torch.linalg.matrix_norm(W)
-            mat = mat + rho_d * (e[dead].T @ e[dead])
+            e = _Diagonal(reg, diag.shape, torch.float64, W.device).image(e).reshape(-1, n)
+            _, blind = _seen_null_space(W @ e.T, torch.linalg.matrix_norm(W), affine.matrix.dtype)
+            e_blind = blind.T @ e
+            mat = mat + rho_d * (e_blind.T @ e_blind)
         chol, info = torch.linalg.cholesky_ex(mat)
         if int(info) != 0:
             raise ValueError(
@@ -359,7 +383,7 @@ class _CholeskySolver(_SolveStep):
                 "share a null vector), so the minimiser is not unique; use a regulariser whose "
                 "K has a trivial null space on it (e.g. SquaredNorm)"
             )
-        self.chol, self.n = chol, n
+        self.chol, self.n = chol.to(affine.matrix.dtype), n
 
     def solve(self, r: Tensor, x: Tensor) -> Tensor:
         """:math:`M^{-1}r` for ``r`` ``(B, *in_shape)``; ``x`` is unused."""
