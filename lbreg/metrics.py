@@ -16,6 +16,8 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
 
     The images are compared as given: for MNIST, use [0, 1]-scaled images (add the mean
     back to centred ones) with ``peak=1`` (PAPER_MATH §4.4). Identical images give ``inf``.
+    Integer images (say uint8 with ``peak=255``) are compared in float64, so that their
+    differences do not wrap around.
 
     Args:
         x: images of shape (B, ...).
@@ -23,8 +25,9 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
         peak: largest possible pixel value.
 
     Returns:
-        Tensor of shape (B,), dtype of ``x``.
+        Tensor of shape (B,), dtype of ``x`` (float64 for integer ``x``).
     """
+    x, x_ref = (t if t.is_floating_point() else t.to(torch.float64) for t in (x, x_ref))
     if x.shape != x_ref.shape:
         raise ValueError(f"x and x_ref must have the same shape, got {tuple(x.shape)} and {tuple(x_ref.shape)}")
     if x.ndim < 1:

@@ -205,20 +205,32 @@ class AffineMap:
 
     def linear(self, x: Tensor) -> Tensor:
         r""":math:`Wx`: ``(B, *in_shape)`` or ``(B, prod(in_shape))`` -> ``(B, *out_shape)``."""
-        x = _reshape_batch(x, self.in_shape, self._op_in, "x", self._op_in)
+        x = self._operand(_reshape_batch(x, self.in_shape, self._op_in, "x", self._op_in), "x")
         return self._apply(x, None).reshape(x.shape[0], *self.out_shape)
 
     def forward(self, x: Tensor) -> Tensor:
         r""":math:`Wx+b`: ``(B, *in_shape)`` or ``(B, prod(in_shape))`` -> ``(B, *out_shape)``."""
-        x = _reshape_batch(x, self.in_shape, self._op_in, "x", self._op_in)
+        x = self._operand(_reshape_batch(x, self.in_shape, self._op_in, "x", self._op_in), "x")
         return self._apply(x, self.bias).reshape(x.shape[0], *self.out_shape)
 
     __call__ = forward
 
     def adjoint(self, u: Tensor) -> Tensor:
         r""":math:`W^\top u` (exact): ``(B, *out_shape)`` or flat -> ``(B, *in_shape)``."""
-        u = _reshape_batch(u, self.out_shape, self._op_out, "u", self._op_out)
+        u = self._operand(_reshape_batch(u, self.out_shape, self._op_out, "u", self._op_out), "u")
         return self._apply_adjoint(u).reshape(u.shape[0], *self.in_shape)
+
+    def _operand(self, x: Tensor, name: str) -> Tensor:
+        """``x`` if it is floating and has the weights' dtype and device; TypeError otherwise."""
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+        w = self.weight
+        if w is not None and (x.dtype != w.dtype or x.device != w.device):
+            raise TypeError(
+                f"{name} is {x.dtype} on {x.device} but the weights are {w.dtype} on {w.device}; "
+                "convert one to the other (e.g. network.to(device=..., dtype=...))"
+            )
+        return x
 
     def norm(self) -> float:
         r"""Spectral norm :math:`\|W\|_2` in float64 (cached).

@@ -204,6 +204,14 @@ def test_psnr_of_known_mse_is_known_value():
     assert torch.allclose(psnr(255 * x, 255 * ref, peak=255.0), expected, atol=1e-10)
 
 
+def test_psnr_of_uint8_images_does_not_wrap_around():
+    """10 - 20 in uint8 is 246: integer images are compared in float64 (MSE 100 at peak 255)."""
+    x, ref = torch.tensor([[10, 200]], dtype=torch.uint8), torch.tensor([[20, 190]], dtype=torch.uint8)
+    value = psnr(x, ref, peak=255.0)
+    assert value.dtype == torch.float64
+    assert float(value) == pytest.approx(10 * math.log10(255.0**2 / 100.0), abs=1e-12)
+
+
 def test_psnr_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
         psnr(torch.zeros(2, 4), torch.zeros(2, 5))

@@ -37,6 +37,14 @@ def nan_in(module: nn.Linear, name: str) -> nn.Linear:
     return module
 
 
+def zero_layer(net: LiftedNetwork, index: int) -> LiftedNetwork:
+    layers = list(net.layers)
+    W = layers[index].affine.matrix
+    layers[index] = Layer(AffineMap.from_matrix(torch.zeros_like(W), in_shape=layers[index].affine.in_shape),
+                          layers[index].activation)
+    return LiftedNetwork.from_layers(layers)
+
+
 NET = perceptron()
 Y = torch.rand(2, 12, dtype=torch.float64)
 X = torch.rand(2, 1, 4, 4, dtype=torch.float64)
@@ -72,6 +80,13 @@ CASES = [
     ("not a LiftedNetwork", lambda: pdhg(nn.Linear(16, 12), Y, 0.1), TypeError, "LiftedNetwork"),
     ("zero inner_iters", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, inner_iters=0), ValueError, "inner_iters"),
     ("tau_aux of the wrong length", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, tau_aux=[0.1, 0.2]), ValueError, "tau_aux"),
+    ("a zero later layer under lifted_cd's default tau_aux", lambda: lifted_cd(zero_layer(deep(), 1), torch.rand(1, 6, dtype=torch.float64), 0.1),
+        ValueError, "weight of layer 2 is zero"),
+    ("a zero first layer under lifted_cd's admm", lambda: lifted_cd(zero_layer(deep(), 0), torch.rand(1, 6, dtype=torch.float64), 0.1,
+                                                                   x0_solver="admm"), ValueError, "W_1 is zero"),
+    ("float32 data into a float64 network", lambda: NET(X.float()), TypeError, "x is torch.float32 on cpu but the weights are torch.float64"),
+    ("integer data into a network", lambda: NET(X.long()), TypeError, "x must have a real floating dtype"),
+    ("float32 data into an adjoint", lambda: NET.layers[0].affine.adjoint(Y.float()), TypeError, "u is torch.float32"),
     ("negative tau_aux", lambda: lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 0.1, tau_aux=[-0.1]), ValueError, "tau_aux"),
     ("zero tau in aux_step", lambda: aux_step(deep().layers[0], deep().layers[1], torch.rand(1, 8, dtype=torch.float64),
                                                torch.rand(1, 8, dtype=torch.float64), torch.rand(1, 6, dtype=torch.float64),

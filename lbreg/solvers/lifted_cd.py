@@ -184,8 +184,16 @@ def lifted_cd(
         tau_x_t = torch.full_like(alpha_t, check_positive(tau_x, "tau_x"))
     if tau_z is not None:
         tau_z_t = torch.full_like(alpha_t, check_positive(tau_z, "tau_z"))
+    if x0_solver == "admm" and norm_W1 == 0.0:
+        raise ValueError("the first layer's weight W_1 is zero, so the data term does not depend on x_0 "
+                         "and admm's default penalty is undefined; use x0_solver='pdhg'")
     if tau_aux is None:
-        tau_aux = [1.0 / layers[l + 1].affine.norm() ** 2 for l in range(depth - 1)]
+        norms = [layers[l + 1].affine.norm() for l in range(depth - 1)]
+        if 0.0 in norms:
+            raise ValueError(f"the weight of layer {norms.index(0.0) + 2} is zero, so the default step "
+                             "tau_aux = 1/||W||^2 of the variable before it is undefined (and the network's "
+                             "output does not depend on the input); pass tau_aux")
+        tau_aux = [1.0 / norm**2 for norm in norms]
     elif not isinstance(tau_aux, Sequence) or isinstance(tau_aux, str):
         raise TypeError(f"tau_aux must be a list of {depth - 1} step sizes (one per auxiliary variable), "
                         f"got {type(tau_aux).__name__}")
