@@ -367,8 +367,7 @@ def test_cg_x_update_on_a_conv_network():
     res = admm(net, y, 0.05, tol=1e-7, max_iter=2_000)
     assert res.success and res.params["x_update"] == "cg"
     # the same problem with the convolution as a dense matrix: exact (Cholesky) x-updates
-    n = 64
-    matrix = affine.linear(torch.eye(n).reshape(n, 1, 8, 8)).reshape(n, -1).T
+    matrix = _matrix(affine.linear, (1, 8, 8))
     bias = affine.forward(torch.zeros(1, 1, 8, 8)).reshape(-1)
     dense = LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(matrix, bias, in_shape=(1, 8, 8),
                                                                    out_shape=affine.out_shape), ReLU())])

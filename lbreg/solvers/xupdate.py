@@ -103,6 +103,12 @@ class _Diagonal:
             lam = torch.ones(shape, dtype=torch.float64)
         self.eig = lam.to(device=device, dtype=dtype)
 
+    def in_float64(self) -> _Diagonal:
+        """This diagonalisation in float64 (itself if it is one), for the solvers' set-up."""
+        if self.eig.dtype == torch.float64:
+            return self
+        return _Diagonal(self.reg, self.shape, torch.float64, self.eig.device)
+
     def coefficients(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         """:math:`Qx` flattened, ``(B, n)``, for an image ``x`` ``(B, *shape)``; written into
         ``out`` (contiguous ``(B, n)``) when given."""
@@ -276,9 +282,9 @@ class _WoodburySolver(XStep):
         idx = null.nonzero().reshape(-1)
         buffer = W.new_empty(m + idx.numel(), n)  # becomes Ṽ = V A⁻¹, bordered below by -E'ᵀ/γ
         in_place = W.dtype == torch.float64
-        diag64 = diag if in_place else _Diagonal(reg, diag.shape, torch.float64, W.device)
         a64 = self.a.to(torch.float64)
-        v = diag64.coefficients(W.to(torch.float64), out=buffer[:m] if in_place else None)  # V = W Qᵀ
+        # V = W Qᵀ, W in the Q basis
+        v = diag.in_float64().coefficients(W.to(torch.float64), out=buffer[:m] if in_place else None)
         we = v[:, idx]  # WE (indexing by a tensor copies, before V is scaled in place)
         basis, _ = _seen_null_space(we, torch.linalg.matrix_norm(v), W.dtype)  # ||V||_F = ||W||_F
         root = a64.rsqrt()
@@ -372,7 +378,7 @@ class _CholeskySolver(_SolveStep):
             idx = (diag.eig == 0).nonzero()
             e = torch.zeros((idx.shape[0], *shape), dtype=torch.float64, device=W.device)
             e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
-            e = _Diagonal(reg, diag.shape, torch.float64, W.device).image(e).reshape(-1, n)
+            e = diag.in_float64().image(e).reshape(-1, n)
             _, blind = _seen_null_space(W @ e.T, torch.linalg.matrix_norm(W), affine.matrix.dtype)
             e_blind = blind.T @ e
             mat = mat + rho_d * (e_blind.T @ e_blind)
