@@ -184,6 +184,23 @@ def test_pdhg_loop_is_the_public_step_iterated(reg):
     torch.testing.assert_close(res.dual, z, rtol=0, atol=1e-13)
 
 
+def test_pdhg_step_takes_numbers_or_per_sample_tensors():
+    """alpha, tau_x and tau_z given as numbers are shared by all samples: the step equals the one
+    with per-sample tensors of those values; a non-positive or misshapen value names itself."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=7, scale=2.0)
+    y = image_data(net, 2, seed=8)
+    layer, x, z = net.layers[0], torch.ones(2, 1, 6, 6), torch.zeros(2, 1, 2, 6, 6)
+    by_numbers = pdhg_step(layer.affine, layer.activation, y, x, z, 0.05, TV(), 0.3, 2.0)
+    by_tensors = pdhg_step(layer.affine, layer.activation, y, x, z, torch.full((2,), 0.05), TV(),
+                           torch.full((2,), 0.3), torch.full((2,), 2.0))
+    for a, b in zip(by_numbers, by_tensors):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="tau_x must be finite and > 0"):
+        pdhg_step(layer.affine, layer.activation, y, x, z, 0.05, TV(), 0.0, 2.0)
+    with pytest.raises(ValueError, match=r"tau_z must be a number or a tensor of shape \(2,\)"):
+        pdhg_step(layer.affine, layer.activation, y, x, z, 0.05, TV(), 0.3, torch.ones(3))
+
+
 class _GenericTV(TV):
     """TV through the generic path of pdhg (the bound buffers serve `TV` itself only)."""
 

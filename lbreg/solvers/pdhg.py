@@ -68,10 +68,10 @@ def pdhg_step(
     y: Tensor,
     x: Tensor,
     z: Tensor,
-    alpha: Tensor,
+    alpha: float | Tensor,
     reg: Regularizer,
-    tau_x: Tensor,
-    tau_z: Tensor,
+    tau_x: float | Tensor,
+    tau_z: float | Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r"""One step of the generalised PDHG method, eq. (14) (eq. (13) for a general regulariser).
 
@@ -88,7 +88,8 @@ def pdhg_step(
         activation: the layer's activation :math:`\sigma = \operatorname{prox}_\Psi`.
         y: data ``(B, *out_shape)``.
         x, z: current primal ``(B, *in_shape)`` and dual ``(B, *reg.dual_shape)`` iterates.
-        alpha, tau_x, tau_z: per-sample ``(B,)`` parameter and step sizes.
+        alpha, tau_x, tau_z: the parameter and step sizes, each a positive number (shared by
+            all samples) or a tensor of ``B`` positive values (one per sample).
         reg: the regulariser :math:`R(K\cdot)` (`TV()` for eq. (14)).
 
     Returns:
@@ -97,6 +98,8 @@ def pdhg_step(
         Lagrangian's gradient :math:`\|W^\top(\sigma(Wx^k+b)-y) + \alpha K^\top z^k\|`, both
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
+    alpha, tau_x, tau_z = (check_alpha(value, x.shape[0], x, name=name)
+                           for value, name in ((alpha, "alpha"), (tau_x, "tau_x"), (tau_z, "tau_z")))
     x_new, z_new, _, objective, residual = _step(
         affine, activation, y, x, z, reg.K(x), alpha, reg, bview(tau_x, x), bview(tau_z * alpha, z))
     return x_new, z_new, objective, residual
