@@ -176,6 +176,25 @@ def test_stored_notebook_table_is_within_the_papers_bands():
     _, norm, _, _, tv_aniso, err = _row(uniform, "TV-PDHG")
     assert 23 <= norm <= 26.5 and 100 <= tv_aniso <= 125 and err < 7
     assert "10000 (tol not met)" in uniform
+    spread = _spread(cell_text(nb, "spread"))
+    assert list(spread) == [0, 1, 2, 3, 4]
+    _, lw_norm, _, lw_tv, _, _ = _row(uniform, "Landweber")
+    k = int(re.search(r"Landweber.*K = (\d+)", uniform).group(1))
+    _, pd_norm, _, _, pd_aniso, pd_err = _row(uniform, "TV-PDHG")
+    assert spread[0] == (k, lw_norm, lw_tv, pd_norm, pd_aniso, pd_err)  # seed 0 is the table's draw
+    for _, lw_norm, lw_tv, pd_norm, pd_aniso, pd_err in spread.values():  # every draw in the bands
+        assert 5.5 <= lw_norm <= 8.5 and 600 <= lw_tv <= 850
+        assert 23 <= pd_norm <= 26.5 and 100 <= pd_aniso <= 125 and pd_err < 7
+
+
+def _spread(text: str) -> dict[int, tuple]:
+    """The spread cell's rows: seed -> (K, Landweber l2, TV_iso, PDHG l2, TV_aniso, error)."""
+    rows = {}
+    for line in text.splitlines():
+        t = line.split()  # seed K l2 TV_iso iterations ["(tol not met)"] l2 TV_iso TV_aniso error
+        if len(t) >= 9 and t[0].isdigit():
+            rows[int(t[0])] = (int(t[1]), float(t[2]), float(t[3]), float(t[-4]), float(t[-2]), float(t[-1]))
+    return rows
 
 
 @pytest.mark.notebook
@@ -204,6 +223,7 @@ def test_circle_notebook_fast_run(notebook_runner):
     assert re.search(r"Clarabel status: optimal", check)  # "optimal" or "optimal_inaccurate"
     rel = float(re.search(r"f_ADMM: (\S+)", check).group(1))
     assert abs(rel) < 1e-4
+    assert list(_spread(cell_text(nb, "spread"))) == [0, 1, 2, 3, 4]
     clipping = cell_text(nb, "clipping")
     identity = [float(v) for v in re.findall(r"identity check: (\S+)", clipping)]
     assert len(identity) == 2 and max(identity) < 1e-12
