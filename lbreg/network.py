@@ -480,8 +480,8 @@ class _ConvMap(AffineMap):
 
         On the CPU, PyTorch runs a float32 transposed convolution through oneDNN, which is slow
         where the convolution has few input channels (the output channels of the transposed
-        one), the more so with a stride; with more channels it is the faster route, by up to an
-        order of magnitude. ``benchmarks/bench_conv_routes.py`` times both routes for sixteen
+        one), the more so with a stride; with more channels it is the faster route, for some
+        shapes by more than an order of magnitude. ``benchmarks/bench_conv_routes.py`` times both routes for sixteen
         convolutions at batch 1, 8 and 64 and counts how often `_fold_adjoint` picks the faster;
         the Performance page shows its table. For the paper's CNN encoder (one thread), layer
         1 (one input channel) takes 0.03 against 0.11 ms at batch 1 and 0.40 against 1.9 ms at

@@ -1,7 +1,7 @@
 r"""Over-relaxed ADMM for the perceptron problem (6)/(11): a fast solver of pdhg's objective.
 
 The paper's PDHG (14) takes the primal step :math:`\tau_x = 1/(\|W\|^2+\alpha)`, so for a badly
-scaled :math:`W` (the circle with :math:`N(0,1)` weights, :math:`\|W\|^2\approx7.4\cdot10^3`)
+scaled :math:`W` (the circle with :math:`N(0,1)` weights, :math:`\|W\|^2\approx7.5\cdot10^3`)
 its 10,000 iterations leave the problem unsolved (PAPER_MATH §5 item 2). This module solves
 the *same* problem by the alternating direction method of multipliers on the splitting
 :math:`u = Wx+b`, :math:`d = Kx`, with the :math:`x`-update solved exactly, so that readers
