@@ -48,6 +48,8 @@ _SKIPPED = (
     nn.FeatureAlphaDropout,
 )
 _RESHAPES = (nn.Flatten, nn.Unflatten)
+# methods a subclass of a torch module may override without changing what forward computes
+_UNUSED_BY_FORWARD = frozenset({"__init__", "reset_parameters", "extra_repr", "__repr__", "__str__"})
 _AFFINE_MODULES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.AvgPool2d)
 
 
@@ -346,8 +348,9 @@ class AffineMap:
         detached copies.
 
         Raises:
-            TypeError: for any other module, and for one with forward hooks or a subclass
-                that overrides ``forward`` (lifting reads the type and weights only).
+            TypeError: for any other module, and for one with forward hooks or whose
+                ``forward``, or a method it calls (``Conv2d._conv_forward``), is replaced by a
+                subclass or on the instance (lifting reads the type and weights only).
             ValueError: if ``input_shape`` does not fit the module, or for a padding mode
                 other than ``'zeros'``.
         """
@@ -650,7 +653,8 @@ class Layer:
 
 def _check_plain(module: nn.Module, index: str) -> None:
     """Refuse a module whose output is not what its type and weights say: lifting reads those,
-    never runs ``forward``, so hooks or a subclass's own ``forward`` would be lost silently."""
+    never runs ``forward``, so hooks, a subclass's own ``forward`` or a replaced method it calls would
+    be lost silently."""
     if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
         raise TypeError(f"{_describe(index, module)} is a lazy module with uninitialised weights; "
                         "run one forward pass before lifting it")
@@ -660,11 +664,20 @@ def _check_plain(module: nn.Module, index: str) -> None:
             "what it computes; for spectral or weight normalisation use torch.nn.utils."
             "parametrizations, or remove the hooks)"
         )
-    base = next(c for c in type(module).__mro__ if c.__module__.startswith("torch.nn."))
-    if base is not nn.Module and type(module).forward is not base.forward:
+    mro = type(module).__mro__
+    base = next(c for c in mro if c.__module__.startswith("torch.nn."))
+    if base is nn.Module:
+        return
+    # methods of the torch class replaced by a subclass (forward, or a helper it calls such as
+    # Conv2d._conv_forward) or on the instance itself
+    replaced = {name for cls in mro[:mro.index(base)] for name in vars(cls)
+                if name not in _UNUSED_BY_FORWARD and callable(getattr(base, name, None))}
+    replaced |= {name for name, value in vars(module).items()
+                 if callable(value) and callable(getattr(base, name, None))}
+    if replaced:
         raise TypeError(
-            f"{_describe(index, module)} overrides forward of {base.__name__}; lbreg lifts a module "
-            "from its type and weights, so it cannot lift a changed forward"
+            f"{_describe(index, module)} overrides {', '.join(sorted(replaced))} of {base.__name__}; "
+            "lbreg lifts a module from its type and weights, so it cannot lift a changed forward"
         )
 
 
@@ -780,8 +793,9 @@ class LiftedNetwork:
                 that does not fit.
             TypeError: a module that is neither affine nor a proximal activation
                 (``MaxPool2d``, ``BatchNorm2d``, ``GELU``, ...), or one with forward hooks or
-                an overridden ``forward`` (a residual block written as a ``Sequential``
-                subclass, say): lifting reads types and weights, never runs ``forward``.
+                a replaced ``forward`` or method that it calls (a residual block written as a
+                ``Sequential`` subclass, a weight-standardised convolution overriding
+                ``_conv_forward``): lifting reads types and weights, never runs ``forward``.
         """
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")

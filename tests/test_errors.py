@@ -31,6 +31,18 @@ class Residual(nn.Sequential):
         return x + super().forward(x)
 
 
+class StandardisedConv2d(nn.Conv2d):
+    """Weight standardisation: forward is Conv2d's, but the helper it calls is replaced."""
+
+    def _conv_forward(self, x, w, b):
+        return super()._conv_forward(x, (w - w.mean()) / w.std(), b)
+
+
+def with_instance_forward(module: nn.Linear) -> nn.Linear:
+    module.forward = lambda v: 2 * nn.functional.linear(v, module.weight, module.bias)
+    return module
+
+
 def nan_in(module: nn.Linear, name: str) -> nn.Linear:
     with torch.no_grad():
         getattr(module, name)[0] = float("nan")
@@ -135,6 +147,12 @@ CASES = [
         TypeError, "parametrizations"),
     ("a Sequential subclass with its own forward", lambda: LiftedNetwork.from_module(
         nn.Sequential(Residual(nn.Linear(6, 6), nn.ReLU()), nn.Linear(6, 3)), (6,)), TypeError, "Residual at index 0 overrides forward"),
+    ("a Conv2d subclass replacing a helper of forward", lambda: LiftedNetwork.from_module(
+        nn.Sequential(StandardisedConv2d(1, 2, 3), nn.ReLU()), (1, 6, 6)), TypeError,
+        "StandardisedConv2d at index 0 overrides _conv_forward of Conv2d"),
+    ("forward replaced on the instance", lambda: LiftedNetwork.from_module(
+        nn.Sequential(with_instance_forward(nn.Linear(6, 4)), nn.ReLU()), (6,)), TypeError,
+        "Linear at index 0 overrides forward of Linear"),
     ("an uninitialised lazy module", lambda: LiftedNetwork.from_module(nn.Sequential(nn.LazyLinear(4), nn.ReLU()), (6,)),
         TypeError, "lazy module"),
     ("NaN in a bias", lambda: LiftedNetwork.from_module(nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nan_in(nn.Linear(4, 3), "bias")), (6,)),

@@ -330,6 +330,27 @@ def test_parametrized_weights_are_lifted():
         torch.testing.assert_close(net(x), torch.relu(lin(x)), rtol=0, atol=1e-12)
 
 
+class _InitialisedLinear(nn.Linear):
+    """A subclass that changes only how the weights are initialised and printed."""
+
+    def reset_parameters(self):
+        nn.init.constant_(self.weight, 0.25)
+        nn.init.constant_(self.bias, -0.5)
+
+    def extra_repr(self):
+        return "constant"
+
+
+def test_subclass_changing_only_initialisation_is_lifted():
+    """Overriding reset_parameters or extra_repr leaves forward's computation alone: lifted, and
+    the lifted network computes what the module computes."""
+    lin = _InitialisedLinear(6, 4).double()
+    net = LiftedNetwork.from_module(nn.Sequential(lin, nn.ReLU()), (6,))
+    x = _randn(3, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), torch.relu(lin(x)), rtol=0, atol=0)
+
+
 def test_single_module_and_from_layers():
     lin = _seeded(nn.Linear(6, 4))
     net = LiftedNetwork.from_module(lin, (6,))
