@@ -104,7 +104,8 @@ def make_solve(
         solver: ``"pdhg"`` (depth 1, eq. (14)), ``"lifted_cd"`` (any depth, eqs. (15)–(17)),
             or a callable of the signature above, returned unchanged.
         reg: the regulariser (default isotropic TV, the solvers' default).
-        **solver_kwargs: passed to the solver (``max_iter``, ``tol``, ...).
+        **solver_kwargs: passed to the solver (``max_iter``, ``tol``, ...; not ``x0``, which the
+            rules set: for another start pass a callable that supplies it when given ``None``).
 
     Returns:
         The callable. ``x0`` is the solver's warm start (``None``: the paper's zero start).
@@ -113,6 +114,13 @@ def make_solve(
         if solver_kwargs or reg is not None:
             raise ValueError("solver is a callable: pass reg and solver options to it, not here")
         return solver
+    if "x0" in solver_kwargs:
+        raise TypeError(
+            "x0 is chosen by the rule (the zero start, or a warm start from the previous alpha); to "
+            "start elsewhere pass a callable solver that replaces None, e.g. solver=lambda y, alpha, "
+            "x0: lifted_cd(network, y, alpha, x0=y.new_full((len(y), *network.input_shape), 0.5) "
+            "if x0 is None else x0)"
+        )
     functions = {"pdhg": pdhg, "lifted_cd": lifted_cd}
     if solver not in functions:
         raise ValueError(f"solver must be 'pdhg', 'lifted_cd' or a callable, got {solver!r}")
@@ -433,7 +441,7 @@ def a_priori(
     check_network(network)
     y_delta = check_data(network, y_delta, name="y_delta")
     batch = y_delta.shape[0]
-    alpha = a_priori_alpha(_per_sample(delta, batch, "delta"), v_norm, c).expand(batch).clone()
+    alpha = a_priori_alpha(_per_sample(delta, batch, "delta"), _per_sample(v_norm, batch, "v_norm"), c)
     if bool((alpha <= 0).any()):
         raise ValueError(f"delta must be > 0 for the a-priori rule (delta = 0 gives alpha = 0), got alpha={alpha.tolist()}")
     solve = make_solve(network, solver, reg, **solver_kwargs)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lbreg.network import LiftedNetwork
+from lbreg.solvers import lifted_cd
 
 ROOT = Path(__file__).resolve().parents[1]
 INVERT = ROOT / "book" / "invert_your_network.md"
@@ -50,7 +51,7 @@ def seeded():
 @pytest.mark.usefixtures("one_thread", "seeded")
 def test_invert_your_network_page_runs_and_prints_what_it_shows():
     code, shown = blocks(INVERT, "python"), blocks(INVERT, "text")
-    assert len(code) == 5 and len(shown) == 2, "the page's blocks changed: update this test"
+    assert len(code) == 6 and len(shown) == 2, "the page's blocks changed: update this test"
     # the reader's images: two 28x28 images in [0, 1] (the page's encoder is untrained)
     ns = {"x_true": torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))}
     assert run(code[0], ns) == shown[0]  # the lifted network, as printed on the page
@@ -64,7 +65,14 @@ def test_invert_your_network_page_runs_and_prints_what_it_shows():
     run(code[3], ns)
     chosen = ns["choice"].alpha
     assert chosen.shape == (2,) and bool(((chosen >= 1e-4) & (chosen <= 1e-2)).all())
-    run(code[4], ns)
+    cold_starts = []
+    ns["lifted_cd"] = lambda net, y, alpha, x0, **kw: cold_starts.append(x0) or lifted_cd(net, y, alpha, x0=x0, **kw)
+    run(code[4], ns)  # the rule with a callable solver, which replaces the cold start
+    chosen = ns["choice"].alpha
+    assert chosen.shape == (2,) and bool(((chosen >= 1e-4) & (chosen <= 1e-2)).all())
+    assert torch.equal(cold_starts[0], torch.full((2, 1, 28, 28), 0.5, dtype=ns["y_delta"].dtype))
+    ns["lifted_cd"] = lifted_cd
+    run(code[5], ns)
     assert ns["res"].x.device == ns["y_delta"].device
 
 

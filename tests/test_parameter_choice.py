@@ -320,6 +320,27 @@ def test_a_priori_rejects_bad_inputs():
                                         solver="pdhg", max_iter=5), 0.1, tau=0.5)
     with pytest.raises(ValueError, match="solver"):
         make_solve(net, "admm-typo")
+    y2 = torch.cat([y_delta, y_delta])
+    with pytest.raises(ValueError, match=r"v_norm must be a number or hold one value per sample \(2\)"):
+        a_priori(net, y2, 0.1, torch.ones(3), solver="pdhg")
+
+
+def test_rules_leave_the_start_to_the_rule_or_to_a_callable():
+    """x0 is the rules' business (zero start, then warm starts): passing it as a solver option
+    is a TypeError naming it, and a callable that replaces None supplies another start."""
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.1])
+    with pytest.raises(TypeError, match="x0 is chosen by the rule"):
+        discrepancy_principle(net, y_delta, delta, solver="pdhg", x0=torch.zeros(1, *SHAPE, dtype=DTYPE))
+    starts = []
+
+    def solve(y, alpha, x0):
+        start = y.new_full((len(y), *net.input_shape), 0.5) if x0 is None else x0
+        starts.append(start.clone())
+        return pdhg(net, y, alpha, x0=start, max_iter=0)
+
+    a_priori(net, y_delta, delta, 1.0, solver=solve)
+    assert len(starts) == 1 and torch.equal(starts[0], torch.full((1, *SHAPE), 0.5, dtype=DTYPE))
 
 
 def test_restrict_grid_is_the_grid_search_on_the_sub_grid():
