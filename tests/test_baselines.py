@@ -1,5 +1,8 @@
 """Baselines: decoder, autograd TV (Mahendran-Vedaldi style) and the two-layer deep image prior."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -149,3 +152,51 @@ def test_bad_inputs_raise_value_error_naming_the_argument(call, name):
     net, y = _relu_problem()
     with pytest.raises(ValueError, match=name):
         call(net, y)
+
+
+def test_autograd_tv_rejects_x0_whose_batch_axis_differs_from_y():
+    """x0 holds one start per sample, (B, *input_shape) or (B, n): a (1, B·n) tensor of the
+    right size is rejected, not silently reshaped into B starts."""
+    net, y = _relu_problem()
+    with pytest.raises(ValueError, match="x0"):
+        autograd_tv(net, y, 0.1, x0=torch.zeros(1, 3 * 36, dtype=DT), max_iter=1)
+    res = autograd_tv(net, y, 0.1, x0=torch.zeros(3, 36, dtype=DT), max_iter=1)  # (B, n) is fine
+    assert res.x.shape == (3, 1, 6, 6)
+
+
+def test_dip_counts_a_discrepancy_equal_to_tau_delta_as_reached():
+    """The stop is ||N(g_θk(u)) − y^δ|| <= τδ: with δ the discrepancy of iterate 0 itself
+    (τ = 1), every sample stops at iterate 0 and returns g_θ0(u)."""
+    net, y = _identity_problem()
+    first = deep_image_prior(net, y, None, width=64, input_dim=8, max_iter=0, generator=3)
+    delta = first.history["discrepancy"][0].clone()
+    res = deep_image_prior(net, y, delta, width=64, input_dim=8, max_iter=50, generator=3)
+    assert res.iterations.tolist() == [0, 0] and bool(res.converged.all())
+    assert torch.equal(res.x, first.x)
+
+
+def test_dip_default_step_scales_with_the_inverse_square_lipschitz_bound():
+    """Default step k/(s² Lip(N)² ||V||²): doubling the weights doubles Lip(N) <= ||W|| and
+    quarters the step (same seed, so the same V); doubling s quarters it as well."""
+    nets = [perceptron(40, (1, 6, 6), Identity(), seed=2, scale=s) for s in (1.0, 2.0)]
+    y = torch.zeros(2, 40, dtype=DT)
+    kw = {"width": 32, "input_dim": 4, "max_iter": 0, "generator": 5}
+    lr1 = deep_image_prior(nets[0], y, None, **kw).params["lr"]
+    lr2 = deep_image_prior(nets[1], y, None, **kw).params["lr"]
+    lr_s = deep_image_prior(nets[0], y, None, scale=2.0, **kw).params["lr"]
+    assert lr2 == pytest.approx(lr1 / 4, rel=1e-6)
+    assert lr_s == pytest.approx(lr1 / 4, rel=1e-12)
+
+
+def test_dip_input_is_on_the_unit_sphere():
+    """u ∈ S^{d-1} and W ~ N(0, 1): each (Wu)_i ~ N(0, 1), so with V ~ N(0, 1) the first image
+    g(u) = (s/√k) V tanh(Wu) has mean square s² E[tanh(ξ)²], ξ ~ N(0, 1) (≈ 0.394, by
+    Gauss–Hermite quadrature), up to sampling error (k = 2048, n = 784, fixed seed)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    expected = float((weights * np.tanh(nodes) ** 2).sum() / math.sqrt(2 * math.pi))
+    s = 0.5
+    res = deep_image_prior(lambda x: x.flatten(1), torch.zeros(2, 784, dtype=DT), None, width=2048,
+                           input_dim=64, scale=s, lr=1.0, max_iter=0, generator=11,
+                           input_shape=(1, 28, 28))
+    mean_sq = res.x.pow(2).flatten(1).mean(dim=1) / s**2
+    assert torch.allclose(mean_sq, torch.full((2,), expected, dtype=DT), rtol=0.15, atol=0)

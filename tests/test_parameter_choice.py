@@ -381,3 +381,84 @@ def test_discrepancy_on_grid_returns_the_smallest_alpha_when_nothing_fits():
     choice = discrepancy_on_grid(grid_search(net, y_delta, grid, x, solver=_tikhonov(net)), 0.0)
     assert choice.status == ["alpha_min", "alpha_min"]
     assert torch.equal(choice.alpha, torch.full((2,), 1e-4, dtype=DTYPE))
+
+
+@pytest.mark.parametrize("alpha_max, alpha_min, factor, k", [
+    (1e-2, 1e-4, 0.1, 2), (1.0, 1e-6, 0.1, 6), (0.3, 0.3 * 0.2**3, 0.2, 3), (1.0, 0.125, 0.5, 3),
+])
+def test_geometric_alphas_spanning_whole_factors_has_no_extra_point(alpha_max, alpha_min, factor, k):
+    """alpha_min = alpha_max q^k: the sequence is alpha_max q^0, ..., q^k, k + 1 values with ratio
+    q throughout (the rounding of q^k must not add a near-duplicate of alpha_min)."""
+    a = geometric_alphas(alpha_max, alpha_min, factor)
+    assert a.numel() == k + 1
+    assert float(a[0]) == alpha_max and float(a[-1]) == alpha_min
+    torch.testing.assert_close(a[1:] / a[:-1], torch.full((k,), factor, dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+
+
+def test_geometric_alphas_rejects_factor_one():
+    """q ∈ (0, 1): q = 1 never decreases (and log q = 0), so it is a ValueError naming factor."""
+    with pytest.raises(ValueError, match="factor"):
+        geometric_alphas(1e-2, 1e-4, 1.0)
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.1])
+    with pytest.raises(ValueError, match="factor"):
+        discrepancy_principle(net, y_delta, delta, solver="pdhg", factor=1.0, max_iter=5)
+
+
+def test_discrepancy_counts_a_residual_equal_to_tau_delta_as_fitting():
+    """The rule is ||N(x_α) − y^δ|| <= τδ: with δ set to the residual at α_max itself (τ = 1),
+    α_max already fits, so the rule stops there with status "alpha_max"."""
+    net = _linear_net()
+    _, y_delta, _ = _data(net, [0.1, 0.2])
+    solve = _tikhonov(net)
+    alpha_max = 1e-2
+    x = solve(y_delta, torch.full((2,), alpha_max, dtype=DTYPE), None).x
+    delta = data_residual(net, x, y_delta)
+    choice = discrepancy_principle(net, y_delta, delta, solver=solve, alpha_max=alpha_max,
+                                   alpha_min=1e-4, factor=0.5)
+    assert choice.status == ["alpha_max"] * 2
+    assert choice.alpha.tolist() == [alpha_max] * 2
+
+
+def test_discrepancy_refinement_is_warm_started_from_the_larger_alpha():
+    """Step 2: each bisection solve starts from the solution at the bracket's larger α (the
+    smallest α tried so far whose residual misses τδ), when warm_start is on."""
+    net = _linear_net()
+    _, y_delta, delta = _data(net, [0.1])
+    exact, calls = _tikhonov(net), []
+
+    def solve(y, alpha, x0):
+        calls.append((float(alpha[0]), None if x0 is None else x0.clone()))
+        return exact(y, alpha, x0)
+
+    sequence = geometric_alphas(10.0, 1e-8, 0.1).tolist()
+    discrepancy_principle(net, y_delta, delta, solver=solve, alpha_max=10.0, alpha_min=1e-8,
+                          factor=0.1, band=0.0, max_refine=3)
+    refinements = [i for i, (a, _) in enumerate(calls) if a not in sequence]
+    assert len(refinements) == 3
+
+    def residual(a):
+        return float(data_residual(net, exact(y_delta, torch.tensor([a], dtype=DTYPE), None).x, y_delta)[0])
+
+    for i in refinements:
+        a, x0 = calls[i]
+        misses = [b for b, _ in calls[:i] if b > a and residual(b) > float(delta[0])]
+        hi = min(misses)
+        assert x0 is not None
+        torch.testing.assert_close(x0, exact(y_delta, torch.tensor([hi], dtype=DTYPE), None).x,
+                                   rtol=0, atol=1e-12)
+
+
+def test_restrict_grid_bounds_are_inclusive():
+    """The sub-grid [α_min, α_max] is closed: bounds equal to a grid value keep that value, so
+    [α_g, α_g] restricts the search to α_g alone."""
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.2])
+    grid = torch.logspace(-6, 1, 8, dtype=DTYPE)
+    full = grid_search(net, y_delta, grid, x_true, solver=_tikhonov(net))
+    for g in grid.tolist():
+        sub = restrict_grid(full, alpha_min=g, alpha_max=g)
+        assert sub.alpha.tolist() == [g, g] and sub.status == ["grid", "grid"]
+    low = restrict_grid(full, alpha_min=float(grid[-2]))
+    assert set(low.alpha.tolist()) <= {float(grid[-2]), float(grid[-1])}

@@ -229,3 +229,50 @@ def test_theory_notebook_fast_run(notebook_runner):
     assert below and below.group(1) == below.group(2) == "8", text
     assert re.search(r"Lemma 1.*< 1e-10", text), text
     assert re.search(r"on the grid\s+yes\s+yes", text), text
+
+
+def test_source_condition_rows_are_source_major_with_the_noise_cycling_inside():
+    """Row k*S + j holds source k and noise_std[j] (S = len(noise_std)): the S rows of one
+    source share v†, x† and the exact data y, the std cycles within each source, and the
+    row with std 0 has y^δ = y."""
+    stds = [0.0, 1e-3, 1e-1]
+    S = len(stds)
+    inst = source_condition_instance(30, 6, ReLU(), stds, 0, n_sources=2)
+    for k in range(2):
+        first = k * S
+        for j in range(S):
+            assert torch.equal(inst.v_dag[first + j], inst.v_dag[first])
+            assert torch.equal(inst.x_dag[first + j], inst.x_dag[first])
+            assert torch.equal(inst.y[first + j], inst.y[first])
+        assert torch.equal(inst.noise_std[first:first + S], torch.tensor(stds))
+        assert torch.equal(inst.y_delta[first], inst.y[first])
+    assert not torch.equal(inst.v_dag[0], inst.v_dag[S])
+
+
+@pytest.mark.parametrize("c", [0.0, -0.25, 1.5])
+def test_theorem2_and_example1_reject_c_outside_0_1(c):
+    """c ∈ (0, 1] in (9): c = 0 would divide by zero in α/c and α²/c, so every function taking
+    c rejects it (and negative or > 1 values) with the same message."""
+    inst = source_condition_instance(10, 3, ReLU(), [0.05], 3)
+    y = torch.tensor([[0.3, -0.2, 1.0]])
+    v = torch.tensor([0.1, 0.4, -0.2])
+    calls = [
+        lambda: example1_alpha(0.1, 0.5, c),
+        lambda: example1_bound(0.1, 0.5, c),
+        lambda: example1_admissible(y.abs(), v, 0.2, c),
+        lambda: psi_bracket(LeakyReLU(0.5), y, v, 0.2, c),
+        lambda: theorem2_bound(LeakyReLU(0.5), y, v, 0.2, 0.01, c),
+        lambda: theorem2_lhs(inst, inst.x_dag, 0.2, c),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="c must lie"):
+            call()
+
+
+def test_loglog_slope_needs_two_points():
+    """A slope needs at least two points: one point (where the centred fit is 0/0) is an error,
+    not NaN."""
+    with pytest.raises(ValueError, match="length >= 2"):
+        loglog_slope([1.0], [2.0])
+    with pytest.raises(ValueError, match="length >= 2"):
+        loglog_slope(torch.tensor([3.0]), torch.tensor([5.0]))
