@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -17,7 +19,8 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
     The images are compared as given: for MNIST, use [0, 1]-scaled images (add the mean
     back to centred ones) with ``peak=1`` (PAPER_MATH §4.4). Identical images give ``inf``.
     Integer images (say uint8 with ``peak=255``) are compared in float64, so that their
-    differences do not wrap around.
+    differences do not wrap around, and half-precision ones in float32, whose range holds
+    their squared differences.
 
     Args:
         x: images of shape (B, ...).
@@ -25,14 +28,18 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
         peak: largest possible pixel value.
 
     Returns:
-        Tensor of shape (B,), dtype of ``x`` (float64 for integer ``x``).
+        Tensor of shape (B,): float64 for integer images, else the dtype of ``x`` and
+        ``x_ref`` promoted together, and at least float32.
     """
-    x, x_ref = (t if t.is_floating_point() else t.to(torch.float64) for t in (x, x_ref))
     if x.shape != x_ref.shape:
         raise ValueError(f"x and x_ref must have the same shape, got {tuple(x.shape)} and {tuple(x_ref.shape)}")
-    if x.ndim < 1:
-        raise ValueError("x must have a leading batch dimension")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must have a leading batch dimension with at least one sample, got shape {tuple(x.shape)}")
     if not peak > 0:
         raise ValueError(f"peak must be positive, got peak={peak}")
-    mse = (x - x_ref).reshape(x.shape[0], -1).pow(2).mean(dim=1)
-    return 10.0 * torch.log10(torch.as_tensor(peak, dtype=mse.dtype, device=mse.device) ** 2 / mse)
+    if x.is_floating_point() and x_ref.is_floating_point():
+        dtype = torch.promote_types(torch.promote_types(x.dtype, x_ref.dtype), torch.float32)
+    else:
+        dtype = torch.float64
+    mse = (x.to(dtype) - x_ref.to(dtype)).reshape(x.shape[0], -1).pow(2).mean(dim=1)
+    return 20.0 * math.log10(peak) - 10.0 * torch.log10(mse)

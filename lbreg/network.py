@@ -118,6 +118,12 @@ def _meta_shape(fn, in_shape: tuple[int, ...], dtype: torch.dtype, name: str) ->
     return shape
 
 
+def _check_not_meta(t: Tensor, name: str) -> None:
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device, which holds shapes but no values: "
+                         "move it to a real device (cpu, cuda, ...)")
+
+
 def _check_data(x: object, shape: tuple[int, ...], name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(
@@ -125,6 +131,7 @@ def _check_data(x: object, shape: tuple[int, ...], name: str) -> Tensor:
         )
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    _check_not_meta(x, name)
     x = _reshape_batch(x, shape, shape, name)
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite entries")
@@ -716,6 +723,8 @@ class LiftedNetwork:
                 raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
             for name in ("weight", "bias"):
                 t = getattr(layer.affine, name)
+                if t is not None:
+                    _check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
                 if t is not None and not bool(torch.isfinite(t).all()):
                     raise ValueError(
                         f"layers[{i}] ({layer.affine._kind()}): its {name} has NaN or infinite "

@@ -214,9 +214,23 @@ def test_psnr_of_uint8_images_does_not_wrap_around():
     assert float(value) == pytest.approx(10 * math.log10(255.0**2 / 100.0), abs=1e-12)
 
 
-def test_psnr_rejects_shape_mismatch():
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_psnr_of_half_precision_images_is_computed_in_float32(dtype):
+    """MSE 1e-6 is 60 dB and 9e-6 is 50.46 dB: in half precision peak²/MSE overflows to inf (the
+    value of identical images); PSNR is computed in float32 instead."""
+    ref = torch.zeros(2, 4, dtype=dtype)
+    x = torch.tensor([[1e-3] * 4, [3e-3] * 4], dtype=dtype)
+    value = psnr(x, ref)
+    assert value.dtype == torch.float32
+    mse = x.double().pow(2).mean(dim=1)  # the half-precision pixel values, squared exactly
+    torch.testing.assert_close(value.double(), -10 * torch.log10(mse), rtol=1e-6, atol=0)
+
+
+def test_psnr_rejects_shape_mismatch_and_an_empty_batch():
     with pytest.raises(ValueError, match="same shape"):
         psnr(torch.zeros(2, 4), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="at least one sample"):
+        psnr(torch.zeros(0, 4), torch.zeros(0, 4))
 
 
 def test_disc_rejects_a_negative_radius():

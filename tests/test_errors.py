@@ -153,6 +153,9 @@ CASES = [
     ("forward replaced on the instance", lambda: LiftedNetwork.from_module(
         nn.Sequential(with_instance_forward(nn.Linear(6, 4)), nn.ReLU()), (6,)), TypeError,
         "Linear at index 0 overrides forward of Linear"),
+    ("data on the meta device", lambda: pdhg(NET, Y.to("meta"), 0.1), ValueError, "y is on the 'meta' device"),
+    ("a module on the meta device", lambda: LiftedNetwork.from_module(nn.Linear(6, 4, device="meta"), (6,)),
+        ValueError, r"layers\[0\].*its weight is on the 'meta' device"),
     ("an uninitialised lazy module", lambda: LiftedNetwork.from_module(nn.Sequential(nn.LazyLinear(4), nn.ReLU()), (6,)),
         TypeError, "lazy module"),
     ("NaN in a bias", lambda: LiftedNetwork.from_module(nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nan_in(nn.Linear(4, 3), "bias")), (6,)),
