@@ -351,7 +351,10 @@ def pdhg(
         x0, z0: optional starting points (warm starts).
         check_every: how often the host checks whether any sample is still running, and
             how often the primal-dual gap is recorded.
-        gap_radius: the radius :math:`\rho` of `primal_dual_gap` (default :math:`\sqrt n`).
+        gap_radius: the radius :math:`\rho` of `primal_dual_gap` (default :math:`\sqrt n`). The
+            recorded gap bounds :math:`P(x^k)-P(x^\star)` only while
+            :math:`\|x^k-x^\star\|\le\rho`, which the default ensures for images with
+            values in [0, 1]; pass a larger radius for inputs of a wider range.
         progress: show a tqdm progress bar.
         callback: called after each iteration with a dict (``iteration``, ``x``, ``z``,
             ``active``); returning ``True`` stops the solver.
