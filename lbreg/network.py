@@ -349,7 +349,8 @@ class AffineMap:
         """Affine map of a ``torch.nn`` module acting on inputs of shape ``(B, *input_shape)``.
 
         Supported: ``nn.Linear`` (``prod(input_shape) == in_features``; a preceding flatten is
-        folded in), ``nn.Conv2d`` and ``nn.ConvTranspose2d`` (any stride, padding, dilation,
+        folded in; on an input ``(1, .., 1, in_features)`` the output keeps the leading axes, as
+        in torch), ``nn.Conv2d`` and ``nn.ConvTranspose2d`` (any stride, padding, dilation,
         output padding, groups; with or without bias; ``padding_mode='zeros'`` only),
         ``nn.AvgPool2d`` (the paper's linear replacement for pooling). The weights are
         detached copies.
@@ -366,15 +367,21 @@ class AffineMap:
         if isinstance(module, nn.Linear):
             n = math.prod(shape)
             if n != module.in_features:
+                per_row = len(shape) > 1 and shape[-1] == module.in_features
                 raise ValueError(
                     f"input_shape {shape} has {n} entries but Linear expects "
-                    f"in_features={module.in_features} (the input is flattened)"
+                    f"in_features={module.in_features} (lbreg applies it to the flattened input"
+                    + (", while torch applies it to each row along the last axis, which lbreg "
+                       "does not lift; flatten first if the Linear should see the whole input)"
+                       if per_row else ")")
                 )
             w = module.weight.detach().clone()
             b = None if module.bias is None else module.bias.detach().clone()
             dense = _DenseMap.__new__(_DenseMap)
             dense._init((n,), (module.out_features,), w, b)
-            return dense._with_shapes(in_shape=shape)
+            # torch keeps the leading axes of the input (all of size 1 here): (1, .., 1, out)
+            out = (*shape[:-1], module.out_features) if shape[-1] == n else (module.out_features,)
+            return dense._with_shapes(in_shape=shape, out_shape=out)
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             cname = type(module).__name__
             if module.padding_mode != "zeros":

@@ -351,6 +351,20 @@ def test_subclass_changing_only_initialisation_is_lifted():
         torch.testing.assert_close(net(x), torch.relu(lin(x)), rtol=0, atol=0)
 
 
+def test_linear_on_a_last_axis_keeps_torchs_leading_axes():
+    """Flatten(2) then Linear on (C=1, H·W): torch keeps the channel axis, (B, 1, out), and so does
+    the lifted network; a Linear that torch would apply to several rows is refused, naming it."""
+    module = nn.Sequential(_seeded(nn.Conv2d(1, 1, 3)), nn.ReLU(), nn.Flatten(2), _seeded(nn.Linear(36, 5))).double()
+    net = LiftedNetwork.from_module(module, (1, 8, 8))
+    assert net.output_shape == (1, 5)
+    x = _randn(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), module(x), rtol=0, atol=1e-12)
+    rows = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(2), nn.Linear(36, 5))
+    with pytest.raises(ValueError, match="torch applies it to each row along the last axis"):
+        LiftedNetwork.from_module(rows, (1, 8, 8))
+
+
 def test_single_module_and_from_layers():
     lin = _seeded(nn.Linear(6, 4))
     net = LiftedNetwork.from_module(lin, (6,))
