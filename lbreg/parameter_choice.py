@@ -34,7 +34,7 @@ from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, lifted_cd, pdhg
-from lbreg.solvers.result import check_data, check_discrepancy_factor, check_network, sample_norm
+from lbreg.solvers.result import check_data, check_discrepancy_factor, check_int, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
 __all__ = [
@@ -260,8 +260,7 @@ def discrepancy_principle(
     tau = check_discrepancy_factor(tau, "tau")
     if not 0.0 <= band < 1.0:
         raise ValueError(f"band must lie in [0, 1), got {band}")
-    if isinstance(max_refine, bool) or not isinstance(max_refine, int) or max_refine < 0:
-        raise ValueError(f"max_refine must be an integer >= 0, got {max_refine!r}")
+    max_refine = check_int(max_refine, "max_refine")
     sequence = geometric_alphas(alpha_max, alpha_min, factor)
     solve = make_solve(network, solver, reg, **solver_kwargs)
     batch = y_delta.shape[0]
@@ -515,8 +514,8 @@ def grid_search(
     batch = y_delta.shape[0]
     if reference.shape[0] != batch:
         raise ValueError(f"reference must hold one image per sample ({batch}), got shape {tuple(reference.shape)}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
     solve = make_solve(network, solver, reg, **solver_kwargs)
     n_grid = grid.numel()
     y_all = y_delta.repeat(n_grid, *([1] * (y_delta.dim() - 1)))

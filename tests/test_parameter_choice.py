@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -323,6 +324,21 @@ def test_a_priori_rejects_bad_inputs():
     y2 = torch.cat([y_delta, y_delta])
     with pytest.raises(ValueError, match=r"v_norm must be a number or hold one value per sample \(2\)"):
         a_priori(net, y2, 0.1, torch.ones(3), solver="pdhg")
+
+
+def test_integer_options_take_numpy_integers():
+    """max_refine and batch_size are integers in any integer type (numpy's too); a float is a
+    TypeError naming the option."""
+    net = _linear_net()
+    x_true, y_delta, delta = _data(net, [0.1])
+    exact = _tikhonov(net)
+    plain = discrepancy_principle(net, y_delta, delta, solver=exact, max_refine=2)
+    numpy_int = discrepancy_principle(net, y_delta, delta, solver=exact, max_refine=np.int64(2))
+    assert torch.equal(plain.alpha, numpy_int.alpha)
+    grid = grid_search(net, y_delta, [1e-2, 1e-1], x_true, solver=exact, batch_size=np.int32(1))
+    assert torch.equal(grid.alpha, grid_search(net, y_delta, [1e-2, 1e-1], x_true, solver=exact).alpha)
+    with pytest.raises(TypeError, match="max_refine must be an integer"):
+        discrepancy_principle(net, y_delta, delta, solver=exact, max_refine=2.0)
 
 
 def test_rules_leave_the_start_to_the_rule_or_to_a_callable():
