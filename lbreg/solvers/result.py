@@ -42,7 +42,10 @@ class Result:
             the value at iterate ``k``; `admm` records only at its stopping tests, row ``j``
             then holding iterate ``time_iteration[j]``), plus ``"time"``: seconds since the
             start at each host check, shape ``(C,)``, with ``"time_iteration"`` the iterations
-            they refer to.
+            they refer to. The batch iterates until its last sample stops: a finished sample's
+            rows from ``iterations[b]`` on describe steps it did not take (its iterate stays
+            frozen), so read its record as ``history[key][:iterations[b], b]`` (for `admm`, the
+            rows whose ``time_iteration`` is at most ``iterations[b]``).
         alpha: the regularisation parameter(s) used, ``(B,)`` on CPU.
         params: step sizes and settings actually used.
     """
