@@ -730,9 +730,10 @@ class LiftedNetwork:
                 raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
             for name in ("weight", "bias"):
                 t = getattr(layer.affine, name)
-                if t is not None:
-                    _check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
-                if t is not None and not bool(torch.isfinite(t).all()):
+                if t is None:
+                    continue
+                _check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
+                if not bool(torch.isfinite(t).all()):
                     raise ValueError(
                         f"layers[{i}] ({layer.affine._kind()}): its {name} has NaN or infinite "
                         "entries"

@@ -365,10 +365,14 @@ def test_integer_tensors_raise_type_error():
 
 
 @pytest.mark.parametrize("t", [0.0, -1.0, math.nan, math.inf, torch.tensor([0.5, -0.1]),
-                               torch.tensor([0.5, math.inf])], ids=str)
-def test_prox_rejects_non_positive_or_infinite_t(t):
+                               torch.tensor([0.5, math.inf]), torch.tensor([0.5, 0.0], dtype=F64),
+                               torch.zeros(2, dtype=F64), torch.tensor(0.0, dtype=F64)], ids=str)
+@pytest.mark.parametrize("act", [Sigmoid(), Tanh(), SoftShrink(0.5)], ids=repr)
+def test_prox_rejects_non_positive_or_infinite_t(act, t):
+    """prox_{tΨ} needs t > 0 and finite in every entry: a tensor t holding a 0 is rejected like
+    the number 0 (t = 0 is no proximal step; the Newton solve of sigmoid/tanh divides by t)."""
     with pytest.raises(ValueError, match="t must be positive and finite"):
-        Sigmoid().prox(torch.zeros(2, dtype=F64), t)
+        act.prox(torch.zeros(2, dtype=F64), t)
 
 
 @pytest.mark.parametrize("make, pattern", [
@@ -464,12 +468,3 @@ def test_sigmoid_conjugate_is_softplus_to_float64_resolution():
     torch.testing.assert_close(act.conj(z) - act.conj(-z), z, rtol=0, atol=1e-13)
     torch.testing.assert_close(act.conj(z), z + torch.log1p(torch.exp(-z)), rtol=1e-15, atol=1e-15)
 
-
-@pytest.mark.parametrize("act", [Sigmoid(), Tanh(), SoftShrink(0.5)], ids=repr)
-def test_prox_rejects_a_tensor_t_with_a_zero_entry(act):
-    """prox_{tΨ} needs t > 0 in every entry: a tensor t holding a 0 is rejected exactly like
-    the number 0 (t = 0 is no proximal step; the Newton solve of sigmoid/tanh divides by t)."""
-    v = torch.zeros(2, dtype=F64)
-    for t in (torch.tensor([0.5, 0.0], dtype=F64), torch.zeros(2, dtype=F64), torch.tensor(0.0, dtype=F64)):
-        with pytest.raises(ValueError, match="t must be positive and finite"):
-            act.prox(v, t)

@@ -226,6 +226,14 @@ def test_psnr_of_half_precision_images_is_computed_in_float32(dtype):
     torch.testing.assert_close(value.double(), -10 * torch.log10(mse), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("peak", [0.0, -1.0, float("nan")])
+def test_psnr_rejects_a_non_positive_peak(peak):
+    """PSNR = 10 log10(peak²/MSE) needs peak > 0: peak 0 would return -inf dB silently."""
+    x, ref = torch.rand(2, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="peak"):
+        psnr(x, ref, peak=peak)
+
+
 def test_psnr_rejects_shape_mismatch_and_an_empty_batch():
     with pytest.raises(ValueError, match="same shape"):
         psnr(torch.zeros(2, 4), torch.zeros(2, 5))
@@ -257,11 +265,3 @@ def test_noise_stds_are_the_twelve_levels_from_0_33_down_to_0():
     assert NOISE_STDS[0] == 0.33 and NOISE_STDS[-2] == 0.03 and NOISE_STDS[-1] == 0.0
     steps = [a - b for a, b in zip(NOISE_STDS[:-2], NOISE_STDS[1:-1])]
     assert steps == pytest.approx([0.03] * 10, abs=1e-12)
-
-
-@pytest.mark.parametrize("peak", [0.0, -1.0, float("nan")])
-def test_psnr_rejects_a_non_positive_peak(peak):
-    """PSNR = 10 log10(peak²/MSE) needs peak > 0: peak 0 would return -inf dB silently."""
-    x, ref = torch.rand(2, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 4)
-    with pytest.raises(ValueError, match="peak"):
-        psnr(x, ref, peak=peak)
