@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from numbers import Real
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -160,7 +161,8 @@ def data_residual(network: LiftedNetwork, x: Tensor, y_delta: Tensor) -> Tensor:
 def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tensor:
     r"""The decreasing sequence :math:`\alpha_k=\alpha_{\max}q^k` down to :math:`\alpha_{\min}`.
 
-    The last value is :math:`\alpha_{\min}` itself (the sequence is cut there).
+    The last value is :math:`\alpha_{\min}` itself (the sequence is cut there). Each argument is
+    a real number or a one-element tensor.
 
     Args:
         alpha_max: the first value, :math:`\alpha_{\max} > 0`.
@@ -174,6 +176,7 @@ def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tenso
     alpha_min = _positive(alpha_min, "alpha_min")
     if alpha_min > alpha_max:
         raise ValueError(f"alpha_min must be <= alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
+    factor = _real(factor, "factor")
     if not 0.0 < factor < 1.0:
         raise ValueError(f"factor must lie in (0, 1), got {factor}")
     steps = math.ceil(math.log(alpha_min / alpha_max) / math.log(factor) - 1e-9)
@@ -484,7 +487,7 @@ def grid_search(
 
     Args:
         network: the network. y_delta: data ``(B, *output_shape)``.
-        alphas: the grid, positive values (any order), at least one.
+        alphas: the grid, distinct positive values (any order), at least one.
         reference: ground truth ``(B, *input_shape)``.
         metric: ``metric(x, reference) -> (N,)``, larger is better if ``maximize``.
         maximize: maximise (True) or minimise the metric.
@@ -499,7 +502,7 @@ def grid_search(
         outside).
 
     Raises:
-        ValueError: an empty grid or a non-positive grid value (``alphas``), a ``reference``
+        ValueError: an empty grid, a non-positive or repeated grid value (``alphas``), a ``reference``
             of another batch size or shape or with non-finite entries, or ``batch_size < 1``;
             ``y_delta`` as in :func:`discrepancy_principle`.
     """
@@ -511,6 +514,8 @@ def grid_search(
         raise ValueError("alphas must hold at least one grid value, got an empty grid")
     if not bool(torch.isfinite(grid).all()) or bool((grid <= 0).any()):
         raise ValueError(f"alphas must be finite and > 0, got {grid.tolist()}")
+    if grid.unique().numel() != grid.numel():
+        raise ValueError(f"alphas must be distinct (each value is solved once), got {grid.tolist()}")
     batch = y_delta.shape[0]
     if reference.shape[0] != batch:
         raise ValueError(f"reference must hold one image per sample ({batch}), got shape {tuple(reference.shape)}")
@@ -589,7 +594,10 @@ def restrict_grid(
 
 
 def _real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """``value`` as float: a real number (numpy's included) or a one-element real tensor."""
+    if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     return float(value)
 

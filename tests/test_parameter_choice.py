@@ -475,3 +475,30 @@ def test_restrict_grid_bounds_are_inclusive():
         assert sub.alpha.tolist() == [g, g] and sub.status == ["grid", "grid"]
     low = restrict_grid(full, alpha_min=float(grid[-2]))
     assert set(low.alpha.tolist()) <= {float(grid[-2]), float(grid[-1])}
+
+
+@pytest.mark.parametrize("convert", [float, torch.tensor, np.float32], ids=["float", "tensor", "numpy"])
+def test_geometric_alphas_takes_numbers_and_one_element_tensors_alike(convert):
+    """alpha_max, alpha_min and factor as Python floats, 0-dim tensors or numpy scalars give the
+    same sequence (float32 values as given, converted exactly)."""
+    args = [convert(v) for v in (0.5, 0.0625, 0.5)]  # exact in float32
+    assert geometric_alphas(*args).tolist() == [0.5, 0.25, 0.125, 0.0625]
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"alpha_max": torch.tensor([1e-2, 1e-3])}, "alpha_max"), ({"alpha_min": float("nan")}, "alpha_min"),
+    ({"factor": True}, "factor"), ({"factor": torch.tensor(float("inf"))}, "factor"),
+])
+def test_geometric_alphas_rejects_what_is_not_one_finite_real(kwargs, name):
+    args = {"alpha_max": 1e-2, "alpha_min": 1e-4, "factor": 0.5, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        geometric_alphas(**args)
+
+
+def test_grid_search_rejects_a_repeated_grid_value():
+    """A repeated value would be solved twice and be both the smallest and the largest grid
+    value, so the pick would read as "edge": a ValueError naming alphas instead."""
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.1])
+    with pytest.raises(ValueError, match="alphas must be distinct"):
+        grid_search(net, y_delta, [1e-3, 1e-2, 1e-3], x_true, solver="pdhg", max_iter=5)
