@@ -25,10 +25,17 @@ def _key_numbers(text: str) -> dict[str, str]:
 def test_mnist_perceptron_notebook_fast_run(notebook_runner):
     train, val, max_iter = [0, 1], [0], 50
     nb = notebook_runner("03_mnist_perceptron.ipynb",
-                         {"train_indices": train, "val_indices": val, "max_iter": max_iter})
+                         {"train_indices": train, "val_indices": val, "max_iter": max_iter,
+                          "budget_checks": [20, 40]})
     keys = _key_numbers(cell_text(nb, "key-numbers"))
     assert keys["images (training / validation)"] == "2 / 1"
     assert keys["converged within budget"] == "0/4"  # 50 iterations cannot meet tol = 1e-5
+    # Section 2's checks: float32 agrees with float64, and the iterates 20 and 40 were kept.
+    check = cell_text(nb, "budget-check")
+    pixel, db = re.search(r"differ by at most (\S+) per pixel, PSNRs by at most (\S+) dB", check).groups()
+    assert float(pixel) < 1e-4 and float(db) < 1e-3
+    moved = re.findall(r"^PSNR change from iteration (\d+) to 50: at most (\S+) dB$", check, flags=re.M)
+    assert [k for k, _ in moved] == ["20", "40"] and all(float(v) > 0 for _, v in moved)
 
     # The decoder PSNRs are recomputed here from the library, independently of the notebook
     # (in float64; the notebook runs in float32, so allow the rounding of the printed value).
@@ -55,9 +62,15 @@ def test_mnist_perceptron_notebook_fast_run(notebook_runner):
 def test_mnist_cnn_notebook_fast_run(notebook_runner):
     val, sweeps = [0], 3
     nb = notebook_runner("04_mnist_cnn.ipynb",
-                         {"val_indices": val, "max_sweeps": sweeps, "inner_iters": 50})
+                         {"val_indices": val, "max_sweeps": sweeps, "inner_iters": 50,
+                          "other_inner_iters": 5, "other_sweeps": 2})
     keys = _key_numbers(cell_text(nb, "key-numbers"))
     assert keys["images (validation)"] == "1" and keys["sweeps (at most)"] == "3"
+    # Section 2's two readings of the budget, the first being the run the table scores.
+    readings = re.findall(r"^\s*(\d+) PDHG steps per sweep,\s+(\d+) sweeps: mean PSNR (\S+) dB$",
+                          cell_text(nb, "other-reading"), flags=re.M)
+    assert [r[:2] for r in readings] == [("50", "3"), ("5", "2")]
+    assert readings[0][2] == keys["mean PSNR inversion [dB]"]
 
     model = pretrained("cnn").double()
     x, _ = mnist_tensors(False, indices=val, dtype=torch.float64)
