@@ -144,7 +144,9 @@ def test_methods_compared_notebook_fast_run(notebook_runner):
     nb = notebook_runner("07_methods_compared.ipynb", {
         "indices": indices, "noise_stds": stds, "alphas": {"dense": [0.03, 3e-3], "cnn": [0.03, 0.03]},
         "pdhg_iters": 50, "cd_sweeps": 10, "landweber_iters": {"dense": 50, "cnn": 20},
-        "autograd_iters": 10, "dip_iters": 20, "dip_width": 128, "n_starts": 2, "sens_images": 1})
+        "autograd_iters": 10, "dip_iters": 20, "dip_width": 128, "n_starts": 2, "sens_images": 1,
+        "selection_indices": [100], "alpha_grid": [3e-3, 3e-2], "dip_trial_iters": 30,
+        "autograd_long_iters": 15})
     keys = _key_numbers(cell_text(nb, "key-numbers"))
     assert keys["images, noise levels"] == "2, 0.12, 0"
     methods = "decoder / Landweber / autograd TV / DIP / lifted TV"
@@ -180,6 +182,30 @@ def test_methods_compared_notebook_fast_run(notebook_runner):
     assert len(sens) == 8  # 4 methods with a start x 2 encoders
     assert all(float(row[-1]) >= 0.0 and float(row[-2]) >= 0.0 for row in sens)
     assert "whole notebook" in cell_text(nb, "runtime")
+
+    # Section 6. The alpha picked per level is the grid value of the best printed mean PSNR.
+    selection = cell_text(nb, "alpha-selection")
+    blocks = re.findall(r"^(\w+), lifted TV.*?\n(.*?)best per level: \[(.*?)\]", selection, flags=re.M | re.S)
+    assert [b[0] for b in blocks] == ["dense", "cnn"]
+    for _, table, picked in blocks:
+        rows = [line.split() for line in table.splitlines() if line.startswith("alpha ")]
+        assert [row[1] for row in rows] == ["0.003", "0.03"]
+        means = [[float(v) for v in row[2:]] for row in rows]  # (grid, level)
+        best = [max(means[g][k] for g in range(2)) for k in range(len(stds))]
+        picked = [float(v) for v in picked.split(",")]
+        assert len(picked) == len(stds)
+        for k, a in enumerate(picked):
+            assert means[[3e-3, 3e-2].index(a)][k] == best[k]
+    # DIP: the initial output is linear in the scale s (same draws), so its std scales by 10.
+    dip = cell_text(nb, "dip-checks")
+    for name in ("dense", "cnn"):
+        std1, std01 = (float(re.search(rf"{name}, DIP s = {s}: initial pixel std (\S+);", dip).group(1))
+                       for s in ("1", "0.1"))
+        assert abs(std1 / std01 - 10.0) <= 10.0 * 0.01 / std01  # the printed rounding
+    assert len(re.findall(r"^dense, DIP, (20|30) steps: residual / delta on the 2 noisy codes", dip, re.M)) == 2
+    long_run = re.findall(r"^dense, std (\S+): autograd TV 15 iterations (\S+) dB", cell_text(nb, "autograd-long"),
+                          flags=re.M)
+    assert [k for k, _ in long_run] == ["0.12", "0"] and all(0 < float(v) < 60 for _, v in long_run)
 
 
 def test_parameter_choice_notebook_fast_run(notebook_runner):
