@@ -94,7 +94,9 @@ def test_noise_psnr_notebook_fast_run(notebook_runner):
     stds, indices, alphas, sweeps = [0.33, 0.15, 0.0], [0, 1, 2], [1e-3, 1e-1], 5
     nb = notebook_runner("05_noise_psnr.ipynb",
                          {"noise_stds": stds, "image_indices": indices, "alphas": alphas,
-                          "max_sweeps": sweeps, "check_sweeps": 10})
+                          "max_sweeps": sweeps, "check_sweeps": 10, "pilot_images": 2,
+                          "pilot_alphas": [1e-3, 1e-2], "pilot_sweeps": 20, "pilot_checkpoints": [5, 10],
+                          "warm_sweeps": [6, 3]})
     lines = cell_text(nb, "key-numbers").splitlines()
     rows = [line.split() for line in lines[2:] if line.strip()]
     assert [float(r[0]) for r in rows] == stds  # one row per level, in order
@@ -132,6 +134,20 @@ def test_noise_psnr_notebook_fast_run(notebook_runner):
 
     budget = [line.split() for line in cell_text(nb, "budget").splitlines()[1:] if line.strip()]
     assert len(budget) == 2 * len(stds)  # oracle and discrepancy alpha at each checked level
+
+    # Section 2's pilot: one row per (level, alpha), PSNR at the checkpoints and the end, and
+    # delta = ||y_delta - y|| = std ||eps|| of the first two images (3 significant digits).
+    pilot = cell_text(nb, "pilot").splitlines()
+    head = next(i for i, line in enumerate(pilot) if line.split()[:2] == ["std", "alpha"])
+    assert pilot[head].split() == ["std", "alpha", "5", "10", "20", "residual", "delta"]
+    rows = [line.split() for line in pilot[head + 1:head + 7]]
+    assert [(float(r[0]), float(r[1])) for r in rows] == [(s, a) for s in stds for a in (1e-3, 1e-2)]
+    for r in rows:
+        expected = float((float(r[0]) * eps[:2]).norm(dim=1).mean())
+        assert float(r[-1]) == pytest.approx(expected, rel=5e-3, abs=1e-12)
+        assert all(0.0 < float(v) < 60.0 for v in r[2:5])
+    assert re.search(r"^warm starts at alpha = 0.01 \(6 sweeps at std 0.33, then 3 per level\): "
+                     r"mean PSNR at std 0 \S+ dB$", "\n".join(pilot), flags=re.M)
     assert "whole notebook" in cell_text(nb, "runtime")
     assert "sweeps" in cell_text(nb, "paper-vs-ours")
 
