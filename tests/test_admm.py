@@ -227,6 +227,54 @@ def test_admm_follows_input_dtype():
     assert res.dual.dtype == torch.float32
 
 
+def _conv_perceptron() -> LiftedNetwork:
+    torch.manual_seed(15)  # module initialisation only
+    conv = nn.Conv2d(1, 4, 3, padding=1).double()
+    return LiftedNetwork.from_module(nn.Sequential(conv, nn.ReLU()), input_shape=(1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "kind, make",
+    [("woodbury", lambda: perceptron(20, (1, 6, 6), ReLU(), seed=31, scale=8.0)),
+     ("cholesky", lambda: perceptron(50, (1, 6, 6), Sigmoid(), seed=32)),
+     ("cg", _conv_perceptron)],
+    ids=["woodbury", "cholesky", "cg"],
+)
+def test_float32_x_update_follows_the_float64_iteration(kind, make):
+    """``x_update_dtype=torch.float32`` on float64 data: the same x-update kind, built on W
+    rounded to float32, inside the float64 iteration; it stops by the same test at about the same
+    iteration and reaches the float64 run's objective to float32 accuracy, and what it returns is
+    float64."""
+    net = make()
+    y = image_data(net, 3, seed=33)
+    runs = {dtype: admm(net, y, 0.02, tol=1e-6, max_iter=5_000, x_update_dtype=dtype)
+            for dtype in (None, torch.float32)}
+    full, mixed = runs[None], runs[torch.float32]
+    assert full.success and mixed.success
+    assert full.params["x_update"] == mixed.params["x_update"] == kind
+    assert full.params["x_update_dtype"] == torch.float64 and mixed.params["x_update_dtype"] == torch.float32
+    assert mixed.x.dtype == mixed.dual.dtype == torch.float64
+    assert (mixed.iterations - full.iterations).abs().max() <= 0.1 * full.iterations.max()
+    f_full, f_mixed = objective(net, y, full.x, 0.02), objective(net, y, mixed.x, 0.02)
+    assert ((f_mixed - f_full).abs() / f_full).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_float32_x_update_on_the_circle_follows_the_float64_iteration():
+    """The circle with N(0,1) weights (PAPER_MATH §4.1), where ‖W‖² ≈ 7.5·10³ makes the
+    x-system ill-conditioned: at the tolerance of `benchmarks/bench_batch.py` (1e-5) a float32
+    x-update stops within 10 iterations of the float64 one, at the same objective to 1e-6."""
+    from lbreg.instances import circle_problem
+
+    p = circle_problem("normal", seed=0, size=64, m=512)
+    y = p.y.double()
+    full, mixed = (admm(p.network, y, 0.015, tol=1e-5, x_update_dtype=dtype) for dtype in (None, torch.float32))
+    assert full.success and mixed.success and mixed.params["x_update"] == "woodbury"
+    assert abs(int(mixed.iterations) - int(full.iterations)) <= 10
+    f_full, f_mixed = (objective(p.network, y, res.x, 0.015) for res in (full, mixed))
+    assert abs(float(f_mixed - f_full)) / float(f_full) < 1e-6
+
+
 # --------------------------------------------------------------------------- the x-update
 
 
@@ -443,9 +491,13 @@ def deep() -> LiftedNetwork:
         (lambda: admm(NET, -Y, 0.1), ValueError, "y"),
         (lambda: admm(NET, Y, 0.1, tol=-1.0), ValueError, "tol"),
         (lambda: admm(NET, Y, 0.1, max_iter=1.5), TypeError, "max_iter"),
+        (lambda: admm(NET, Y, 0.1, x_update_dtype="float32"), TypeError, "x_update_dtype"),
+        (lambda: admm(NET, Y, 0.1, x_update_dtype=torch.float16), ValueError, "x_update_dtype"),
+        (lambda: admm(NET, Y, 0.1, x_update_dtype=torch.int32), ValueError, "x_update_dtype"),
     ],
     ids=["alpha0", "alpha<0", "relax0", "relax2", "relax-str", "rho0", "rho<0", "rho_d0", "rho-triple",
-         "rho-str", "depth", "not-network", "reg", "y-domain", "tol", "max_iter"],
+         "rho-str", "depth", "not-network", "reg", "y-domain", "tol", "max_iter", "x-dtype-str",
+         "x-dtype-half", "x-dtype-int"],
 )
 def test_bad_input_raises_naming_the_argument(call, exception, fragment):
     with pytest.raises(exception, match=fragment):

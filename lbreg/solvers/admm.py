@@ -125,12 +125,12 @@ class _Groups:
     one penalty pair share one factorisation."""
 
     def __init__(self, affine: AffineMap, reg: Regularizer, alpha: Tensor, rho: Any,
-                 like: Tensor) -> None:
+                 like: Tensor, dtype: torch.dtype | None = None) -> None:
         rho_u, rho_d, self.norm_w = _penalties(rho, alpha, affine, reg)
         self.rho_u, self.rho_d = rho_u, rho_d
         pairs = torch.stack([rho_u, rho_d], dim=1).cpu()
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like)) for ru, rd in unique.tolist()]
+        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like, dtype)) for ru, rd in unique.tolist()]
         self.kind = self.solvers[0][1].kind
         self._group = inverse.to(like.device)  # the group of each sample
         self.members = self._members()
@@ -183,6 +183,19 @@ class _Groups:
         return out
 
 
+def _check_x_update_dtype(dtype: Any) -> torch.dtype | None:
+    """``admm``'s ``x_update_dtype``: None, torch.float32 or torch.float64."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"x_update_dtype must be None, torch.float32 or torch.float64, got "
+                        f"{type(dtype).__name__}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"x_update_dtype must be torch.float32 or torch.float64 (the x-update "
+                         f"solves an ill-conditioned system), got {dtype}")
+    return dtype
+
+
 # --------------------------------------------------------------------------- the solver
 
 
@@ -199,6 +212,7 @@ def admm(
     tol: float = 1e-6,
     x0: Tensor | None = None,
     check_every: int = ADMM_CHECK_EVERY,
+    x_update_dtype: torch.dtype | None = None,
     progress: bool = False,
     callback: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Result:
@@ -275,6 +289,18 @@ def admm(
     residual test lands at a gap of about :math:`10^{-5}` there (its tail is sublinear, as
     the TV dual at flat pixels is not unique).
 
+    **Precision of the x-update.** ``x_update_dtype=torch.float32`` on float64 data builds
+    the x-update on :math:`W` rounded to float32 and runs its passes over the matrix in single
+    precision (half the bytes, the faster arithmetic), while the multipliers, the prox steps, the
+    stopping test and the returned iterates stay float64. Float64 data is what makes this work:
+    on the badly scaled circle problem an iteration wholly in float32 stalls at a relative
+    objective gap far above 1e-4, as the rounding of its small updates accumulates in ADMM's slow
+    modes, while a float32 x-update inside the float64 iteration follows the float64 iterates
+    down to a gap near float32's precision (``benchmarks/bench_mixed.py`` prints both, and the
+    speed-up; Performance page, section 6). The residuals
+    are then exact to float32 rounding only, so a ``tol`` near float32's precision (below about
+    ``1e-6``) may not be met: such a sample ends at ``max_iter`` with ``converged`` False.
+
     Args:
         network: a `LiftedNetwork` of depth 1.
         y: noisy data :math:`y^\delta`, ``(B, *output_shape)``, inside dom Ψ.
@@ -290,6 +316,8 @@ def admm(
             :math:`d^0 = Kx^0`, :math:`\lambda^0=0`. Default zero.
         check_every: iterations between stopping tests; each computes the residuals and the
             objective, records them, and asks the host whether any sample is still running.
+        x_update_dtype: ``None`` (the data's dtype), ``torch.float32`` or ``torch.float64``:
+            the precision of the x-update (see above).
         progress: show a tqdm progress bar.
         callback: called after each iteration with a dict (``iteration``, ``x``, ``z``,
             ``active``); returning ``True`` stops the solver.
@@ -302,7 +330,7 @@ def admm(
         (row ``j`` is iterate ``history["time_iteration"][j]``; every iteration for
         ``check_every=1``);
         ``params`` with ``rho_u``, ``rho_d`` (``(B,)``), ``relax``, ``x_update``
-        (``"woodbury"``, ``"cholesky"`` or ``"cg"``), ``norm_W`` (None when ``rho`` is
+        (``"woodbury"``, ``"cholesky"`` or ``"cg"``), ``x_update_dtype``, ``norm_W`` (None when ``rho`` is
         given), ``tol``, ``max_iter``.
         Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
         data or weights that require grad are constants to it.
@@ -320,13 +348,15 @@ def admm(
     y = check_data(network, y)
     network = network.to(device=y.device, dtype=y.dtype)
     alpha_t = check_alpha(alpha, y.shape[0], y)
-    groups = _Groups(network.layers[0].affine, reg, alpha_t, rho, y)
+    x_update_dtype = _check_x_update_dtype(x_update_dtype)
+    groups = _Groups(network.layers[0].affine, reg, alpha_t, rho, y, x_update_dtype)
     x = check_start(network, x0, y)
     x, z, log, _ = _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
                          check_every=check_every, progress=progress, callback=callback)
     iterations, converged, message, history = log.finish("admm", tol)
     params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
-              "x_update": groups.kind, "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
+              "x_update": groups.kind, "x_update_dtype": x_update_dtype or y.dtype,
+              "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
     return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
                   history=history, alpha=alpha_t.cpu(), params=params)
 

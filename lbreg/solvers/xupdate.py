@@ -3,7 +3,8 @@ r"""The exact x-update of ADMM (`lbreg.solvers.admm`): a linear solve with :math
 Three solvers of :math:`(\rho_uW^\top W + \rho_dK^\top K)\,x = r`, chosen by `x_solver`:
 Woodbury around the DCT-diagonalised Neumann Laplacian (dense :math:`W`, :math:`m<n`),
 a Cholesky factor of the assembled matrix (dense :math:`W`, small :math:`n`), and
-warm-started conjugate gradients (maps without a matrix, e.g. convolutions).
+warm-started conjugate gradients (maps without a matrix, e.g. convolutions); any of them
+may compute in another precision than the iteration around it (`_MixedPrecision`).
 """
 
 from __future__ import annotations
@@ -439,11 +440,41 @@ class _CGSolver(_SolveStep):
         return x
 
 
+class _MixedPrecision(XStep):
+    r"""An x-update computed in another precision than the iteration around it
+    (`lbreg.solvers.admm`, "Precision of the x-update").
+
+    ``inner`` is the x-update of the same problem built in ``inner_dtype`` (its :math:`W`
+    rounded to it); `step` casts its inputs to ``inner_dtype`` and its four outputs back to the
+    iteration's ``dtype``, and the state is the inner solver's, held in ``dtype``.
+    """
+
+    def __init__(self, inner: XStep, inner_dtype: torch.dtype, dtype: torch.dtype) -> None:
+        super().__init__(inner.affine, inner.reg, inner.rho_u, inner.rho_d)
+        self.inner, self.inner_dtype, self.dtype, self.kind = inner, inner_dtype, dtype, inner.kind
+
+    def step(self, w: Tensor, v: Tensor, nu: Tensor | None,
+             x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        to = self.inner_dtype
+        out = self.inner.step(w.to(to), v.to(to), None if nu is None else nu.to(to), x.to(to))
+        return tuple(None if t is None else t.to(self.dtype) for t in out)  # type: ignore[return-value]
+
+    def image(self, state: Tensor) -> Tensor:
+        return self.inner.image(state.to(self.inner_dtype)).to(self.dtype)
+
+    def state(self, x: Tensor) -> Tensor:
+        return self.inner.state(x.to(self.inner_dtype)).to(self.dtype)
+
+
 def x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float,
-             like: Tensor) -> XStep:
+             like: Tensor, dtype: torch.dtype | None = None) -> XStep:
     """The x-update: Woodbury (dense, m < n, KᵀK diagonalised), Cholesky (dense, n small), else CG.
 
-    ``like`` gives the dtype and device."""
+    ``like`` gives the dtype and device of the iteration; ``dtype`` (default: ``like``'s) the
+    precision in which the x-update computes (`_MixedPrecision` when they differ)."""
+    if dtype is not None and dtype != like.dtype:
+        inner = x_solver(affine.to(dtype=dtype), reg, rho_u, rho_d, like.to(dtype))
+        return _MixedPrecision(inner, dtype, like.dtype)
     shape = affine.in_shape
     n, m = math.prod(shape), math.prod(affine.out_shape)
     dense = affine.matrix is not None
