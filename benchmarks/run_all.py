@@ -2,7 +2,7 @@
 
 ``python benchmarks/run_all.py --quick`` is a smoke run; ``--publish`` also refreshes the JSON
 the book's Performance page reads (``book/performance/*.json``). On a CPU with more than one
-core, the iteration-cost and batch benchmarks run a second time on all cores; with
+core, the iteration-cost, batch and mixed-precision benchmarks run a second time on all cores; with
 ``--device cuda`` the CPU-only ones (``CPU_ONLY``) are skipped.
 """
 
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_iteration_cost.py", "bench_batch.py", "bench_mnist_cnn.py", "bench_circle.py",
-           "bench_conv_routes.py"]
+SCRIPTS = ["bench_iteration_cost.py", "bench_batch.py", "bench_mixed.py", "bench_mnist_cnn.py",
+           "bench_circle.py", "bench_conv_routes.py"]
 # on a CPU, also on all its cores (JSON ``<name>_threads<N>.json``) unless --threads is given
-ALL_CORES = ["bench_iteration_cost.py", "bench_batch.py"]
+ALL_CORES = ["bench_iteration_cost.py", "bench_batch.py", "bench_mixed.py"]
 # about the CPU only: skipped with --device cuda
 CPU_ONLY = ["bench_conv_routes.py"]
 
