@@ -191,8 +191,7 @@ def _check_x_update_dtype(dtype: Any) -> torch.dtype | None:
         raise TypeError(f"x_update_dtype must be None, torch.float32 or torch.float64, got "
                         f"{type(dtype).__name__}")
     if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"x_update_dtype must be torch.float32 or torch.float64 (the x-update "
-                         f"solves an ill-conditioned system), got {dtype}")
+        raise ValueError(f"x_update_dtype must be torch.float32 or torch.float64, got {dtype}")
     return dtype
 
 
@@ -297,9 +296,9 @@ def admm(
     objective gap far above 1e-4, as the rounding of its small updates accumulates in ADMM's slow
     modes, while a float32 x-update inside the float64 iteration follows the float64 iterates
     down to a gap near float32's precision (``benchmarks/bench_mixed.py`` prints both, and the
-    speed-up; Performance page, section 6). The residuals
-    are then exact to float32 rounding only, so a ``tol`` near float32's precision (below about
-    ``1e-6``) may not be met: such a sample ends at ``max_iter`` with ``converged`` False.
+    speed-up; Performance page, section 6). The residuals are then exact to float32 rounding
+    only, so a ``tol`` near float32's precision (below about ``1e-6``) may not be met: such a
+    sample ends at ``max_iter`` with ``converged`` False.
 
     Args:
         network: a `LiftedNetwork` of depth 1.
