@@ -8,7 +8,8 @@ long ``admm`` run, cross-checked with cvxpy/Clarabel; the lowest value found is 
 - ``lbreg pdhg (eq. 14)`` at the paper's step sizes, 10,000 iterations (the paper's budget;
   for the ``normal`` law continued to 100,000, since eq. 14 is far from every tolerance there and
   only the length of its run bounds the speed-up of the fast solver over it from below);
-- ``lbreg admm`` with its default penalties (``tol=0``: run the whole budget);
+- ``lbreg admm`` with its default penalties (``tol=0``: run the whole budget), and the same with
+  its x-update in float32 inside the float64 iteration (``x_update_dtype=torch.float32``);
 - ODL and PyProximal PDHG on the same objective (``benchmarks/peers.py``), when installed.
 
 Time counts each solver's setup (norm estimates, factorisations) and its loop; objectives are
@@ -41,6 +42,8 @@ TOLS = (1e-3, 1e-4, 1e-6)
 PAPER_BUDGET = 10_000  # eq. 14's iterations in the paper
 EQ14_LONG = 100_000  # eq. 14's iterations on the normal law (a longer run, a tighter bound)
 UNTRACED_REPEATS = 5  # admm's untraced times: the best of this many calls (a noisy shared host)
+# admm's runs: label -> x_update_dtype (None: the data's float64)
+ADMM_RUNS = {"lbreg admm": None, "lbreg admm (float32 x-update)": torch.float32}
 
 
 def problem(law: str, quick: bool, device: torch.device):
@@ -50,15 +53,17 @@ def problem(law: str, quick: bool, device: torch.device):
     return p, net, p.y_delta.to(device)
 
 
-def lbreg_trace(name: str, law: str, quick: bool, device: torch.device, budget: int) -> dict:
-    """Run an lbreg solver on a fresh instance (cold caches); ``(seconds, iteration, f)`` per check."""
+def lbreg_trace(name: str, law: str, quick: bool, device: torch.device, budget: int,
+                x_update_dtype: torch.dtype | None = None) -> dict:
+    """Run an lbreg solver on a fresh instance (cold caches); ``(seconds, iteration, f)`` per check
+    (``x_update_dtype``: `admm`'s option)."""
     p, net, y = problem(law, quick, device)
     common.sync(device)
     start = time.perf_counter()
     if name == "pdhg":
         res = pdhg(net, y, ALPHA, max_iter=budget, tol=0.0, check_every=10)
     else:
-        res = admm(net, y, ALPHA, max_iter=budget, tol=0.0, check_every=1)
+        res = admm(net, y, ALPHA, max_iter=budget, tol=0.0, check_every=1, x_update_dtype=x_update_dtype)
     common.sync(device)
     total = time.perf_counter() - start
     times, checks = res.history["time"].tolist(), res.history["time_iteration"].tolist()
@@ -80,7 +85,8 @@ def lbreg_trace(name: str, law: str, quick: bool, device: torch.device, budget: 
     return out
 
 
-def untraced_seconds(law: str, quick: bool, device: torch.device, iterations: int, threads: int) -> float:
+def untraced_seconds(law: str, quick: bool, device: torch.device, iterations: int, threads: int,
+                     x_update_dtype: torch.dtype | None = None) -> float:
     """Best of ``UNTRACED_REPEATS`` ``admm`` calls (set-up included, fresh instance each) that
     run exactly ``iterations`` iterations and test once, at the end, on ``threads`` intra-op
     threads: the time to reach that iterate without the per-iteration objective of the traced run."""
@@ -91,7 +97,7 @@ def untraced_seconds(law: str, quick: bool, device: torch.device, iterations: in
         p, net, y = problem(law, quick, device)
         common.sync(device)
         start = time.perf_counter()
-        admm(net, y, ALPHA, max_iter=iterations, tol=0.0, check_every=iterations)
+        admm(net, y, ALPHA, max_iter=iterations, tol=0.0, check_every=iterations, x_update_dtype=x_update_dtype)
         common.sync(device)
         best = min(best, time.perf_counter() - start)
     torch.set_num_threads(before)
@@ -183,7 +189,8 @@ def main() -> None:
     for law in ("uniform", "normal"):
         ref = reference(law, args.quick, device, with_cvxpy=not args.quick)
         traces = {"lbreg pdhg (eq. 14)": lbreg_trace("pdhg", law, args.quick, device, budget_pdhg[law]),
-                  "lbreg admm": lbreg_trace("admm", law, args.quick, device, budget_admm)}
+                  **{label: lbreg_trace("admm", law, args.quick, device, budget_admm, dtype)
+                     for label, dtype in ADMM_RUNS.items()}}
         for label, (module, runner) in peers.RUNNERS.items():
             if available[module] is not None and device.type == "cpu":
                 traces[label] = peer_trace(runner, law, args.quick, peer_iters, record_every)
@@ -193,15 +200,15 @@ def main() -> None:
         laws[law] = {"reference": {**ref, "f_star": f_star}, "solvers": {}}
         for label, tr in traces.items():
             s = summarise(tr["trace"], f_star)
-            if label == "lbreg admm":  # the traced run evaluates f every iteration: time it without
+            if label in ADMM_RUNS:  # the traced run evaluates f every iteration: time it without
                 for tol in TOLS:
                     k = s[f"iters_to_{tol:g}"]
                     s[f"traced_time_to_{tol:g}"] = s[f"time_to_{tol:g}"]
                     s[f"time_to_{tol:g}"] = None if k is None else untraced_seconds(
-                        law, args.quick, device, k, args.threads)
+                        law, args.quick, device, k, args.threads, ADMM_RUNS[label])
                     if device.type == "cpu" and args.threads == 1:
                         s[f"time_to_{tol:g}_2_threads"] = None if k is None else untraced_seconds(
-                            law, args.quick, device, k, 2)
+                            law, args.quick, device, k, 2, ADMM_RUNS[label])
             laws[law]["solvers"][label] = {**s, **{k: v for k, v in tr.items() if k != "trace"}}
             rows.append({"law": law, "solver": label, "iterations run": tr["iterations"],
                          **{f"t→{tol:g} [s]": s[f"time_to_{tol:g}"] for tol in TOLS},
