@@ -233,19 +233,35 @@ def _conv_perceptron() -> LiftedNetwork:
     return LiftedNetwork.from_module(nn.Sequential(conv, nn.ReLU()), input_shape=(1, 8, 8))
 
 
-@pytest.mark.parametrize(
-    "kind, make",
-    [("woodbury", lambda: perceptron(20, (1, 6, 6), ReLU(), seed=31, scale=8.0)),
-     ("cholesky", lambda: perceptron(50, (1, 6, 6), Sigmoid(), seed=32)),
-     ("cg", _conv_perceptron)],
-    ids=["woodbury", "cholesky", "cg"],
-)
-def test_float32_x_update_follows_the_float64_iteration(kind, make):
+def _weakly_sees_constants(m: int, ratio: float) -> LiftedNetwork:
+    """A perceptron on 12×12 images whose W sees the constant image only weakly,
+    ||We|| = ``ratio`` ||W||_F: below float32's null-space threshold (NULL_RTOL·sqrt(eps),
+    3.5e-3) and far above float64's (1.5e-7)."""
+    g = torch.Generator().manual_seed(0)
+    n = 144
+    W = torch.randn(m, n, generator=g) / math.sqrt(n)
+    W = W - W.mean(dim=1, keepdim=True)
+    direction = torch.randn(m, generator=g)
+    W = W + ratio * W.norm() * (direction / direction.norm())[:, None] / math.sqrt(n)
+    b = 0.1 * torch.randn(m, generator=g)
+    return LiftedNetwork.from_layers([Layer(AffineMap.from_matrix(W, b, in_shape=(1, 12, 12)), ReLU())])
+
+
+MIXED = {"woodbury": lambda: perceptron(20, (1, 6, 6), ReLU(), seed=31, scale=8.0),
+         "cholesky": lambda: perceptron(50, (1, 6, 6), Sigmoid(), seed=32),
+         "cg": _conv_perceptron,
+         "woodbury, W weakly sees constants": lambda: _weakly_sees_constants(40, 3e-3),
+         "cholesky, W weakly sees constants": lambda: _weakly_sees_constants(200, 1e-3)}
+
+
+@pytest.mark.parametrize("case", MIXED)
+def test_float32_x_update_follows_the_float64_iteration(case):
     """``x_update_dtype=torch.float32`` on float64 data: the same x-update kind, built on W
     rounded to float32, inside the float64 iteration; it stops by the same test at about the same
     iteration and reaches the float64 run's objective to float32 accuracy, and what it returns is
-    float64."""
-    net = make()
+    float64. Which constant images W sees is decided at float64's precision: a W that sees them
+    only weakly keeps them in the x-system."""
+    kind, net = case.split(",")[0], MIXED[case]()
     y = image_data(net, 3, seed=33)
     runs = {dtype: admm(net, y, 0.02, tol=1e-6, max_iter=5_000, x_update_dtype=dtype)
             for dtype in (None, torch.float32)}
@@ -254,9 +270,31 @@ def test_float32_x_update_follows_the_float64_iteration(kind, make):
     assert full.params["x_update"] == mixed.params["x_update"] == kind
     assert full.params["x_update_dtype"] == torch.float64 and mixed.params["x_update_dtype"] == torch.float32
     assert mixed.x.dtype == mixed.dual.dtype == torch.float64
-    assert (mixed.iterations - full.iterations).abs().max() <= 0.1 * full.iterations.max()
+    assert (mixed.iterations - full.iterations).abs().max() <= 0.2 * full.iterations.max()
     f_full, f_mixed = objective(net, y, full.x, 0.02), objective(net, y, mixed.x, 0.02)
     assert ((f_mixed - f_full).abs() / f_full).max() < 1e-5
+
+
+@pytest.mark.parametrize("case", MIXED)
+def test_float32_x_update_step_is_the_float64_step_to_float32_rounding(case):
+    """One x-update with ``dtype=torch.float32`` against the float64 one from the same inputs:
+    equal to float32's rounding, amplified by the system's conditioning, but not to float64's,
+    so the step does run in single precision; its outputs come back in float64."""
+    net = MIXED[case]()
+    affine, reg, shape = net.layers[0].affine, TV(), net.input_shape
+    like = torch.zeros(1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(34)
+    w = torch.randn(3, *affine.out_shape, generator=g)
+    v = torch.randn(3, *reg.dual_shape(shape), generator=g)
+    outs = {}
+    for dtype in (None, torch.float32):
+        solver = x_solver(affine, reg, 0.3, 2.0, like, dtype)
+        state, wx, kx, _ = solver.step(w, v, None, solver.state(torch.zeros(3, *shape)))
+        outs[dtype] = (solver.image(state), wx, kx)
+    for full, mixed in zip(outs[None], outs[torch.float32]):
+        assert mixed.dtype == torch.float64
+        error = float((mixed - full).norm() / full.norm())
+        assert 1e-12 < error < 1e-4
 
 
 @pytest.mark.slow

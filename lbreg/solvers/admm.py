@@ -125,12 +125,13 @@ class _Groups:
     one penalty pair share one factorisation."""
 
     def __init__(self, affine: AffineMap, reg: Regularizer, alpha: Tensor, rho: Any,
-                 like: Tensor, dtype: torch.dtype | None = None) -> None:
+                 like: Tensor, x_update_dtype: torch.dtype | None = None) -> None:
         rho_u, rho_d, self.norm_w = _penalties(rho, alpha, affine, reg)
         self.rho_u, self.rho_d = rho_u, rho_d
         pairs = torch.stack([rho_u, rho_d], dim=1).cpu()
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like, dtype)) for ru, rd in unique.tolist()]
+        self.solvers = [(ru, x_solver(affine, reg, ru, rd, like, x_update_dtype))
+                        for ru, rd in unique.tolist()]
         self.kind = self.solvers[0][1].kind
         self._group = inverse.to(like.device)  # the group of each sample
         self.members = self._members()
@@ -188,10 +189,9 @@ def _check_x_update_dtype(dtype: Any) -> torch.dtype | None:
     if dtype is None:
         return None
     if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"x_update_dtype must be None, torch.float32 or torch.float64, got "
-                        f"{type(dtype).__name__}")
+        raise TypeError(f"x_update_dtype must be None, torch.float32 or torch.float64, got {dtype!r}")
     if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"x_update_dtype must be torch.float32 or torch.float64, got {dtype}")
+        raise ValueError(f"x_update_dtype must be None, torch.float32 or torch.float64, got {dtype}")
     return dtype
 
 
@@ -290,15 +290,16 @@ def admm(
 
     **Precision of the x-update.** ``x_update_dtype=torch.float32`` on float64 data builds
     the x-update on :math:`W` rounded to float32 and runs its passes over the matrix in single
-    precision (half the bytes, the faster arithmetic), while the multipliers, the prox steps, the
-    stopping test and the returned iterates stay float64. Float64 data is what makes this work:
-    on the badly scaled circle problem an iteration wholly in float32 stalls at a relative
-    objective gap far above 1e-4, as the rounding of its small updates accumulates in ADMM's slow
-    modes, while a float32 x-update inside the float64 iteration follows the float64 iterates
-    down to a gap near float32's precision (``benchmarks/bench_mixed.py`` prints both, and the
-    speed-up; Performance page, section 6). The residuals are then exact to float32 rounding
-    only, so a ``tol`` near float32's precision (below about ``1e-6``) may not be met: such a
-    sample ends at ``max_iter`` with ``converged`` False.
+    precision (half the bytes, the faster arithmetic), while the multipliers, the prox steps and
+    the stopping test stay float64; the returned iterate is float64 but carries the x-update's
+    float32 rounding. Float64 data is what makes this work: on the badly scaled circle problem
+    an iteration wholly in float32 stalls at a relative objective gap far above 1e-4, and does
+    so with a float64 x-update too (the rounding of its other, elementwise updates is what
+    stalls it), while a float32 x-update inside the float64 iteration follows the float64
+    iterates down to a gap of about 1e-6 (``benchmarks/bench_mixed.py`` prints all three, and
+    the speed-up; Performance page, section 6). The residuals are then exact to float32
+    rounding only, so a ``tol`` much below 1e-6 may not be met: such a sample ends at
+    ``max_iter`` with ``converged`` False.
 
     Args:
         network: a `LiftedNetwork` of depth 1.
@@ -316,7 +317,8 @@ def admm(
         check_every: iterations between stopping tests; each computes the residuals and the
             objective, records them, and asks the host whether any sample is still running.
         x_update_dtype: ``None`` (the data's dtype), ``torch.float32`` or ``torch.float64``:
-            the precision of the x-update (see above).
+            the precision of the x-update (see above); ``params["x_update_dtype"]`` is the one
+            used.
         progress: show a tqdm progress bar.
         callback: called after each iteration with a dict (``iteration``, ``x``, ``z``,
             ``active``); returning ``True`` stops the solver.
@@ -354,7 +356,7 @@ def admm(
                          check_every=check_every, progress=progress, callback=callback)
     iterations, converged, message, history = log.finish("admm", tol)
     params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
-              "x_update": groups.kind, "x_update_dtype": x_update_dtype or y.dtype,
+              "x_update": groups.kind, "x_update_dtype": y.dtype if x_update_dtype is None else x_update_dtype,
               "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}
     return Result(x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
                   history=history, alpha=alpha_t.cpu(), params=params)

@@ -29,8 +29,8 @@ DENSE_MAX_N = 5000
 FUSED_MAX_IMAGES = 4
 # A direction e of the null space of KᵀK (constant images) counts as one that W does not see,
 # and stays out of the Woodbury border, when ||We|| <= NULL_RTOL·sqrt(eps)·||W||_F (eps of the
-# working dtype): then the curvature of the x-system along e, ρ_u||We||², is below
-# NULL_RTOL²·eps times ρ_u||W||_F², i.e. M is singular along e at the working precision.
+# iteration's dtype): then the curvature of the x-system along e, ρ_u||We||², is below
+# NULL_RTOL²·eps times ρ_u||W||_F², i.e. M is singular along e at the iteration's precision.
 NULL_RTOL = 10.0
 # Conjugate-gradient steps per ADMM iteration for maps without a matrix (convolutions);
 # warm-started from the previous x, so few steps suffice once the iterates settle.
@@ -268,7 +268,7 @@ class _WoodburySolver(XStep):
     kind = "woodbury"
 
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal, rho_u: float,
-                 rho_d: float) -> None:
+                 rho_d: float, precision: torch.dtype) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
         W = affine.matrix
         m, n = W.shape
@@ -287,7 +287,7 @@ class _WoodburySolver(XStep):
         # V = W Qᵀ, W in the Q basis
         v = diag.in_float64().coefficients(W.to(torch.float64), out=buffer[:m] if in_place else None)
         we = v[:, idx]  # WE (indexing by a tensor copies, before V is scaled in place)
-        basis, _ = _seen_null_space(we, torch.linalg.matrix_norm(v), W.dtype)  # ||V||_F = ||W||_F
+        basis, _ = _seen_null_space(we, torch.linalg.matrix_norm(v), precision)  # ||V||_F = ||W||_F
         root = a64.rsqrt()
         half = v.mul_(root)  # V A^{-1/2}, in place
         wawt = gram(half)  # W A⁻¹ Wᵀ
@@ -367,7 +367,7 @@ class _CholeskySolver(_SolveStep):
     kind = "cholesky"
 
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal | None, rho_u: float,
-                 rho_d: float) -> None:
+                 rho_d: float, precision: torch.dtype) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
         W, shape = affine.matrix.to(torch.float64), affine.in_shape
         n = W.shape[1]
@@ -380,7 +380,7 @@ class _CholeskySolver(_SolveStep):
             e = torch.zeros((idx.shape[0], *shape), dtype=torch.float64, device=W.device)
             e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
             e = diag.in_float64().image(e).reshape(-1, n)
-            _, blind = _seen_null_space(W @ e.T, torch.linalg.matrix_norm(W), affine.matrix.dtype)
+            _, blind = _seen_null_space(W @ e.T, torch.linalg.matrix_norm(W), precision)
             e_blind = blind.T @ e
             mat = mat + rho_d * (e_blind.T @ e_blind)
         chol, info = torch.linalg.cholesky_ex(mat)
@@ -471,17 +471,25 @@ def x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float,
     """The x-update: Woodbury (dense, m < n, KᵀK diagonalised), Cholesky (dense, n small), else CG.
 
     ``like`` gives the dtype and device of the iteration; ``dtype`` (default: ``like``'s) the
-    precision in which the x-update computes (`_MixedPrecision` when they differ)."""
+    precision in which the x-update computes (`_MixedPrecision` when they differ). Which
+    constant images :math:`W` sees (`_seen_null_space`) is decided at the iteration's precision
+    either way: a direction that float64 resolves stays in the x-system of a float32 x-update."""
     if dtype is not None and dtype != like.dtype:
-        inner = x_solver(affine.to(dtype=dtype), reg, rho_u, rho_d, like.to(dtype))
+        inner = _solver(affine.to(dtype=dtype), reg, rho_u, rho_d, like.new_empty(0, dtype=dtype), like.dtype)
         return _MixedPrecision(inner, dtype, like.dtype)
+    return _solver(affine, reg, rho_u, rho_d, like, like.dtype)
+
+
+def _solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float, like: Tensor,
+            precision: torch.dtype) -> XStep:
+    """`x_solver` in the dtype of ``like``, with the null-space test at ``precision``."""
     shape = affine.in_shape
     n, m = math.prod(shape), math.prod(affine.out_shape)
     dense = affine.matrix is not None
     diag = _diagonalise(reg, shape, like)
     if dense and m < n and diag is not None:
-        return _WoodburySolver(affine, reg, diag, rho_u, rho_d)
+        return _WoodburySolver(affine, reg, diag, rho_u, rho_d, precision)
     if dense and n <= DENSE_MAX_N:
-        return _CholeskySolver(affine, reg, diag, rho_u, rho_d)
+        return _CholeskySolver(affine, reg, diag, rho_u, rho_d, precision)
     return _CGSolver(affine, reg, rho_u, rho_d)
 
