@@ -9,6 +9,12 @@ problems is 3.8e-4) with the largest relative gap in the batch against a tight r
 its throughput is reported in problem-iterations per second). Goal: batch 64 throughput
 ≥ 8× batch 1.
 
+Timing: the ``admm`` calls of the three batch sizes take turns in ``ROUNDS`` rounds, so that a
+change of the machine's load reaches them alike; "admm [s]" is the median of a batch size's
+rounds, "admm speed-up" the median of the per-round ratios to batch 1, with their smallest and
+largest. On a shared machine the time of batch 1, whose matrix-vector products stream the whole
+matrix from memory every iteration, varies the most from round to round.
+
 What bounds the speed-up: every `admm` iteration makes its exact x-update
 (`lbreg.solvers.xupdate`: two passes over an :math:`(m+1)\times n` matrix and the DCT
 products). That update alone is timed per problem at each batch size (the solver that `admm`
@@ -43,6 +49,20 @@ from lbreg.solvers.xupdate import x_solver  # noqa: E402
 
 ALPHA = 0.015
 SINGLES = 8  # batch 1: this many problems solved one at a time
+ROUNDS = 5  # interleaved timing rounds (``--quick``: 1); speed-ups are medians of per-round ratios
+
+
+def calls_of(batch: int) -> list[tuple[int, int]]:
+    """The problems ``[lo, hi)`` of each call at ``batch``: for batch 1 the first ``SINGLES``
+    problems one after another (one problem's iteration count is not representative of the
+    batch's), else the first ``batch`` problems in one call."""
+    return [(i, i + 1) for i in range(SINGLES)] if batch == 1 else [(0, batch)]
+
+
+def per_round_speed_ups(times: list[float], problems: int, base: list[float]) -> list[float]:
+    """Problems per second over the base's (``SINGLES`` problems in ``base`` seconds), round by
+    round."""
+    return [(problems / t) / (SINGLES / t0) for t, t0 in zip(times, base)]
 
 
 def batch_data(p, batch: int) -> torch.Tensor:
@@ -113,33 +133,33 @@ def main() -> None:
     f_ref = objective(ref.x, y_all)
     peak = peak_flops(device)
     rows = []
-    repeat = 1 if args.quick else 2
+    rounds = 1 if args.quick else ROUNDS
+
+    def solve(batch: int):
+        return [admm(net, y_all[lo:hi].contiguous(), ALPHA, tol=args.tol) for lo, hi in calls_of(batch)]
+
+    times, results = common.interleaved({batch: lambda b=batch: solve(b) for batch in batches}, device, rounds)
     for batch in batches:
-        # batch 1: the first SINGLES problems solved one after another (one problem's iteration
-        # count is not representative of the batch's); batch B: the first B problems in one call
-        calls = [(i, i + 1) for i in range(SINGLES)] if batch == 1 else [(0, batch)]
-        secs, xs, its, problem_its = 0.0, [], [], 0
-        for lo, hi in calls:
-            y = y_all[lo:hi].contiguous()
-            t, res = common.timed(lambda: admm(net, y, ALPHA, tol=args.tol), device, repeat=repeat)
-            secs, xs, its = secs + t, xs + [res.x], its + [int(res.iterations.max())]
-            problem_its += int(res.iterations.sum())
-        n = calls[-1][1]
-        rho_u, rho_d = float(res.params["rho_u"][0]), float(res.params["rho_d"][0])
+        res, n = results[batch], calls_of(batch)[-1][1]
+        secs = common.median(times[batch])
+        rho_u, rho_d = float(res[-1].params["rho_u"][0]), float(res[-1].params["rho_d"][0])
         solver = x_solver(layer.affine, TV(), rho_u, rho_d, y_all)  # as admm builds it
         x_update = x_update_seconds(solver, batch, device)
         flops = x_update_flops(solver, batch)
-        gap = float(((objective(torch.cat(xs), y_all[:n]) - f_ref[:n]) / f_ref[:n]).max())
+        x = torch.cat([r.x for r in res])
+        gap = float(((objective(x, y_all[:n]) - f_ref[:n]) / f_ref[:n]).max())
+        ups = per_round_speed_ups(times[batch], n, times[batches[0]])
         y = y_all[:batch].contiguous()
         secs_p, _ = common.timed(lambda: pdhg(net, y, ALPHA, max_iter=pdhg_iters, tol=0.0), device)
         rows.append({"batch": batch, "problems": n, "admm [s]": secs, "admm problems/s": n / secs,
-                     "admm iterations (max)": max(its), "admm problem-iterations": problem_its,
+                     "admm iterations (max)": max(int(r.iterations.max()) for r in res),
+                     "admm problem-iterations": sum(int(r.iterations.sum()) for r in res),
                      "x-update per problem [ms]": 1e3 * x_update, "x-update MFLOP": flops / 1e6,
-                     "max rel. gap": gap,
+                     "max rel. gap": gap, "admm speed-up": common.median(ups),
+                     "admm speed-up (min)": min(ups), "admm speed-up (max)": max(ups),
                      "eq. 14 [s]": secs_p, "eq. 14 problem-iterations/s": batch * pdhg_iters / secs_p})
     base = rows[0]
     for r in rows:
-        r["admm speed-up"] = r["admm problems/s"] / base["admm problems/s"]
         # the batch's time is at least its problem-iterations times the x-update per problem
         fastest = r["problems"] / (r["admm problem-iterations"] * r["x-update per problem [ms]"] / 1e3)
         r["admm speed-up bound"] = None if r is base else fastest / base["admm problems/s"]
@@ -147,11 +167,12 @@ def main() -> None:
         r["admm speed-up at DGEMM peak"] = None if r is base else at_peak / base["admm problems/s"]
         r["eq. 14 speed-up"] = r["eq. 14 problem-iterations/s"] / base["eq. 14 problem-iterations/s"]
     print(f"circle ({args.law}) {size}x{size}, W {m}x{size * size}, float64, alpha={ALPHA}, admm tol={args.tol:g}, "
-          f"eq. 14 {pdhg_iters} iterations; reference admm tol 1e-10 converged: {bool(ref.converged.all())}")
+          f"eq. 14 {pdhg_iters} iterations; reference admm tol 1e-10 converged: {bool(ref.converged.all())}; "
+          f"admm: medians of {rounds} interleaved rounds")
     print(f"float64 matrix product (2048 x 2048) on this device: {peak / 1e9:.1f} GFLOP/s")
     print(common.table(rows, list(rows[0].keys())))
     payload = {"benchmark": "batch", "law": args.law, "alpha": ALPHA, "admm_tol": args.tol,
-               "pdhg_iterations": pdhg_iters, "environment": env, "rows": rows, "goal_speedup_64": 8.0,
+               "pdhg_iterations": pdhg_iters, "rounds": rounds, "environment": env, "rows": rows, "goal_speedup_64": 8.0,
                "dgemm_gflops": peak / 1e9}
     for path in common.write("batch", payload, args):
         print("wrote", path)

@@ -5,12 +5,14 @@ one :math:`W`, noise seeds 1..64, :math:`\alpha` = 0.015), solved to the residua
 ``--tol`` (default 1e-5, as there) with the x-update in float64 and in float32: at batch 1 (the
 first 8 problems, one call each) and 64, seconds, problems per second, the largest iteration
 count and the largest relative objective gap against a tight float64 reference, and the speed-up
-of the float32 x-update at each batch size.
+of the float32 x-update at each batch size. The four calls take turns in ``ROUNDS`` rounds as in
+``bench_batch.py``: seconds are medians, speed-ups medians of per-round ratios (those over batch
+1 with their smallest and largest).
 
 Then why only the x-update: the first 8 problems with the *whole* iteration in float32 (data and
-weights; the gap evaluated in float64), against the float64 iteration with either x-update, at a
-fixed number of iterations (no stopping test), the largest gap after each checkpoint. Prints
-two tables; writes ``benchmarks/results/mixed.json``.
+weights; the gap evaluated in float64), with either x-update, against the float64 iteration with
+either x-update, at a fixed number of iterations (no stopping test), the largest gap after each
+checkpoint. Prints two tables; writes ``benchmarks/results/mixed.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from bench_batch import ALPHA, SINGLES, batch_data  # noqa: E402
+from bench_batch import ALPHA, ROUNDS, SINGLES, batch_data, calls_of, per_round_speed_ups  # noqa: E402
 
 from lbreg.instances import circle_problem  # noqa: E402
 from lbreg.operators import tv  # noqa: E402
@@ -53,32 +55,37 @@ def main() -> None:
         f_ref = layer.activation.bregman(y, layer.affine.forward(ref.x[:n])) + ALPHA * tv(ref.x[:n])
         return float(((f - f_ref) / f_ref).max())
 
+    rounds = 1 if args.quick else ROUNDS
+
+    def solve(batch: int, dtype: torch.dtype | None):
+        return [admm(net, y_all[lo:hi].contiguous(), ALPHA, tol=args.tol, x_update_dtype=dtype)
+                for lo, hi in calls_of(batch)]
+
+    for dtype in MODES.values():
+        solve(1, dtype)  # warm-up
+    keys = [(batch, mode) for batch in batches for mode in MODES]
+    times, results = common.interleaved({key: lambda k=key: solve(k[0], MODES[k[1]]) for key in keys},
+                                        device, rounds)
     rows = []
-    for batch in batches:
-        calls = [(i, i + 1) for i in range(SINGLES)] if batch == 1 else [(0, batch)]
-        for mode, dtype in MODES.items():
-            admm(net, y_all[:1].contiguous(), ALPHA, tol=args.tol, x_update_dtype=dtype)  # warm-up
-            secs, xs, its = 0.0, [], []
-            for lo, hi in calls:
-                y = y_all[lo:hi].contiguous()
-                t, res = common.timed(lambda: admm(net, y, ALPHA, tol=args.tol, x_update_dtype=dtype),
-                                      device, repeat=1 if args.quick else 2)
-                secs, xs, its = secs + t, xs + [res.x], its + [int(res.iterations.max())]
-            n = calls[-1][1]
-            rows.append({"batch": batch, "x-update": mode, "problems": n, "seconds": secs,
-                         "problems/s": n / secs, "iterations (max)": max(its),
-                         "max rel. gap": gap(torch.cat(xs), n)})
-    for r in rows:
-        same_batch = next(o for o in rows if o["batch"] == r["batch"] and o["x-update"] == "float64")
-        single = next(o for o in rows if o["batch"] == 1 and o["x-update"] == r["x-update"])
-        r["speed-up over float64 x-update"] = r["problems/s"] / same_batch["problems/s"]
-        r["speed-up over batch 1"] = r["problems/s"] / single["problems/s"]
+    for batch, mode in keys:
+        res, n = results[(batch, mode)], calls_of(batch)[-1][1]
+        secs = common.median(times[(batch, mode)])
+        over_float64 = [t64 / t for t, t64 in zip(times[(batch, mode)], times[(batch, "float64")])]
+        over_batch_1 = per_round_speed_ups(times[(batch, mode)], n, times[(1, mode)])
+        rows.append({"batch": batch, "x-update": mode, "problems": n, "seconds": secs,
+                     "problems/s": n / secs, "iterations (max)": max(int(r.iterations.max()) for r in res),
+                     "max rel. gap": gap(torch.cat([r.x for r in res]), n),
+                     "speed-up over float64 x-update": common.median(over_float64),
+                     "speed-up over batch 1": common.median(over_batch_1),
+                     "speed-up over batch 1 (min)": min(over_batch_1),
+                     "speed-up over batch 1 (max)": max(over_batch_1)})
 
     # the whole iteration in float32 against the float64 iteration, no stopping test
     n = SINGLES
     runs = {"float64 iteration, float64 x-update": (net, y_all[:n], None),
             "float64 iteration, float32 x-update": (net, y_all[:n], torch.float32),
-            "float32 iteration": (net.to(dtype=torch.float32), y_all[:n].float(), None)}
+            "float32 iteration, float32 x-update": (net.to(dtype=torch.float32), y_all[:n].float(), None),
+            "float32 iteration, float64 x-update": (net.to(dtype=torch.float32), y_all[:n].float(), torch.float64)}
     paths = []
     for name, (network, y, dtype) in runs.items():
         gaps: dict[int, float] = {}
@@ -91,12 +98,14 @@ def main() -> None:
         paths.append({"run": name, **{f"max rel. gap after {k}": gaps[k] for k in checkpoints}})
 
     print(f"circle (normal) {size}x{size}, W {m}x{size * size}, float64 data, alpha={ALPHA}, "
-          f"admm tol={args.tol:g}; reference admm tol 1e-10 converged: {bool(ref.converged.all())}")
+          f"admm tol={args.tol:g}; reference admm tol 1e-10 converged: {bool(ref.converged.all())}; "
+          f"medians of {rounds} interleaved rounds")
     print(common.table(rows, list(rows[0].keys())))
     print(f"the first {n} problems at a fixed number of iterations (no stopping test):")
     print(common.table(paths, list(paths[0].keys())))
     payload = {"benchmark": "mixed", "law": "normal", "alpha": ALPHA, "admm_tol": args.tol,
-               "environment": env, "rows": rows, "fixed_iterations": paths}
+               "reference_converged": bool(ref.converged.all()), "rounds": rounds, "environment": env, "rows": rows,
+               "fixed_iterations": paths}
     for path in common.write("mixed", payload, args):
         print("wrote", path)
 

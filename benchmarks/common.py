@@ -62,6 +62,28 @@ def timed(fn: Callable[[], Any], device: torch.device, repeat: int = 1) -> tuple
     return best, out
 
 
+def interleaved(calls: dict[Any, Callable[[], Any]], device: torch.device,
+                rounds: int) -> tuple[dict[Any, list[float]], dict[Any, Any]]:
+    """Wall-clock seconds of each of ``calls`` in each of ``rounds`` rounds, and each call's last
+    return value. The calls take turns within a round, so that a change of the machine's load
+    during the run reaches all of them alike: a ratio of two times of one round compares like
+    with like (take the median over the rounds)."""
+    times: dict[Any, list[float]] = {key: [] for key in calls}
+    out: dict[Any, Any] = {}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            t, out[key] = timed(fn, device)
+            times[key].append(t)
+    return times, out
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (the mean of the middle two for an even count)."""
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
 def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages (None where the OS does not report them)."""
     try:
