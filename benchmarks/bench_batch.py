@@ -32,6 +32,7 @@ costing any time. Prints a table; writes ``benchmarks/results/batch.json``.
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def main() -> None:
     times, results = common.interleaved({batch: lambda b=batch: solve(b) for batch in batches}, device, rounds)
     for batch in batches:
         res, n = results[batch], calls_of(batch)[-1][1]
-        secs = common.median(times[batch])
+        secs = statistics.median(times[batch])
         rho_u, rho_d = float(res[-1].params["rho_u"][0]), float(res[-1].params["rho_d"][0])
         solver = x_solver(layer.affine, TV(), rho_u, rho_d, y_all)  # as admm builds it
         x_update = x_update_seconds(solver, batch, device)
@@ -155,7 +156,7 @@ def main() -> None:
                      "admm iterations (max)": max(int(r.iterations.max()) for r in res),
                      "admm problem-iterations": sum(int(r.iterations.sum()) for r in res),
                      "x-update per problem [ms]": 1e3 * x_update, "x-update MFLOP": flops / 1e6,
-                     "max rel. gap": gap, "admm speed-up": common.median(ups),
+                     "max rel. gap": gap, "admm speed-up": statistics.median(ups),
                      "admm speed-up (min)": min(ups), "admm speed-up (max)": max(ups),
                      "eq. 14 [s]": secs_p, "eq. 14 problem-iterations/s": batch * pdhg_iters / secs_p})
     base = rows[0]

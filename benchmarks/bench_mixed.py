@@ -17,6 +17,7 @@ checkpoint. Prints two tables; writes ``benchmarks/results/mixed.json``.
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -48,12 +49,15 @@ def main() -> None:
     y_all = batch_data(p, max(batches)).to(device)
     ref = admm(net, y_all, ALPHA, tol=1e-10, max_iter=300 if args.quick else 3_000)
 
+    def objective(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return layer.activation.bregman(y, layer.affine.forward(x)) + ALPHA * tv(x)
+
+    f_ref = objective(ref.x, y_all)
+
     def gap(x: torch.Tensor, n: int) -> float:
         """Largest relative objective gap of the first ``n`` problems, in float64."""
-        y, x = y_all[:n], x.to(torch.float64)
-        f = layer.activation.bregman(y, layer.affine.forward(x)) + ALPHA * tv(x)
-        f_ref = layer.activation.bregman(y, layer.affine.forward(ref.x[:n])) + ALPHA * tv(ref.x[:n])
-        return float(((f - f_ref) / f_ref).max())
+        f = objective(x.to(torch.float64), y_all[:n])
+        return float(((f - f_ref[:n]) / f_ref[:n]).max())
 
     rounds = 1 if args.quick else ROUNDS
 
@@ -69,14 +73,14 @@ def main() -> None:
     rows = []
     for batch, mode in keys:
         res, n = results[(batch, mode)], calls_of(batch)[-1][1]
-        secs = common.median(times[(batch, mode)])
+        secs = statistics.median(times[(batch, mode)])
         over_float64 = [t64 / t for t, t64 in zip(times[(batch, mode)], times[(batch, "float64")])]
         over_batch_1 = per_round_speed_ups(times[(batch, mode)], n, times[(1, mode)])
         rows.append({"batch": batch, "x-update": mode, "problems": n, "seconds": secs,
                      "problems/s": n / secs, "iterations (max)": max(int(r.iterations.max()) for r in res),
                      "max rel. gap": gap(torch.cat([r.x for r in res]), n),
-                     "speed-up over float64 x-update": common.median(over_float64),
-                     "speed-up over batch 1": common.median(over_batch_1),
+                     "speed-up over float64 x-update": statistics.median(over_float64),
+                     "speed-up over batch 1": statistics.median(over_batch_1),
                      "speed-up over batch 1 (min)": min(over_batch_1),
                      "speed-up over batch 1 (max)": max(over_batch_1)})
 

@@ -77,13 +77,6 @@ def interleaved(calls: dict[Any, Callable[[], Any]], device: torch.device,
     return times, out
 
 
-def median(values: Sequence[float]) -> float:
-    """The median (the mean of the middle two for an even count)."""
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])
-
-
 def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages (None where the OS does not report them)."""
     try:
