@@ -437,9 +437,7 @@ def test_woodbury_handles_several_channels_and_the_circle_size():
 
 
 def test_cg_x_update_on_a_conv_network():
-    torch.manual_seed(15)  # module initialisation only
-    conv = nn.Conv2d(1, 4, 3, padding=1).double()
-    net = LiftedNetwork.from_module(nn.Sequential(conv, nn.ReLU()), input_shape=(1, 8, 8))
+    net = _conv_perceptron()
     affine, reg = net.layers[0].affine, TV()
     solver = x_solver(affine, reg, 0.5, 2.0, torch.zeros(1))
     assert solver.kind == "cg"
