@@ -270,14 +270,27 @@ def plot_residuals(
     return fig
 
 
-def _history(result: Any, key: str, sample: int) -> np.ndarray | None:
+def _history(result: Any, key: str, sample: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(iterations, values) of history entry ``key`` for one sample, or None if it is missing.
+
+    Row ``k`` is iterate ``k`` unless the history says otherwise: ``{key}_iteration`` (`pdhg`'s
+    ``gap``) or ``iteration`` (`admm`, which records only at its stopping tests).
+    """
     hist = result.history if hasattr(result, "history") else result
     if key not in hist:
         return None
     h = torch.as_tensor(hist[key]).detach().cpu().to(torch.float64)
     if h.dim() == 2:
         h = h[:, sample]
-    return h.numpy()
+    index = hist.get(f"{key}_iteration", hist.get("iteration"))
+    if index is None:
+        its = np.arange(h.shape[0])
+    else:
+        its = torch.as_tensor(index).cpu().numpy()
+        if its.shape != (h.shape[0],):
+            raise ValueError(f"history[{key!r}] has {h.shape[0]} rows but its iteration index has "
+                             f"shape {tuple(its.shape)}")
+    return its, h.numpy()
 
 
 def plot_convergence(
@@ -291,7 +304,10 @@ def plot_convergence(
 ) -> Figure:
     r"""Convergence histories of solvers against the iteration index, on log scales.
 
-    One panel per history key; one curve per solver run. With ``objective_ref`` (the
+    One panel per history key; one curve per solver run, each value drawn at the iteration of
+    its iterate: row ``k`` at :math:`k`, or at the iterations the history lists for records
+    kept only at some iterations (`admm`'s ``iteration``, `pdhg`'s ``gap_iteration``). The
+    start (iteration 0) has no place on the logarithmic axis and is left out. With ``objective_ref`` (the
     objective value :math:`f^\star` of a reference minimiser, one for all runs or one per run)
     the objective panel shows the gap :math:`f(x^k) - f^\star` instead (non-positive values,
     i.e. iterates below the reference to rounding, are not drawn).
@@ -325,16 +341,16 @@ def plot_convergence(
     for ax, key in zip(axes[0], keys):
         gap = key == "objective" and objective_ref is not None
         for k, (name, res) in enumerate(results.items()):
-            h = _history(res, key, sample)
-            if h is None:
+            found = _history(res, key, sample)
+            if found is None:
                 continue
+            its, h = found
             if gap:
                 ref = objective_ref[name] if isinstance(objective_ref, Mapping) else objective_ref
                 if ref is None:
                     continue
                 h = h - float(ref)
-            its = np.arange(1, h.size + 1)
-            keep = h > 0
+            keep = (h > 0) & (its > 0)
             ax.loglog(its[keep], h[keep], color=f"C{k}", lw=1.2, label=name)
         label = default_labels.get(key, key)
         if gap:

@@ -239,12 +239,14 @@ def admm(
 
     The u-prox is `bregman_prox` (Moreau's identity and ``activation.prox``); the d-prox is
     :math:`v - s\operatorname{prox}_{R^*/s}(v/s)` with :math:`s=\alpha/\rho_d` (pixelwise
-    shrinkage for TV). The x-update is exact: dense :math:`W` with :math:`m<n` by Woodbury
+    shrinkage for TV). The x-update is exact for a dense :math:`W`: with :math:`m<n`, by Woodbury
     around the DCT-diagonalised Neumann Laplacian :math:`K^\top K`, the constant null space
-    handled exactly (`lbreg.solvers.xupdate`); dense :math:`W` with :math:`m\ge n` by a Cholesky
-    factor of the :math:`n\times n` matrix; both factorised once per call and per distinct
-    penalty, shared by the samples. Maps without a matrix (convolutions) use warm-started
-    conjugate gradients (``CG_ITERS`` steps per iteration, so that update is inexact).
+    handled exactly (`lbreg.solvers.xupdate`); with :math:`m\ge n` and
+    :math:`n\le` ``DENSE_MAX_N``, by a Cholesky factor of the :math:`n\times n` matrix; both
+    factorised once per call and per distinct penalty, shared by the samples. Maps without a
+    matrix (convolutions) and dense maps beyond ``DENSE_MAX_N`` inputs use warm-started
+    conjugate gradients (``CG_ITERS`` steps per iteration, so that update is inexact);
+    ``params["x_update"]`` says which was used.
 
     **Stopping** (per sample, certified; Boyd et al. §3.3.1, eq. (3.12), with
     :math:`\epsilon_{\rm abs}=\epsilon_{\rm rel}=` ``tol``). The multipliers
@@ -328,7 +330,7 @@ def admm(
         which lies in :math:`\partial R(d)` (for TV the pixelwise unit ball) and is comparable
         with pdhg's :math:`z`; per-sample ``iterations``, ``converged``; ``history`` with
         ``objective`` (at :math:`x^k`), ``primal_residual``, ``dual_residual`` at each test
-        (row ``j`` is iterate ``history["time_iteration"][j]``; every iteration for
+        (row ``j`` is iterate ``history["iteration"][j]``; every iteration for
         ``check_every=1``);
         ``params`` with ``rho_u``, ``rho_d`` (``(B,)``), ``relax``, ``x_update``
         (``"woodbury"``, ``"cholesky"`` or ``"cg"``), ``x_update_dtype``, ``norm_W`` (None when ``rho`` is

@@ -2,9 +2,10 @@
 
 Every solver of `lbreg.solvers` runs the same loop: each sample of the batch carries an
 *active* flag; an iteration updates only the active samples (a finished sample stops
-changing); per-sample stopping tests are evaluated on the device every iteration, and the
-host asks "is any sample still active?" only once every ``check_every`` iterations, so that
-a GPU is never synchronised per iteration.
+changing); per-sample stopping tests are evaluated on the device every iteration (`admm`'s,
+which cost a few passes over the data, only every ``check_every`` iterations), and the host
+asks "is any sample still active?" only once every ``check_every`` iterations, so that a GPU
+is never synchronised per iteration.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ class Result:
         message: one line saying what stopped the solver.
         history: per-iteration records, each a CPU tensor of shape ``(K, B)`` (row ``k`` holds
             the value at iterate ``k``; `admm` records only at its stopping tests, row ``j``
-            then holding iterate ``time_iteration[j]``), plus ``"time"``: seconds since the
-            start at each host check, shape ``(C,)``, with ``"time_iteration"`` the iterations
-            they refer to. The batch iterates until its last sample stops: a finished sample's
-            rows from ``iterations[b]`` on describe steps it did not take (its iterate stays
-            frozen), so read its record as ``history[key][:iterations[b], b]`` (for `admm`, the
-            rows whose ``time_iteration`` is at most ``iterations[b]``).
+            then holding iterate ``iteration[j]``, with ``"iteration"`` ``(K,)`` in its
+            history), plus ``"time"``: seconds since the start at each host check, shape
+            ``(C,)``, with ``"time_iteration"`` the iterations they refer to. The batch
+            iterates until its last sample stops: a finished sample's rows from
+            ``iterations[b]`` on describe steps it did not take (its iterate stays frozen), so
+            read its record as ``history[key][:iterations[b], b]`` (for `admm`, the rows whose
+            ``iteration`` is at most ``iterations[b]``).
         alpha: the regularisation parameter(s) used, ``(B,)`` on CPU.
         params: step sizes and settings actually used.
     """
@@ -257,12 +259,19 @@ class IterationLog:
         self._start = time.perf_counter()
         self._times: list[float] = []
         self._time_its: list[int] = []
+        self._record_its: list[int] = []
         self.stopped_by_callback = False
         self._bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False)
         self._bar_pos = 0
 
-    def record(self, **values: Tensor) -> None:
-        """Store per-sample values ``(B,)`` of the current iterate (on the device, detached)."""
+    def record(self, at: int | None = None, **values: Tensor) -> None:
+        """Store per-sample values ``(B,)`` of the current iterate (on the device, detached).
+
+        ``at``: the iterate's index, for a solver that records only some iterations (then at
+        every call); `finish` returns these indices as ``history["iteration"]``.
+        """
+        if at is not None:
+            self._record_its.append(at)
         for key, value in values.items():
             self._records.setdefault(key, []).append(value.detach())
 
@@ -329,6 +338,8 @@ class IterationLog:
         history = {key: torch.stack(vals).cpu() for key, vals in self._records.items()}
         history["time"] = torch.tensor(self._times, dtype=torch.float64)
         history["time_iteration"] = torch.tensor(self._time_its, dtype=torch.int64)
+        if self._record_its:
+            history["iteration"] = torch.tensor(self._record_its, dtype=torch.int64)
         return iterations, converged, message, history
 
     def finish_discrepancy(
