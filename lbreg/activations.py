@@ -112,9 +112,12 @@ def _prox_saturating(
     to the boundary of dom Ψ.
 
     Args:
-        v: right-hand side, any shape. t: positive, broadcastable to ``v``.
-        s_ds: $w \mapsto (s(w), s'(w))$. s_inv: $s^{-1}$ ($\pm\infty$ at the range ends).
-        s_range: open range of $s$. w_min: $s^{-1}(\arg\min\Psi)$.
+        v: right-hand side, any shape.
+        t: positive, broadcastable to ``v``.
+        s_ds: $w \mapsto (s(w), s'(w))$.
+        s_inv: $s^{-1}$ ($\pm\infty$ at the range ends).
+        s_range: open range of $s$.
+        w_min: $s^{-1}(\arg\min\Psi)$.
     Returns:
         $u$, broadcast shape of ``v`` and ``t``.
     """

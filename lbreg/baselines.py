@@ -367,7 +367,8 @@ def deep_image_prior(
         delta: noise level :math:`\|y^\delta - y\|`, a number or ``(B,)``; ``None`` for the
             fixed-iteration variant.
         tau: discrepancy factor :math:`\tau \ge 1` (any :math:`\tau > 0` is accepted).
-        width: hidden width :math:`k`. input_dim: :math:`d`.
+        width: hidden width :math:`k`.
+        input_dim: :math:`d`.
         activation: ``"tanh"``, ``"sigmoid"`` or ``"softplus"``.
         scale: output scale :math:`s > 0`.
         lr: gradient-descent step (default above).

@@ -106,9 +106,10 @@ class ConvAutoencoder(nn.Module):
     Decoder: affine ``code_dim`` → 784 → ConvT(16→8) + ReLU → ConvT(8→1) + ReLU.
 
     Initialisation: PyTorch's defaults, except that the bias of the last transposed convolution
-    starts at 0. Its default U(±1/√128) draw dominates the output of the freshly initialised
-    network (whose other contributions have std ≈ 0.02): for 4 of the seeds 0–7 it is
-    negative, the final ReLU then outputs 0 for every pixel and every image, no gradient flows,
+    starts at 0. Its default U(±1/4) draw (PyTorch's bound 1/√fan-in, with fan-in 1·4·4 for a
+    transposed convolution's weight of shape (8, 1, 4, 4)) dominates the output of the freshly
+    initialised network (whose other contributions have std ≈ 0.02): for 5 of the seeds 0–7 it
+    is negative, the final ReLU then outputs 0 for every pixel and every image, no gradient flows,
     and SGD stays at the loss of the zero image (MSE 0.112) forever.
 
     Args:

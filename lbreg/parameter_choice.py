@@ -65,8 +65,12 @@ class ParameterChoice:
     Attributes:
         alpha: the chosen :math:`\alpha` per sample, ``(B,)`` (CPU, dtype of the data).
         result: the solve at the chosen :math:`\alpha`, one row per sample (rows gathered from
-            the solves of the trail; per-sample ``history`` entries are padded with NaN to a
-            common length, the host timings are dropped).
+            the solves of the trail; per-sample ``history`` entries ``(K, B)`` are padded with
+            NaN to a common length; the 1-D entries, which describe one solve and not the
+            gathered rows, are dropped: the host timings and the iteration indices
+            ``gap_iteration`` of `pdhg` and ``iteration`` of `admm`, whose last entry depends
+            on when that solve stopped; the rows before it lie every ``check_every``
+            iterations, from 0 for `pdhg`'s gap and from ``check_every`` for `admm`).
         trail: ``"alpha"`` and the rule's criterion (``"residual"``
             :math:`\|\mathcal N(x_\alpha)-y^\delta\|`, and ``"metric"`` for a grid search), each
             ``(K, B)`` on the CPU in the order tried; NaN where a sample tried fewer than
@@ -430,7 +434,8 @@ def a_priori(
     r"""Solve at the a-priori :math:`\alpha(\delta)` of :func:`a_priori_alpha`, one per sample.
 
     Args:
-        network: the network. y_delta: data ``(B, *output_shape)``.
+        network: the network.
+        y_delta: data ``(B, *output_shape)``.
         delta: Theorem 2's :math:`\delta>0`, a number or ``(B,)`` (:math:`\delta=0` gives
             :math:`\alpha=0`, no regularisation, which the solvers reject).
         v_norm: :math:`\|v^\dagger\|>0`, a number or ``(B,)``.
@@ -486,7 +491,8 @@ def grid_search(
     :func:`discrepancy_on_grid` can reuse the solves.
 
     Args:
-        network: the network. y_delta: data ``(B, *output_shape)``.
+        network: the network.
+        y_delta: data ``(B, *output_shape)``.
         alphas: the grid, distinct positive values (any order), at least one.
         reference: ground truth ``(B, *input_shape)``.
         metric: ``metric(x, reference) -> (N,)``, larger is better if ``maximize``.

@@ -303,8 +303,10 @@ def psi_bracket(
 
     Args:
         activation: σ, whose Ψ is used.
-        y_delta: ``(B, m)`` in dom Ψ. v_dag: ``(m,)`` or ``(B, m)``.
-        alpha: a number or ``(B,)``. c: :math:`c\in(0,1]`.
+        y_delta: ``(B, m)`` in dom Ψ.
+        v_dag: ``(m,)`` or ``(B, m)``.
+        alpha: a number or ``(B,)``.
+        c: :math:`c\in(0,1]`.
 
     Returns:
         ``(B,)``.
@@ -339,8 +341,11 @@ def theorem2_bound(
     :math:`B_\Psi(y^\delta, Wx^\dagger+b)\le\delta^2` and (8) holds.
 
     Args:
-        activation: σ. y_delta: ``(B, m)``. v_dag: ``(m,)`` or ``(B, m)``.
-        alpha: a number or ``(B,)``. delta_sq: :math:`\delta^2`, a number or ``(B,)``.
+        activation: σ.
+        y_delta: ``(B, m)``.
+        v_dag: ``(m,)`` or ``(B, m)``.
+        alpha: a number or ``(B,)``.
+        delta_sq: :math:`\delta^2`, a number or ``(B,)``.
         c: :math:`c\in(0,1]`.
 
     Returns:
@@ -409,7 +414,9 @@ def example1_admissible(
     It is exactly the condition for a finite (then zero) Burbea–Rao bracket of ReLU in (9).
 
     Args:
-        y_delta: ``(B, m)``. v_dag: ``(m,)`` or ``(B, m)``. alpha: a number or ``(B,)``.
+        y_delta: ``(B, m)``.
+        v_dag: ``(m,)`` or ``(B, m)``.
+        alpha: a number or ``(B,)``.
         c: the constant :math:`c\in(0,1]` of Theorem 2.
 
     Returns:
@@ -436,7 +443,9 @@ def lemma1_conjugate(activation: Activation, y: Tensor, w: Tensor) -> Tensor:
         F_y^*(w) = F(y+w) - F(y),\qquad F=\tfrac12\|\cdot\|^2+\Psi .
 
     Args:
-        activation: σ. y: ``(B, ...)`` in dom Ψ. w: same shape.
+        activation: σ.
+        y: ``(B, ...)`` in dom Ψ.
+        w: same shape.
 
     Returns:
         ``(B,)``, summed over components (:math:`+\infty` if
@@ -457,9 +466,12 @@ def numerical_bregman_conjugate(
     (no closed form of the maximiser is used), on :math:`[-\text{bound}, \text{bound}+\pi/10]`.
 
     Args:
-        activation: σ. y: ``(B, ...)`` in dom Ψ. w: same shape, with :math:`y+w` in the
-            interior of dom Ψ (otherwise the supremum is not attained).
-        bound: half-width of the search interval. iters: bisection steps.
+        activation: σ.
+        y: ``(B, ...)`` in dom Ψ.
+        w: same shape, with :math:`y+w` in the interior of dom Ψ (otherwise the
+            supremum is not attained).
+        bound: half-width of the search interval.
+        iters: bisection steps.
 
     Returns:
         ``(B,)``, summed over components.

@@ -109,7 +109,8 @@ def plot_conjugates(
 
     Args:
         activations: name → activation.
-        z_limits, n_points: the z-grid. marker_every: spacing of the autograd markers.
+        z_limits, n_points: the z-grid.
+        marker_every: spacing of the autograd markers.
 
     Returns:
         The figure (one row).

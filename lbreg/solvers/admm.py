@@ -62,7 +62,9 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
 
     Args:
         activation: the layer's activation :math:`\sigma = \operatorname{prox}_\Psi`.
-        y: data in dom Ψ, any shape. w: same shape. rho: penalty :math:`\rho > 0`.
+        y: data in dom Ψ, any shape.
+        w: same shape.
+        rho: penalty :math:`\rho > 0`.
 
     Returns:
         Tensor of the shape of ``w``.
@@ -435,7 +437,7 @@ def _admm(network: LiftedNetwork, y: Tensor, alpha_t: Tensor, reg: Regularizer, 
             )
             scale_dual = torch.maximum(sample_norm(wt_nu), sample_norm(kt_nu))
             objective = act.bregman(y, wxb, check=False, y_in_domain=True) + alpha_w * reg.R(kx)
-            log.record(objective=whole("objective", objective),
+            log.record(at=k + 1, objective=whole("objective", objective),
                        primal_residual=whole("primal_residual", r_pri),
                        dual_residual=whole("dual_residual", r_dual))
             done = (r_pri <= tol * (sqrt_p + scale_pri)) & (r_dual <= tol * (sqrt_n + scale_dual))

@@ -67,7 +67,10 @@ def landweber(
         variant: ``"bregman"`` (the paper's, depth 1 only) or ``"classical"``.
         max_iter: iteration budget.
         x0: starting point (default zeros).
-        check_every, progress, callback: as in `pdhg`.
+        check_every: how often the host checks whether any sample is still running.
+        progress: show a tqdm progress bar.
+        callback: called after each iteration with a dict (``iteration``, ``x``, ``active``);
+            returning ``True`` stops the solver.
 
     Returns:
         `Result`; ``converged`` means the discrepancy principle stopped the sample,

@@ -153,13 +153,18 @@ def lifted_cd(
         tau_x, tau_z: PDHG step sizes for :math:`x_0`; default `default_steps` with :math:`W_1`.
         tau_aux: steps for :math:`x_1, \dots, x_{L-1}`; default :math:`1/\|W_{l+1}\|^2`.
         x0: starting input (default zeros).
-        check_every, progress, callback: as in `pdhg`.
+        check_every: how often the host checks whether any sample is still running.
+        progress: show a tqdm progress bar.
+        callback: called after each sweep with a dict (``iteration``, ``x``, ``z``, ``aux``,
+            ``active``); returning ``True`` stops the solver.
 
     Returns:
         `Result` with ``x`` :math:`= x_0`, ``aux`` :math:`= [x_1, \dots, x_{L-1}]`,
         ``dual = z`` and ``history`` holding ``energy`` (:math:`J` at the start of each sweep),
-        ``change`` (largest of the per-variable changes in the sweep), ``residual`` (PDHG's, at
-        its last inner step) and ``inner_iterations`` (PDHG steps spent in the sweep).
+        ``change`` (largest of the per-variable changes in the sweep), ``residual`` and
+        ``inner_iterations``: with ``x0_solver="pdhg"``, PDHG's residual at its last inner step
+        and the PDHG steps spent in the sweep; with ``"admm"``, ADMM's dual residual at its last
+        stopping test and the ADMM iterations spent in the sweep.
         Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
         data or weights that require grad are constants to it.
     """

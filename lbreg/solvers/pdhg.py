@@ -94,7 +94,7 @@ def pdhg_step(
 
     Returns:
         ``(x_new, z_new, objective, residual)`` where ``objective`` is
-        :math:`B_\Psi(y, Wx^k+b) + \alpha R(x^k)` and ``residual`` the norm of the
+        :math:`B_\Psi(y, Wx^k+b) + \alpha R(Kx^k)` and ``residual`` the norm of the
         Lagrangian's gradient :math:`\|W^\top(\sigma(Wx^k+b)-y) + \alpha K^\top z^k\|`, both
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
@@ -286,7 +286,9 @@ def primal_dual_gap(
 
     Args:
         network: a depth-1 `LiftedNetwork`.
-        y: data ``(B, *output_shape)``. x: ``(B, *input_shape)``. z: ``(B, *reg.dual_shape)``,
+        y: data ``(B, *output_shape)``.
+        x: ``(B, *input_shape)``.
+        z: ``(B, *reg.dual_shape)``,
             in the dual domain (for TV, pixelwise in the unit ball: any pdhg or admm ``dual``;
             a sample whose ``z`` lies outside gets the gap :math:`+\infty`, as :math:`R^*(z)` is).
         alpha: :math:`\alpha > 0`, a number or ``(B,)``.
