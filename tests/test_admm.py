@@ -12,7 +12,7 @@ from conftest import assert_tv_kkt, cvxpy_minimiser, image_data, objective, perc
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
-from lbreg.solvers import admm, pdhg
+from lbreg.solvers import admm, lifted_cd, pdhg
 from lbreg.solvers.admm import bregman_prox
 from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, _Diagonal, x_solver
 
@@ -538,3 +538,26 @@ def deep() -> LiftedNetwork:
 def test_bad_input_raises_naming_the_argument(call, exception, fragment):
     with pytest.raises(exception, match=fragment):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_penalties_beyond_the_dtype_s_resolution_are_refused_at_the_band_edges(dtype):
+    """ρ_u and α/ρ_d must lie in [eps, 1/eps]: outside, the prox steps lose a term to rounding
+    and the residual test passes far from the minimiser (before the check, a 20×36 ReLU
+    perceptron at α = 1e-20 in float64 'converged' at objective 27.7, its true input's < 1e-10)."""
+    net, y, eps = NET.to(dtype=dtype), Y.to(dtype), torch.finfo(dtype).eps
+    per_alpha = float(admm(net, y[:1], 1.0, max_iter=1).params["rho_u"][0])  # ρ_u / α (default rule)
+    for alpha in (2 * eps / per_alpha, 0.5 / (eps * per_alpha)):  # inside the band: runs
+        assert admm(net, y, alpha, max_iter=2).iterations.tolist() == [2, 2]
+    for alpha in (0.5 * eps / per_alpha, 2 / (eps * per_alpha)):
+        with pytest.raises(ValueError, match=rf"rho_u = .* outside \[eps, 1/eps\] of {dtype}"):
+            admm(net, y, torch.tensor([1e-2, alpha], dtype=dtype))
+    with pytest.raises(ValueError, match="the given rho"):
+        admm(net, y, 1e-2, rho=0.5 * eps)
+    with pytest.raises(ValueError, match=r"alpha / rho_d .* the given rho"):
+        admm(net, y, 1e-2, rho=(1.0, 1e-2 / (0.5 * eps)))
+
+
+def test_lifted_cd_with_the_admm_sub_solver_refuses_an_unresolvable_alpha():
+    with pytest.raises(ValueError, match="rho_u"):
+        lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 1e-20, x0_solver="admm")
