@@ -44,6 +44,7 @@ __all__ = [
     "make_solve",
     "data_residual",
     "geometric_alphas",
+    "MAX_ALPHAS",
     "discrepancy_principle",
     "discrepancy_on_grid",
     "a_priori_alpha",
@@ -162,11 +163,16 @@ def data_residual(network: LiftedNetwork, x: Tensor, y_delta: Tensor) -> Tensor:
     return sample_norm(out - y_delta.reshape(out.shape))
 
 
+MAX_ALPHAS = 1_000
+"""The longest sequence `geometric_alphas` builds."""
+
+
 def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tensor:
     r"""The decreasing sequence :math:`\alpha_k=\alpha_{\max}q^k` down to :math:`\alpha_{\min}`.
 
     The last value is :math:`\alpha_{\min}` itself (the sequence is cut there). Each argument is
-    a real number or a one-element tensor.
+    a real number or a one-element tensor. A sequence of more than ``MAX_ALPHAS`` values (a
+    factor very close to 1; each value may cost a solve) is refused with a ValueError.
 
     Args:
         alpha_max: the first value, :math:`\alpha_{\max} > 0`.
@@ -184,6 +190,10 @@ def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tenso
     if not 0.0 < factor < 1.0:
         raise ValueError(f"factor must lie in (0, 1), got {factor}")
     steps = math.ceil(math.log(alpha_min / alpha_max) / math.log(factor) - 1e-9)
+    if steps + 1 > MAX_ALPHAS:
+        raise ValueError(f"factor={factor} from alpha_max={alpha_max:g} down to alpha_min={alpha_min:g} "
+                         f"gives {steps + 1} values, more than MAX_ALPHAS={MAX_ALPHAS} (each may cost "
+                         "a solve); choose a smaller factor or a narrower range")
     values = [alpha_max * factor**k for k in range(steps)] + [alpha_min]
     return torch.tensor(sorted(set(values), reverse=True), dtype=torch.float64)
 

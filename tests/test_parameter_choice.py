@@ -10,6 +10,7 @@ from lbreg.activations import Identity, ReLU
 from lbreg.metrics import psnr
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.parameter_choice import (
+    MAX_ALPHAS,
     a_priori,
     a_priori_alpha,
     data_residual,
@@ -417,6 +418,20 @@ def test_geometric_alphas_rejects_factor_one():
     """q ∈ (0, 1): q = 1 never decreases (and log q = 0), so it is a ValueError naming factor."""
     with pytest.raises(ValueError, match="factor"):
         geometric_alphas(1e-2, 1e-4, 1.0)
+
+
+def test_geometric_alphas_refuses_a_sequence_longer_than_max_alphas():
+    """A factor near 1 would build (and the discrepancy descent solve) an unbounded number of
+    values (1 - 1e-12 from 1e-2 to 1e-4: 4.6e12, all memory): a ValueError naming factor. The
+    longest admitted sequence still builds."""
+    assert MAX_ALPHAS == 1_000
+    q = 0.01 ** (1 / (MAX_ALPHAS - 1))  # 1e-2 ... 1e-4 in exactly MAX_ALPHAS values
+    assert geometric_alphas(1e-2, 1e-4, q * (1 - 1e-12)).numel() == MAX_ALPHAS
+    for factor in (q * (1 + 1e-9), 1 - 1e-12):
+        with pytest.raises(ValueError, match="factor=.* more than MAX_ALPHAS=1000"):
+            geometric_alphas(1e-2, 1e-4, factor)
+    with pytest.raises(ValueError, match="MAX_ALPHAS"):
+        discrepancy_principle(_linear_net(), torch.zeros(1, 20, dtype=DTYPE), 0.1, factor=1 - 1e-12)
 
 
 def test_discrepancy_counts_a_residual_equal_to_tau_delta_as_fitting():
