@@ -146,9 +146,9 @@ def _check_delta(delta: float | Tensor | None, batch: int, y: Tensor) -> Tensor 
     if delta is None:
         return None
     if isinstance(delta, Tensor):
-        delta = delta.reshape(-1)
-        if delta.shape[0] not in (1, batch):
+        if delta.numel() not in (1, batch):
             raise ValueError(f"delta must be a number or have shape ({batch},), got {tuple(delta.shape)}")
+        delta = delta.reshape(-1)
         if not bool(torch.isfinite(delta).all()) or bool((delta < 0).any()):
             raise ValueError("delta must be finite and >= 0")
         return delta.to(device=y.device, dtype=y.dtype).expand(batch).clone()

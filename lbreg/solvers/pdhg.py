@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..activations import Activation
-from ..network import AffineMap, LiftedNetwork
+from ..network import AffineMap, LiftedNetwork, _check_not_meta
 from ..regularizers import TV, Regularizer
 from .result import (
     IterationLog,
@@ -470,6 +470,9 @@ def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: 
         return torch.zeros(shape, device=y.device, dtype=y.dtype)
     if not isinstance(z0, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(z0).__name__}")
+    if not z0.is_floating_point():
+        raise TypeError(f"{name} must have a real floating dtype, got {z0.dtype}")
+    _check_not_meta(z0, name)
     if tuple(z0.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(z0.shape)}")
     if not bool(torch.isfinite(z0).all()):
