@@ -8,6 +8,7 @@ import torch
 
 from lbreg.activations import Identity, ReLU
 from lbreg.metrics import psnr
+from conftest import image_data, perceptron
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.parameter_choice import (
     MAX_ALPHAS,
@@ -517,3 +518,38 @@ def test_grid_search_rejects_a_repeated_grid_value():
     x_true, y_delta, _ = _data(net, [0.1])
     with pytest.raises(ValueError, match="alphas must be distinct"):
         grid_search(net, y_delta, [1e-3, 1e-2, 1e-3], x_true, solver="pdhg", max_iter=5)
+
+
+def test_grid_search_in_chunks_pads_histories_of_early_stopped_chunks_with_nan():
+    """Chunks that stop at different iterations: _concat pads with NaN (parameter_choice.py:690-694);
+    every grid solve must still equal its own unchunked solve, history rows included."""
+    net = perceptron(24, (1, 6, 6), ReLU(), seed=3)
+    y = image_data(net, 2, seed=4).double()
+    net = net.to(dtype=DTYPE)
+    x_true = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(5), dtype=DTYPE).round()
+    grid = torch.tensor([1e-3, 1e-1, 1.0])
+    kw = dict(solver="pdhg", max_iter=2000, tol=1e-4)
+    one = grid_search(net, y, grid, x_true, **kw)
+    chunked = grid_search(net, y, grid, x_true, batch_size=2, **kw)   # 3 chunks: one per alpha
+    its = chunked.solves.iterations
+    assert len(set(its.tolist())) > 1, its  # the chunks stopped at different iterations
+    K = chunked.solves.history["residual"].shape[0]
+    padded = 0
+    for g in range(3):  # chunk g: both samples at grid[g]
+        chunk = pdhg(net, y, float(grid[g]), max_iter=2000, tol=1e-4)
+        n = chunk.history["residual"].shape[0]
+        h = chunked.solves.history["residual"][:, 2 * g:2 * g + 2]
+        torch.testing.assert_close(h[:n], chunk.history["residual"], rtol=1e-9, atol=1e-12)
+        assert bool(torch.isnan(h[n:]).all())
+        padded += K - n
+        assert torch.equal(its[2 * g:2 * g + 2], chunk.iterations)
+    assert padded > 0  # the padding path was exercised
+    torch.testing.assert_close(chunked.solves.x, one.solves.x, rtol=1e-6, atol=1e-8)
+    assert torch.equal(chunked.index, one.index)
+    # the chosen result carries its own rows of the history
+    for b in range(2):
+        r = int(chunked.index[b]) * 2 + b
+        hh = chunked.result.history["residual"][:, b]
+        ref = chunked.solves.history["residual"][:, r]
+        assert torch.equal(torch.isnan(hh), torch.isnan(ref))
+        torch.testing.assert_close(hh[~torch.isnan(hh)], ref[~torch.isnan(ref)])

@@ -1,17 +1,33 @@
-"""`plot_convergence` draws each recorded value at the iteration of its iterate."""
+"""The figures show the data they are given: each value at its place, on the stated scale."""
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from lbreg.activations import ReLU
-from lbreg.plotting import plot_convergence
+from conftest import image_data, perceptron
+from lbreg.activations import HardTanh, ReLU, Sigmoid, Tanh
+from lbreg.operators import tv
+from lbreg.plotting import (plot_bound_ratios, plot_bregman_curves, plot_conjugates, plot_convergence,
+                            plot_convergence_rate, plot_data, plot_images, plot_noise_psnr,
+                            plot_over_noise, plot_psi_brackets, plot_reconstructions, plot_residuals)
 from lbreg.solvers import admm, pdhg
 
-from conftest import image_data, perceptron
+DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _grid_axes(fig, n):
+    """The first n axes of a figure are plt.subplots' grid (colourbars are appended after)."""
+    return fig.axes[:n]
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +69,191 @@ def test_an_iteration_index_of_the_wrong_length_is_refused(runs):
     history = dict(ad.history, iteration=ad.history["iteration"][:-1])
     with pytest.raises(ValueError, match="6 rows but its iteration index has shape"):
         plot_convergence({"admm": history}, keys=("objective",))
+
+
+def test_plot_convergence_objective_gap_subtracts_each_runs_reference_and_drops_non_positive():
+    f = torch.tensor([[5.0], [3.0], [2.5], [2.0], [1.9]])
+    hist_a, hist_b = {"objective": f}, {"objective": 2 * f}
+    fig = plot_convergence({"a": hist_a, "b": hist_b}, keys=("objective",), objective_ref={"a": 2.0, "b": 1.0})
+    ax = fig.axes[0]
+    (la, lb) = ax.get_lines()
+    np.testing.assert_array_equal(la.get_xdata(), [1, 2])           # gaps 1.0, 0.5; 0 and -0.1 dropped
+    np.testing.assert_allclose(la.get_ydata(), [1.0, 0.5])
+    np.testing.assert_allclose(lb.get_ydata(), (2 * f[1:, 0] - 1.0).numpy())
+    assert "gap" in ax.get_ylabel()
+    fig = plot_convergence({"a": hist_a}, keys=("objective",), objective_ref=1.0)
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), (f[1:, 0] - 1.0).numpy())
+
+
+# ---------------------------------------------------------------- 1. plot_reconstructions
+
+def test_plot_reconstructions_shows_images_errors_on_one_symmetric_scale_and_true_norms():
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(1, 1, 7, 5, generator=g, dtype=DT)
+    recs = {"a": truth + 0.1 * torch.randn(1, 1, 7, 5, generator=g, dtype=DT),
+            "b": truth - 0.3 * torch.rand(1, 1, 7, 5, generator=g, dtype=DT)}
+    fig = plot_reconstructions(truth, recs)
+    ax = _grid_axes(fig, 6)  # 2 rows x 3 cols, row-major
+    top, bottom = ax[:3], ax[3:]
+    imgs = [truth, recs["a"], recs["b"]]
+    for col in range(3):
+        np.testing.assert_array_equal(top[col].images[0].get_array(), imgs[col][0, 0].numpy())
+        t = top[col].get_title()
+        assert f"{float(imgs[col].norm()):.2f}" in t
+        assert f"TV$_{{iso}}$={float(tv(imgs[col])):.2f}" in t
+        assert f"TV$_{{aniso}}$={float(tv(imgs[col], isotropic=False)):.2f}" in t
+    assert not bottom[0].axison and not bottom[0].images  # no error image for the truth
+    emax = max(float((r - truth).abs().max()) for r in recs.values())
+    for col, key in ((1, "a"), (2, "b")):
+        err = (recs[key] - truth)[0, 0].numpy()
+        np.testing.assert_allclose(bottom[col].images[0].get_array(), err, rtol=0, atol=1e-15)
+        assert bottom[col].images[0].get_clim() == pytest.approx((-emax, emax))
+        assert f"{np.linalg.norm(err):.2f}" in bottom[col].get_title()
+
+
+# ---------------------------------------------------------------- 2. plot_over_noise / plot_noise_psnr
+
+def test_plot_over_noise_draws_mean_with_std_band_on_an_inverted_axis():
+    stds = [0.3, 0.2, 0.1, 0.0]
+    v = torch.tensor([[10., 12., 14.], [15., 15., 18.], [20., 21., 25.], [30., 30., 30.]])
+    fig = plot_over_noise(stds, {"m": v}, "PSNR [dB]")
+    ax = fig.axes[0]
+    (line,) = ax.get_lines()
+    np.testing.assert_array_equal(line.get_xdata(), stds)
+    np.testing.assert_allclose(line.get_ydata(), v.double().mean(1).numpy())
+    # band: mean +- population std
+    verts = ax.collections[0].get_paths()[0].vertices
+    mean, sd = v.double().mean(1).numpy(), v.double().std(1, unbiased=False).numpy()
+    for x, m, s in zip(stds, mean, sd):
+        ys = verts[np.isclose(verts[:, 0], x), 1]
+        assert ys.min() == pytest.approx(m - s) and ys.max() == pytest.approx(m + s)
+    lo, hi = ax.get_xlim()
+    assert lo > hi  # inverted: noise decreases to the right
+
+
+def test_plot_noise_psnr_left_panel_is_the_chosen_image_and_right_panel_the_mean():
+    stds = [0.3, 0.1, 0.0]
+    dsq = [9.0, 1.0, 0.0]
+    p = torch.tensor([[1., 2., 3.], [4., 5., 9.], [7., 8., 20.]])
+    fig = plot_noise_psnr(stds, dsq, {"inv": p}, first=2)
+    left, right = fig.axes[0], fig.axes[1]
+    np.testing.assert_array_equal(left.get_lines()[0].get_xdata(), dsq)
+    np.testing.assert_allclose(left.get_lines()[0].get_ydata(), p[:, 2].numpy())
+    np.testing.assert_allclose(right.get_lines()[0].get_ydata(), p.double().mean(1).numpy())
+    assert "3 images" in right.get_title()
+    # top axis: std labels at the delta^2 positions
+    top = [c for c in left.child_axes] or [a for a in fig.axes if a not in (left, right)]
+    labels = {float(t.get_position()[0]): t.get_text() for t in top[0].get_xticklabels() if t.get_text()}
+    assert labels[9.0] == "0.3" and labels[1.0] == "0.1"
+
+
+# ---------------------------------------------------------------- 3. plot_data / plot_residuals
+
+def test_plot_data_sorted_keeps_each_unit_paired_with_its_noisy_value():
+    y = torch.tensor([[0.5, 0.0, 2.0, 0.0, 1.0]])
+    yd = torch.tensor([[0.6, 0.1, 1.9, 0.0, 1.2]])
+    fig = plot_data(y, yd, order="sorted")
+    noisy, exact = fig.axes[0].get_lines()
+    idx = np.argsort(y[0].numpy(), kind="stable")
+    np.testing.assert_array_equal(exact.get_ydata(), y[0].numpy()[idx])
+    np.testing.assert_array_equal(noisy.get_ydata(), yd[0].numpy()[idx])
+    fig = plot_data(y, yd, order="index")
+    noisy, exact = fig.axes[0].get_lines()
+    np.testing.assert_array_equal(noisy.get_ydata(), yd[0].numpy())
+
+
+def test_plot_residuals_colours_inactive_units_at_their_own_indices():
+    r = torch.tensor([0.1, -0.2, 0.3, -0.4, 0.5])
+    inactive = torch.tensor([False, True, False, False, True])
+    fig = plot_residuals({"m": r}, inactive=inactive)
+    active_line, inactive_line = fig.axes[0].get_lines()[:2]
+    np.testing.assert_array_equal(active_line.get_xdata(), [0, 2, 3])
+    np.testing.assert_allclose(active_line.get_ydata(), r[[0, 2, 3]].numpy())
+    np.testing.assert_array_equal(inactive_line.get_xdata(), [1, 4])
+    np.testing.assert_allclose(inactive_line.get_ydata(), r[[1, 4]].numpy())
+    assert f"{float(r.norm()):.3g}" in fig.axes[0].get_title()
+
+
+# ---------------------------------------------------------------- 4. plot_images
+
+def test_plot_images_shares_the_joint_range_and_keeps_row_major_orientation():
+    a = torch.arange(6, dtype=DT).reshape(1, 1, 2, 3)
+    b = 10 + torch.arange(6, dtype=DT).reshape(2, 3)
+    fig = plot_images({"a": a, "b": b, "c": -b}, share_scale=True, ncols=2)
+    ax = _grid_axes(fig, 4)
+    np.testing.assert_array_equal(ax[0].images[0].get_array(), a[0, 0].numpy())
+    assert ax[0].images[0].get_array().shape == (2, 3)  # rows down, columns right
+    for k in range(3):
+        assert ax[k].images[0].get_clim() == (-15.0, 15.0)
+    assert [ax[k].get_title() for k in range(3)] == ["a", "b", "c"]
+    assert not ax[3].axison
+    with pytest.raises(ValueError, match="shape"):
+        plot_images([torch.zeros(3, 4, 4)])
+
+
+# ---------------------------------------------------------------- 5. theory curves show the theory
+
+def test_plot_bregman_curves_marks_the_zero_at_sigma_z_above_the_quadratic_bound():
+    acts = {"ReLU": ReLU(), "Sigmoid": Sigmoid()}
+    fig = plot_bregman_curves(acts, {"ReLU": [-1.0, 0.5], "Sigmoid": [0.0, 1.0]},
+                              {"ReLU": [0.5, 1.0], "Sigmoid": [0.3, 0.7]},
+                              {"ReLU": (0.0, 3.0), "Sigmoid": (1e-6, 1 - 1e-6)})
+    for row, (name, act) in enumerate(acts.items()):
+        ax_y, ax_z = fig.axes[2 * row], fig.axes[2 * row + 1]
+        lines = ax_y.get_lines()
+        for k, z0 in enumerate({"ReLU": [-1.0, 0.5], "Sigmoid": [0.0, 1.0]}[name]):
+            solid, dashed, dot = lines[3 * k: 3 * k + 3]
+            ygrid = torch.as_tensor(solid.get_xdata())
+            expect = act.bregman_elementwise(ygrid, torch.full_like(ygrid, z0))
+            np.testing.assert_allclose(solid.get_ydata(), expect.numpy(), rtol=1e-12, atol=1e-12)
+            assert np.all(dashed.get_ydata() <= solid.get_ydata() + 1e-12)  # property 2
+            s = float(act(torch.tensor([z0], dtype=DT)))
+            assert dot.get_xdata()[0] == pytest.approx(s) and dot.get_ydata()[0] == 0.0
+        zl = ax_z.get_lines()
+        for k, y0 in enumerate({"ReLU": [0.5, 1.0], "Sigmoid": [0.3, 0.7]}[name]):
+            solid, dashed, dot = zl[3 * k: 3 * k + 3]
+            # grid minimiser of z -> B(y0, z) is sigma^{-1}(y0) up to the grid step
+            zmin = dot.get_xdata()[0]
+            assert float(act(torch.tensor([zmin], dtype=DT))) == pytest.approx(y0, abs=0.02)
+
+
+def test_plot_conjugates_autograd_markers_lie_on_sigma():
+    acts = {"Tanh": Tanh(), "HardTanh": HardTanh()}
+    fig = plot_conjugates(acts)
+    for ax, act in zip(fig.axes, acts.values()):
+        conj, sigma, marks = ax.get_lines()
+        np.testing.assert_allclose(sigma.get_ydata(), act(torch.as_tensor(sigma.get_xdata())).numpy())
+        on_sigma = act(torch.as_tensor(marks.get_xdata())).numpy()
+        np.testing.assert_allclose(marks.get_ydata(), on_sigma, atol=1e-8)
+
+
+def test_plot_convergence_rate_pairs_series_with_bounds_and_reports_slopes():
+    d = np.array([1e-3, 1e-2, 1e-1])
+    fig = plot_convergence_rate({"A": (d, d), "B": (d, d**2)}, {"bound A": (d, 3 * d)}, slopes={"B": 2.0})
+    lines = fig.axes[0].get_lines()
+    assert [l.get_label() for l in lines] == ["A", "B (slope 2.00)", "bound A"]
+    np.testing.assert_array_equal(lines[1].get_ydata(), d**2)
+    assert lines[2].get_color() == lines[0].get_color()
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
+
+
+def test_plot_psi_brackets_leaves_out_zero_and_infinite_values_only():
+    a = np.array([0.1, 0.2, 0.4, 0.8])
+    v = np.array([0.0, 1e-3, 2e-3, np.inf])
+    fig = plot_psi_brackets(a, {"br": v}, thresholds={"amax": 0.5})
+    line = fig.axes[0].get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), [0.2, 0.4])
+    np.testing.assert_array_equal(line.get_ydata(), [1e-3, 2e-3])
+
+
+def test_plot_bound_ratios_counts_every_ratio_including_violations():
+    """A ratio above 1 would be a violation of Theorem 2; the figure must not hide it."""
+    ratios = torch.tensor([0.2, 0.5, 0.9, 1.3])
+    fig = plot_bound_ratios({"c = 1": ratios})
+    verts = fig.axes[0].patches[0].get_path().vertices  # step outline: (x_i, h_i), (x_i+1, h_i)
+    drawn = int(round(verts[1:-1:2, 1].sum()))
+    assert drawn == ratios.numel(), f"figure shows {drawn} of {ratios.numel()} ratios (x-range {fig.axes[0].get_xlim()})"
+    fig = plot_bound_ratios({"c = 1": torch.tensor([0.2, float("nan"), float("inf"), 0.4])})
+    verts = fig.axes[0].patches[0].get_path().vertices
+    assert int(round(verts[1:-1:2, 1].sum())) == 2
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "c = 1 (2 NaN or infinite, not drawn)"

@@ -747,3 +747,24 @@ def test_lifted_cd_start_can_be_a_fixed_point():
     assert torch.equal(stuck.x, torch.zeros_like(stuck.x))
     moved = lifted_cd(net, y, 0.01, max_iter=200, x0=torch.ones(2, 1, 4, 4, dtype=torch.float64))
     assert (moved.iterations > 1).all() and (moved.x - 1).abs().amax() > 1e-3
+
+
+def test_landweber_meeting_the_discrepancy_exactly_at_max_iter_counts_as_converged():
+    """landweber.py:115-117: with delta given, the iterate x^K at K = max_iter is tested too."""
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=12, scale=3.0).to(dtype=torch.float64)
+    g = torch.Generator().manual_seed(13)
+    x_true = torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    yv = net.forward(x_true)
+    y_delta = ReLU().project_domain(yv + 0.05 * torch.randn(yv.shape, generator=g, dtype=torch.float64))
+    delta = float(torch.linalg.vector_norm(y_delta - yv))
+    free = landweber(net, y_delta, delta=delta, max_iter=5000)
+    K = int(free.iterations[0])
+    assert free.success and K >= 2
+    at = landweber(net, y_delta, delta=delta, max_iter=K)
+    assert bool(at.converged[0]) and int(at.iterations[0]) == K
+    torch.testing.assert_close(at.x, free.x, rtol=0, atol=0)
+    short = landweber(net, y_delta, delta=delta, max_iter=K - 1)
+    assert not bool(short.converged[0]) and int(short.iterations[0]) == K - 1
+    assert float(torch.linalg.vector_norm(net.forward(short.x) - y_delta)) > delta
+    zero = landweber(net, y_delta, delta=delta, max_iter=0)
+    assert torch.equal(zero.x, torch.zeros_like(zero.x)) and int(zero.iterations[0]) == 0

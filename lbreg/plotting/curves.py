@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -176,18 +177,26 @@ def plot_psi_brackets(
 def plot_bound_ratios(ratios: Mapping[str, Tensor | Sequence[float]], bins: int = 30) -> Figure:
     r"""Histograms of lhs/rhs of Theorem 2, eq. (9), one per :math:`c`; the bound holds left of 1.
 
+    The bins cover :math:`[0, 1]`, widened to the largest ratio when one exceeds 1, so that a
+    violation of the bound shows; NaN or infinite ratios (a failed solve, a zero right-hand
+    side) cannot be drawn and are counted in the legend instead.
+
     Args:
         ratios: label (e.g. ``"c = 1/4"``) → ratios over all instances (``0`` where the
             bound is :math:`+\infty`).
-        bins: number of histogram bins on :math:`[0, 1]`.
+        bins: number of histogram bins.
 
     Returns:
         The figure.
     """
+    arrays = {label: _np(values).astype(float).ravel() for label, values in ratios.items()}
+    finite = {label: a[np.isfinite(a)] for label, a in arrays.items()}
+    top = max([1.0, *(float(a.max()) for a in finite.values() if a.size)])
     fig, ax = plt.subplots(figsize=(6.0, 3.5))
-    for k, (label, values) in enumerate(ratios.items()):
-        ax.hist(_np(values), bins=bins, range=(0.0, 1.0), histtype="step", lw=1.5,
-                color=f"C{k}", label=label)
+    for k, (label, values) in enumerate(finite.items()):
+        left_out = arrays[label].size - values.size
+        ax.hist(values, bins=bins, range=(0.0, top), histtype="step", lw=1.5, color=f"C{k}",
+                label=label + (f" ({left_out} NaN or infinite, not drawn)" if left_out else ""))
     ax.axvline(1.0, color="k", lw=1)
     ax.set_xlabel("lhs / rhs of eq. (9)")
     ax.set_ylabel("number of solved problems")
