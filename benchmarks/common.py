@@ -109,6 +109,8 @@ def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         # ratio of a matrix-matrix product's speed to a matrix-vector product's depends on it
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        # bounds the peers' NumPy/BLAS threads too, which torch.set_num_threads does not
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpu_count": os.cpu_count(),
         "quick": bool(args.quick),
         "load_before": load_average(),
