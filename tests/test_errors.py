@@ -144,6 +144,11 @@ CASES = [
         ValueError, "x"),
     ("max-pooling in the network", lambda: LiftedNetwork.from_module(
         nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), input_shape=(1, 8, 8)), TypeError, "MaxPool2d"),
+    ("a 1-D convolution in the network", lambda: LiftedNetwork.from_module(
+        nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 1, 3)), input_shape=(6,)),
+        TypeError, r"Conv1d is not an activation, and not an affine map lbreg can lift \(nn.Linear"),
+    ("layer normalisation in the network", lambda: LiftedNetwork.from_module(
+        nn.Sequential(nn.Linear(6, 4), nn.LayerNorm(4)), input_shape=(6,)), TypeError, "LayerNorm is not an activation"),
     ("input_shape that does not fit", lambda: LiftedNetwork.from_module(
         nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.ReLU()), input_shape=(1, 20, 20)), ValueError, "input_shape"),
     ("fractional input_shape", lambda: LiftedNetwork.from_module(nn.Linear(6, 4), (6.9,)), TypeError, "input_shape"),
