@@ -6,6 +6,9 @@ measures, in one process and interleaved (so a changing machine load hits both a
 seconds per iteration of ``lbreg.solvers.pdhg`` (the whole loop: step, objective, per-sample
 stopping test, history) and of the two products alone (``AffineMap.forward`` and ``adjoint``,
 and raw ``torch`` matrix products), on the circle problem (PAPER_MATH §4.1), batch 1 and 64.
+The calls take turns in ``ROUNDS`` rounds; a ratio is the median of the per-round ratios
+(each round compares like with like), with the smallest and largest beside it: at batch 1 the
+ratio moves by ±0.1 between runs on a shared machine, as much as its distance from the goal.
 Goal: ratio ≤ 1.5. On a CPU the two products are also timed with idle gaps: each followed by
 a busy-wait half as long as the rest of that round's pdhg iteration, the waits not counted.
 On a machine whose cache is shared with other work (a virtual machine), the matrix leaves the
@@ -73,12 +76,22 @@ def kernels_per_iteration(net, y: torch.Tensor, short: int = 20, long: int = 40)
     return (counts[1] - counts[0]) / (long - short)
 
 
+ROUNDS = 5  # interleaved timing rounds (``--quick``: 3); ratios are medians of per-round ratios
+
+
+def ratio_columns(name: str, num: list[float], den: list[float]) -> dict[str, float]:
+    """``ratio (name)``: the median over rounds of ``num/den`` of one round, and its range."""
+    ratios = [a / b for a, b in zip(num, den)]
+    return {f"ratio ({name})": statistics.median(ratios),
+            f"ratio ({name}) (min)": min(ratios), f"ratio ({name}) (max)": max(ratios)}
+
+
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     device = common.setup(args)
     env = common.environment(args, device)
     size, m = (32, 256) if args.quick else (64, 512)
-    iters, rounds = (50, 3) if args.quick else (200, 3)
+    iters, rounds = (50, 3) if args.quick else (200, ROUNDS)
     p = circle_problem("uniform", seed=0, size=size, m=m)
     net = p.network.to(device=device, dtype=torch.float64)
     affine = net.layers[0].affine
@@ -135,19 +148,20 @@ def main() -> None:
                 rest = max(samples["pdhg"][-1] - samples["products"][-1], 0.0)
                 samples["gapped"].append(gapped(rest / 2) / iters)
         med = {k: statistics.median(v) for k, v in samples.items() if v}
-        gap_ms = 1e3 * med["gapped"] if "gapped" in med else None
+        gapped = ratio_columns("idle gaps", samples["pdhg"], samples["gapped"]) if samples["gapped"] else {}
         rows.append({"batch": batch, "pdhg iteration [ms]": 1e3 * med["pdhg"],
                      "W x + Wᵀu (AffineMap) [ms]": 1e3 * med["products"],
                      "W x + Wᵀu (raw torch) [ms]": 1e3 * med["raw"],
-                     "ratio (AffineMap)": med["pdhg"] / med["products"],
-                     "ratio (raw)": med["pdhg"] / med["raw"],
-                     "W x + Wᵀu with idle gaps [ms]": gap_ms,
-                     "ratio (idle gaps)": None if gap_ms is None else med["pdhg"] / med["gapped"],
+                     **ratio_columns("AffineMap", samples["pdhg"], samples["products"]),
+                     **ratio_columns("raw", samples["pdhg"], samples["raw"]),
+                     "W x + Wᵀu with idle gaps [ms]": 1e3 * med["gapped"] if gapped else None,
+                     "ratio (idle gaps)": gapped.get("ratio (idle gaps)"),
                      "pdhg iteration, W of one row [ms]": 1e3 * med["library"],
                      "tensor operations per iteration": kernels_per_iteration(net, y),
                      "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}})
     columns = [c for c in rows[0] if c != "samples_ms"]
-    print(f"circle {size}x{size}, W {m}x{size * size}, float64, {iters} iterations x {rounds} rounds (median)")
+    print(f"circle {size}x{size}, W {m}x{size * size}, float64, {iters} iterations x {rounds} interleaved rounds "
+          "(times: medians; ratios: medians of per-round ratios, with their range)")
     print(common.table(rows, columns))
     payload = {"benchmark": "iteration_cost", "shape": [m, size * size], "iterations": iters,
                "rounds": rounds, "environment": env, "rows": rows, "goal_ratio": 1.5}
