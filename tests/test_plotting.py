@@ -12,7 +12,7 @@ from conftest import image_data, perceptron
 from lbreg.activations import HardTanh, ReLU, Sigmoid, Tanh
 from lbreg.operators import tv
 from lbreg.plotting import (plot_bound_ratios, plot_bregman_curves, plot_conjugates, plot_convergence,
-                            plot_convergence_rate, plot_data, plot_images, plot_noise_psnr,
+                            plot_convergence_rate, plot_data, plot_gap_vs_time, plot_images, plot_noise_psnr,
                             plot_over_noise, plot_psi_brackets, plot_reconstructions, plot_residuals)
 from lbreg.solvers import admm, pdhg
 
@@ -109,6 +109,16 @@ def test_plot_reconstructions_shows_images_errors_on_one_symmetric_scale_and_tru
         np.testing.assert_allclose(bottom[col].images[0].get_array(), err, rtol=0, atol=1e-15)
         assert bottom[col].images[0].get_clim() == pytest.approx((-emax, emax))
         assert f"{np.linalg.norm(err):.2f}" in bottom[col].get_title()
+
+
+def test_plot_reconstructions_truth_range_keeps_lost_contrast_grey_and_widens_only_where_needed():
+    truth = torch.zeros(1, 1, 6, 6, dtype=DT)
+    truth[..., 2:4, 2:4] = 1.0
+    recs = {"dim": 0.8 * truth, "negative": truth - 0.5}
+    top = _grid_axes(plot_reconstructions(truth, recs, truth_range=True), 6)[:3]
+    assert [ax.images[0].get_clim() for ax in top] == [(0.0, 1.0), (0.0, 1.0), (-0.5, 1.0)]
+    top = _grid_axes(plot_reconstructions(truth, recs), 6)[:3]
+    assert top[1].images[0].get_clim() == pytest.approx((0.0, 0.8))  # own range: the dim disc looks white
 
 
 # ---------------------------------------------------------------- 2. plot_over_noise / plot_noise_psnr
@@ -217,6 +227,15 @@ def test_plot_bregman_curves_marks_the_zero_at_sigma_z_above_the_quadratic_bound
             assert float(act(torch.tensor([zmin], dtype=DT))) == pytest.approx(y0, abs=0.02)
 
 
+def test_plot_bregman_curves_marks_a_zero_set_that_is_an_interval_by_a_bar_over_it():
+    fig = plot_bregman_curves({"ReLU": ReLU()}, {"ReLU": [0.5]}, {"ReLU": [0.0, 1.0]}, {"ReLU": (0.0, 2.0)},
+                              z_limits=(-3.0, 3.0), n_points=601)
+    solid0, dashed0, bar, solid1, dashed1, dot = fig.axes[1].get_lines()
+    z = bar.get_xdata()  # B(0, z) = max(z, 0)^2 / 2 vanishes for every z <= 0
+    assert z.min() == pytest.approx(-3.0) and z.max() == pytest.approx(0.0) and np.all(bar.get_ydata() == 0)
+    assert dot.get_xdata()[0] == pytest.approx(1.0)  # y = 1: the single zero z = 1
+
+
 def test_plot_conjugates_autograd_markers_lie_on_sigma():
     acts = {"Tanh": Tanh(), "HardTanh": HardTanh()}
     fig = plot_conjugates(acts)
@@ -229,12 +248,46 @@ def test_plot_conjugates_autograd_markers_lie_on_sigma():
 
 def test_plot_convergence_rate_pairs_series_with_bounds_and_reports_slopes():
     d = np.array([1e-3, 1e-2, 1e-1])
-    fig = plot_convergence_rate({"A": (d, d), "B": (d, d**2)}, {"bound A": (d, 3 * d)}, slopes={"B": 2.0})
+    fig = plot_convergence_rate({"A": (d, d), "B": (d, d**2)}, {"bound A": (d, 3 * d), "bound B": (d, 3 * d**2)},
+                                slopes={"B": 2.0})
     lines = fig.axes[0].get_lines()
-    assert [l.get_label() for l in lines] == ["A", "B (slope 2.00)", "bound A"]
+    assert [l.get_label() for l in lines] == ["A", "B (slope 2.00)", "bound A", "bound B"]
     np.testing.assert_array_equal(lines[1].get_ydata(), d**2)
-    assert lines[2].get_color() == lines[0].get_color()
+    assert lines[2].get_color() == lines[0].get_color() and lines[3].get_color() == lines[1].get_color()
     assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
+
+
+def test_plot_convergence_rate_draws_a_single_bound_for_all_series_in_black():
+    d = np.array([1e-3, 1e-2, 1e-1])
+    fig = plot_convergence_rate({"A": (d, d), "B": (d, d**2)}, {"bound": (d, 3 * d)})
+    a, b, bound = fig.axes[0].get_lines()
+    assert bound.get_color() == "k" and bound.get_color() not in (a.get_color(), b.get_color())
+
+
+def test_plot_gap_vs_time_leaves_out_the_start_and_non_positive_gaps_and_labels_the_targets():
+    t, g = [0.0, 0.1, 0.2, 0.4, 0.8], [1.0, 1e-2, 1e-4, 0.0, -1e-15]
+    fig = plot_gap_vs_time({"law a": {"run": (t, g)}, "law b": {"run": (t[:3], g[:3])}}, targets=(1e-3, 1e-4))
+    left, right = fig.axes
+    line = left.get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), [0.1, 0.2])  # no point moved to the axes' edge
+    np.testing.assert_array_equal(line.get_ydata(), [1e-2, 1e-4])
+    assert [tuple(l.get_ydata()) for l in left.get_lines()[1:]] == [(1e-3, 1e-3), (1e-4, 1e-4)]
+    assert right.get_legend() is not None
+    labels = [text.get_text() for text in right.get_legend().get_texts()]
+    assert labels == ["run", "target gaps 0.001, 0.0001"]
+    assert left.get_xscale() == left.get_yscale() == "log" and left.get_title() == "law a"
+    with pytest.raises(ValueError, match="'run': 2 times for 3 gaps"):
+        plot_gap_vs_time({"p": {"run": ([0.1, 0.2], [1.0, 0.5, 0.1])}})
+
+
+def test_plot_convergence_labels_its_axis_and_minor_ticks_of_a_short_log_range():
+    hist = {"energy": torch.tensor([[8.0], [4.0], [2.0], [1.0], [0.7], [0.5]])}
+    fig = plot_convergence({"cd": hist}, keys=("energy",), xlabel="sweep $k$")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "sweep $k$"
+    fig.canvas.draw()  # a range of 1.2 decades: minor ticks such as 2, 3 and 5 carry labels
+    minor = [t.get_text() for t in ax.yaxis.get_minorticklabels() if t.get_text()]
+    assert len(minor) >= 2
 
 
 def test_plot_psi_brackets_leaves_out_zero_and_infinite_values_only():
@@ -257,3 +310,19 @@ def test_plot_bound_ratios_counts_every_ratio_including_violations():
     verts = fig.axes[0].patches[0].get_path().vertices
     assert int(round(verts[1:-1:2, 1].sum())) == 2
     assert fig.axes[0].get_legend().get_texts()[0].get_text() == "c = 1 (2 NaN or infinite, not drawn)"
+
+
+def test_the_noise_std_labels_of_the_top_axis_do_not_overlap():
+    stds = [0.33, 0.27, 0.21, 0.15, 0.09, 0.06, 0.03, 0.0]
+    delta_sq = [16.29 * (s / 0.33) ** 2 for s in stds]  # crowded at the low end, as in chapter 5
+    psnr = torch.arange(16.0).reshape(8, 2)
+    fig = plot_noise_psnr(stds, delta_sq, {"m": psnr})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    tops = [child for ax in fig.axes for child in ax.child_axes]  # the secondary (top) axes
+    assert len(tops) == 2
+    for ax in tops:
+        boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
+                       key=lambda b: b.x0)
+        assert len(boxes) >= 3
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))

@@ -1,7 +1,9 @@
-r"""Curve plots: $B_\Psi$ and $F^*$ curves, Burbea–Rao brackets, bound ratios, convergence rates.
+r"""Curve plots: $B_\Psi$ and $F^*$ curves, Burbea–Rao brackets, bound ratios, convergence rates,
+and objective gap against time.
 
 Every function draws one figure and returns the matplotlib ``Figure``; axes carry the
-quantity they show (all quantities of the theory chapter are dimensionless).
+quantity they show (all quantities of the theory chapter are dimensionless; times are in
+seconds).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "plot_psi_brackets",
     "plot_bound_ratios",
     "plot_convergence_rate",
+    "plot_gap_vs_time",
 ]
 
 _DTYPE = torch.float64
@@ -45,7 +48,9 @@ def plot_bregman_curves(
     Row ``k`` shows activation ``k``: left, :math:`y\mapsto B_\Psi(y,z)` for each ``z`` of
     ``fixed_z[name]`` over ``y_limits[name]`` (inside dom Ψ), with a marker at its zero
     :math:`y=\sigma(z)` (eq. (5)); right, :math:`z\mapsto B_\Psi(y,z)` for each ``y`` of
-    ``fixed_y[name]``, with a marker at the grid minimiser. Dashed curves of the same colour are
+    ``fixed_y[name]``, with a marker at the grid minimiser, or a bar over the grid points where
+    :math:`B_\Psi(y,\cdot)` vanishes when these are more than one (the pre-activations that
+    :math:`\sigma` maps to :math:`y`, an interval for ReLU or soft-shrink at :math:`y=0`). Dashed curves of the same colour are
     :math:`\tfrac12(y-\sigma(z))^2\le B_\Psi(y,z)`.
 
     Args:
@@ -79,8 +84,12 @@ def plot_bregman_curves(
             b = act.bregman_elementwise(y, z_grid)
             ax_z.plot(_np(z_grid), _np(b), color=colour, label=f"$y={float(y0):g}$")
             ax_z.plot(_np(z_grid), _np(0.5 * (y - act(z_grid)) ** 2), color=colour, ls="--", lw=1)
-            i = int(torch.argmin(b))
-            ax_z.plot([float(z_grid[i])], [float(b[i])], "o", color=colour, ms=5)
+            zeros = b <= 1e-12 * (1.0 + float(b.max()))
+            if int(zeros.sum()) > 1:  # B_Ψ(y, ·) vanishes on an interval (ReLU or soft-shrink, y = 0)
+                ax_z.plot(_np(z_grid[zeros]), np.zeros(int(zeros.sum())), "-", color=colour, lw=5, alpha=0.5)
+            else:
+                i = int(torch.argmin(b))
+                ax_z.plot([float(z_grid[i])], [float(b[i])], "o", color=colour, ms=5)
         ax_y.set_xlabel("$y$ (in dom $\\Psi$)")
         ax_y.set_ylabel(f"{name}: $B_\\Psi(y, z)$")
         ax_z.set_xlabel("pre-activation $z$")
@@ -89,8 +98,9 @@ def plot_bregman_curves(
             ax.set_ylim(bottom=-0.05 * max(ax.get_ylim()[1], 1e-12))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="upper center")
-    axes[0, 0].set_title("$y \\mapsto B_\\Psi(y, z)$; dot: $y = \\sigma(z)$")
-    axes[0, 1].set_title("$z \\mapsto B_\\Psi(y, z)$; dashed: $\\frac{1}{2}(y-\\sigma(z))^2$")
+    axes[0, 0].set_title("$y \\mapsto B_\\Psi(y, z)$; dot: $y = \\sigma(z)$", fontsize=9)
+    axes[0, 1].set_title("$z \\mapsto B_\\Psi(y, z)$; dot or bar: its zeros; dashed: $\\frac{1}{2}(y-\\sigma(z))^2$",
+                         fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -216,8 +226,9 @@ def plot_convergence_rate(
     Args:
         series: label → ``(delta, d_symm)``, drawn as markers (several source elements may
             share a series).
-        bounds: label → ``(delta, bound)`` (dashed, same colour order as ``series``), e.g.
-            Example 1's :math:`2\sqrt2\|v^\dagger\|\delta`.
+        bounds: label → ``(delta, bound)`` (dashed, same colour order as ``series``; a single
+            bound, which holds for every series, in black), e.g. Example 1's
+            :math:`2\sqrt2\|v^\dagger\|\delta`.
         slopes: label of a series → fitted slope, appended to its legend entry.
 
     Returns:
@@ -227,12 +238,59 @@ def plot_convergence_rate(
     for k, (label, (delta, d)) in enumerate(series.items()):
         text = f"{label} (slope {slopes[label]:.2f})" if slopes and label in slopes else label
         ax.loglog(_np(delta), _np(d), "o", color=f"C{k}", ms=4, alpha=0.8, label=text)
-    for k, (label, (delta, b)) in enumerate(bounds.items()):
-        ax.loglog(_np(delta), _np(b), "--", color=f"C{k}", lw=1.2, label=label)
+    for k, (label, (delta, b)) in enumerate(bounds.items()):  # a single bound serves every series: black
+        ax.loglog(_np(delta), _np(b), "--", color="k" if len(bounds) == 1 else f"C{k}", lw=1.2, label=label)
     ax.set_xlabel("noise level $\\delta = B_\\Psi(y^\\delta, Wx^\\dagger+b)^{1/2}$")
     ax.set_ylabel("$D^{\\rm symm}_R(x_{\\alpha(\\delta)}, x^\\dagger)"
                   " = \\|x_{\\alpha(\\delta)} - x^\\dagger\\|^2$")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gap_vs_time(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    targets: Sequence[float] = (),
+    *,
+    xlabel: str = "wall-clock time [s]",
+    ylabel: str = r"relative objective gap $(f(x_k) - f^\star)/f^\star$",
+    panel_size: tuple[float, float] = (5.5, 4.0),
+) -> Figure:
+    r"""Objective gap against wall-clock time, log–log, one panel per problem.
+
+    Only points with a positive time and a positive gap have a place on the logarithmic axes:
+    a run's start (time 0) and iterates at or below the reference optimum (a gap
+    :math:`\le 0`, to rounding) are left out, not moved to the edge of the axes, where a
+    straight segment would draw a fall of the gap that no iterate made.
+
+    Args:
+        panels: panel title → (run label → ``(seconds, gaps)``, one entry per recorded iterate).
+        targets: gaps to mark with dotted horizontal lines (e.g. a benchmark's tolerances).
+        xlabel, ylabel: axis labels (the y label on the first panel).
+        panel_size: size of one panel in inches.
+
+    Returns:
+        The figure (one row, shared gap axis).
+    """
+    if not panels:
+        raise ValueError("panels must contain at least one panel")
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]),
+                             sharey=True, squeeze=False)
+    for ax, (title, runs) in zip(axes[0], panels.items()):
+        for k, (label, (seconds, gaps)) in enumerate(runs.items()):
+            t, g = np.asarray(seconds, dtype=float), np.asarray(gaps, dtype=float)
+            if t.shape != g.shape:
+                raise ValueError(f"{label!r}: {t.size} times for {g.size} gaps")
+            keep = (t > 0) & (g > 0)
+            ax.loglog(t[keep], g[keep], color=f"C{k}", lw=1.2, label=label)
+        for j, tol in enumerate(targets):
+            ax.axhline(tol, color="grey", lw=0.8, ls=":",
+                       label=("target gaps " + ", ".join(f"{v:g}" for v in targets)) if j == 0 else None)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation
 from torch import Tensor
 
 from lbreg.operators import tv
@@ -132,13 +133,14 @@ def plot_reconstructions(
     show_error: bool = True,
     annotate: bool = True,
     share_scale: bool = False,
+    truth_range: bool = False,
     panel_size: float = 3.0,
     suptitle: str | None = None,
 ) -> Figure:
     r"""Ground truth beside reconstructions, with error images :math:`x - x^\dagger` below.
 
     Top row: :math:`x^\dagger` and each reconstruction (grey, own colour range unless
-    ``share_scale``); titles give :math:`\|x\|_2` and the isotropic and anisotropic TV
+    ``share_scale`` or ``truth_range``); titles give :math:`\|x\|_2` and the isotropic and anisotropic TV
     (:func:`lbreg.operators.tv`) when ``annotate``. Bottom row (``show_error``): the error
     :math:`x - x^\dagger` on one symmetric diverging scale shared by all panels, titled with
     :math:`\|x - x^\dagger\|_2`.
@@ -149,6 +151,9 @@ def plot_reconstructions(
         show_error: add the row of error images.
         annotate: put the norms in the titles.
         share_scale: one grey range for the whole top row.
+        truth_range: each panel's grey range is the ground truth's, widened only where the
+            panel's own values leave it: a loss of contrast then shows as grey, where a range
+            of its own would stretch it back to white (``share_scale`` takes precedence).
         panel_size: width of one panel in inches.
         suptitle: optional figure title.
 
@@ -177,7 +182,10 @@ def plot_reconstructions(
             t = torch.from_numpy(img)[None, None]
             title += (f"\n$\\|x\\|_2$={np.linalg.norm(img):.2f}, TV$_{{iso}}$={float(tv(t)):.2f},"
                       f"\nTV$_{{aniso}}$={float(tv(t, isotropic=False)):.2f}")
-        _show(axes[0, col], img, title, IMAGE_CMAP, vmin, vmax, "intensity")
+        lo, hi = vmin, vmax
+        if truth_range and not share_scale:
+            lo, hi = min(float(truth.min()), float(img.min())), max(float(truth.max()), float(img.max()))
+        _show(axes[0, col], img, title, IMAGE_CMAP, lo, hi, "intensity")
         if show_error:
             if col == 0:
                 axes[1, 0].axis("off")
@@ -300,6 +308,7 @@ def plot_convergence(
     objective_ref: float | Mapping[str, float] | None = None,
     sample: int = 0,
     labels: Mapping[str, str] | None = None,
+    xlabel: str = "iteration $k$",
     figsize_per_panel: tuple[float, float] = (3.8, 3.0),
 ) -> Figure:
     r"""Convergence histories of solvers against the iteration index, on log scales.
@@ -319,6 +328,7 @@ def plot_convergence(
         objective_ref: reference objective value(s) :math:`f^\star`, see above.
         sample: which batch sample to draw.
         labels: key → y-axis label (defaults are provided for the usual keys).
+        xlabel: label of the iteration axis (e.g. ``"sweep $k$"`` for `lifted_cd`).
         figsize_per_panel: size of one panel in inches.
 
     Returns:
@@ -356,7 +366,10 @@ def plot_convergence(
         if gap:
             label = "objective gap $f(x^k) - f^\\star$"
         ax.set_ylabel(label, fontsize=9)
-        ax.set_xlabel("iteration $k$")
+        ax.set_xlabel(xlabel)
+        # a range of one or two decades has one or two labelled powers of ten: label some of
+        # the minor ticks too, so that values can be read off
+        ax.yaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

@@ -40,20 +40,28 @@ def _band(ax: Axes, x: np.ndarray, a: np.ndarray, label: str, marker: str) -> No
         ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+_STD_FONTSIZE = 7  # points, labels of the top axis
+
+
 def _std_axis(ax: Axes, x: np.ndarray, stds: np.ndarray) -> None:
     """A top axis labelled with the noise std at the level positions ``x``.
 
-    Labels closer than 4% of the axis range to the previous label are left out (ticks stay).
+    A label that would overlap the previous one is left out (its tick stays): labels need a
+    distance of about their width (estimated from the longest label, the font size and the
+    axes' width as drawn so far) plus a small margin.
     """
     top = ax.secondary_xaxis("top")
     order = np.argsort(-x)
-    gap = 0.04 * (np.ptp(x) or 1.0)
+    text = [f"{v:g}" for v in stds]
+    width_in = max(ax.get_position().width * ax.figure.get_figwidth(), 1e-3)
+    label_in = 0.6 * max(len(t) for t in text) * _STD_FONTSIZE / 72 + 0.06  # a digit is ~0.6 em
+    gap = (np.ptp(x) or 1.0) * label_in / width_in
     labels, last = [""] * x.size, None
     for i in order:
         if last is None or abs(x[i] - last) >= gap:
-            labels[i], last = f"{stds[i]:g}", x[i]
+            labels[i], last = text[i], x[i]
     top.set_xticks(x)
-    top.set_xticklabels(labels, fontsize=7)
+    top.set_xticklabels(labels, fontsize=_STD_FONTSIZE)
     top.set_xlabel("noise std on the code")
 
 
