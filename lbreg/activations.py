@@ -334,7 +334,8 @@ class Activation(ABC):
         if problems:
             raise ValueError(
                 f"{name} must lie in dom Ψ = {dom} of {self.name}: {' and '.join(problems)}; "
-                "clip it with project_domain()"
+                "clip it with the activation's project_domain (for a network's data: "
+                "y = net.layers[-1].activation.project_domain(y))"
             )
 
     # ---- helpers --------------------------------------------------------------------

@@ -15,8 +15,9 @@ per sample, the solve (`Result`) at that :math:`\alpha`, and the trail of the va
   maximises a metric against the ground truth (PSNR), an oracle. All grid values of all samples
   are solved as one batch with a per-sample :math:`\alpha`.
 
-Every rule takes a solver by name (``"pdhg"`` for one layer, eq. (14); ``"lifted_cd"`` for any
-depth, eqs. (15)–(17)) with keyword arguments for it, or a callable
+Every rule takes a solver by name (``"pdhg"`` for one layer, eq. (14); ``"admm"``, the fast
+solver of the same one-layer objective; ``"lifted_cd"`` for any depth, eqs. (15)–(17)) with
+keyword arguments for it, or a callable
 ``solve(y, alpha, x0) -> Result`` (see :func:`make_solve`).
 """
 
@@ -34,7 +35,7 @@ from torch import Tensor
 from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
-from lbreg.solvers import Result, lifted_cd, pdhg
+from lbreg.solvers import Result, admm, lifted_cd, pdhg
 from lbreg.solvers.result import check_data, check_discrepancy_factor, check_int, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
@@ -56,7 +57,7 @@ __all__ = [
 Solve = Callable[[Tensor, Tensor, "Tensor | None"], Result]
 """``solve(y, alpha, x0) -> Result``: data ``(N, *output_shape)``, ``alpha`` ``(N,)``, start or None."""
 
-SolverName = Literal["pdhg", "lifted_cd"]
+SolverName = Literal["pdhg", "admm", "lifted_cd"]
 
 
 @dataclass
@@ -107,8 +108,9 @@ def make_solve(
 
     Args:
         network: the `LiftedNetwork` to invert.
-        solver: ``"pdhg"`` (depth 1, eq. (14)), ``"lifted_cd"`` (any depth, eqs. (15)–(17)),
-            or a callable of the signature above, returned unchanged.
+        solver: ``"pdhg"`` (depth 1, eq. (14)), ``"admm"`` (depth 1, the same objective,
+            `lbreg.solvers.admm`), ``"lifted_cd"`` (any depth, eqs. (15)–(17)), or a callable
+            of the signature above, returned unchanged.
         reg: the regulariser (default isotropic TV, the solvers' default).
         **solver_kwargs: passed to the solver (``max_iter``, ``tol``, ...; not ``x0``, which the
             rules set: for another start pass a callable that supplies it when given ``None``).
@@ -127,9 +129,9 @@ def make_solve(
             "x0: lifted_cd(network, y, alpha, x0=y.new_full((len(y), *network.input_shape), 0.5) "
             "if x0 is None else x0)"
         )
-    functions = {"pdhg": pdhg, "lifted_cd": lifted_cd}
+    functions = {"pdhg": pdhg, "admm": admm, "lifted_cd": lifted_cd}
     if solver not in functions:
-        raise ValueError(f"solver must be 'pdhg', 'lifted_cd' or a callable, got {solver!r}")
+        raise ValueError(f"solver must be 'pdhg', 'admm', 'lifted_cd' or a callable, got {solver!r}")
     function = functions[solver]
     check_network(network)
 
@@ -252,7 +254,7 @@ def discrepancy_principle(
         network: the network :math:`\mathcal N`.
         y_delta: data ``(B, *output_shape)``.
         delta: :math:`\|y^\delta-y\|\ge0`, a number or ``(B,)``.
-        solver: ``"lifted_cd"``, ``"pdhg"`` or a callable (:func:`make_solve`).
+        solver: ``"lifted_cd"``, ``"pdhg"``, ``"admm"`` or a callable (:func:`make_solve`).
         tau: :math:`\tau\ge1`.
         alpha_max, alpha_min, factor: the sequence, :math:`0<\alpha_{\min}\le\alpha_{\max}`,
             :math:`q\in(0,1)`.
@@ -507,7 +509,7 @@ def grid_search(
         reference: ground truth ``(B, *input_shape)``.
         metric: ``metric(x, reference) -> (N,)``, larger is better if ``maximize``.
         maximize: maximise (True) or minimise the metric.
-        solver: ``"lifted_cd"``, ``"pdhg"`` or a callable (:func:`make_solve`).
+        solver: ``"lifted_cd"``, ``"pdhg"``, ``"admm"`` or a callable (:func:`make_solve`).
         batch_size: largest batch of one solve (default: all ``G * B`` at once).
         reg, **solver_kwargs: as in :func:`make_solve`.
 

@@ -23,7 +23,7 @@ from lbreg.parameter_choice import (
     restrict_grid,
 )
 from lbreg.regularizers import SquaredNorm, symmetric_distance
-from lbreg.solvers import Result, pdhg
+from lbreg.solvers import Result, admm, pdhg
 from lbreg.theory import example1_admissible, source_condition_instance
 
 DTYPE = torch.float64
@@ -250,6 +250,23 @@ def test_grid_search_returns_the_argmax_of_the_metric():
                        metric=lambda x, r: (x - r).flatten(1).norm(dim=1), maximize=False, **PDHG)
     assert torch.equal(dist.index, dist.trail["metric"].argmin(0))
     assert torch.equal(dist.index, choice.index)  # PSNR is monotone in the l2 error
+
+
+def test_the_rules_take_admm_by_name_and_it_solves_each_grid_value_as_alone():
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.2])
+    grid = [1e-3, 1e-2, 1e-1]
+    kw = {"tol": 1e-9, "max_iter": 3000}
+    choice = grid_search(net, y_delta, grid, x_true, solver="admm", **kw)
+    for g, a in enumerate(grid):
+        alone = admm(net, y_delta, a, **kw)
+        assert torch.allclose(psnr(alone.x, x_true), choice.trail["metric"][g], atol=1e-6)
+    # the same minimisers as pdhg's: the two solvers agree on the choice
+    assert torch.equal(choice.index, grid_search(net, y_delta, grid, x_true, solver="pdhg", max_iter=20_000,
+                                                 tol=1e-9).index)
+    dp = discrepancy_principle(net, y_delta, 0.2 * torch.ones(2, dtype=DTYPE), solver="admm",
+                               alpha_max=1e-1, alpha_min=1e-3, **kw)
+    assert bool(dp.result.converged.all())
 
 
 def test_grid_search_in_chunks_equals_one_batch():
