@@ -12,7 +12,7 @@ from conftest import image_data, perceptron
 from lbreg.activations import HardTanh, ReLU, Sigmoid, Tanh
 from lbreg.operators import tv
 from lbreg.plotting import (plot_bound_ratios, plot_bregman_curves, plot_conjugates, plot_convergence,
-                            plot_convergence_rate, plot_data, plot_gap_vs_time, plot_images, plot_noise_psnr,
+                            plot_convergence_rate, plot_data, plot_gap_vs_time, plot_image_rows, plot_images, plot_noise_psnr,
                             plot_over_noise, plot_psi_brackets, plot_reconstructions, plot_residuals)
 from lbreg.solvers import admm, pdhg
 
@@ -109,6 +109,24 @@ def test_plot_reconstructions_shows_images_errors_on_one_symmetric_scale_and_tru
         np.testing.assert_allclose(bottom[col].images[0].get_array(), err, rtol=0, atol=1e-15)
         assert bottom[col].images[0].get_clim() == pytest.approx((-emax, emax))
         assert f"{np.linalg.norm(err):.2f}" in bottom[col].get_title()
+
+
+def test_plot_image_rows_clips_to_the_psnr_range_and_titles_each_panel_with_its_score():
+    g = torch.Generator().manual_seed(1)
+    truth = torch.rand(2, 1, 4, 4, generator=g, dtype=DT)
+    noisy = truth + 0.5 * torch.randn(2, 1, 4, 4, generator=g, dtype=DT)  # leaves [0, 1]
+    fig = plot_image_rows({"truth": (truth, None), "noisy": (noisy, [12.34, 8.0])}, ["#7", "#9"])
+    axes = _grid_axes(fig, 4)
+    assert [ax.get_title() for ax in axes] == ["truth #7", "truth #9", "noisy: 12.3 dB", "noisy: 8.0 dB"]
+    np.testing.assert_array_equal(axes[3].images[0].get_array(), noisy[1, 0].clamp(0, 1).numpy())
+    assert all(ax.images[0].get_clim() == (0.0, 1.0) for ax in axes)
+    assert len(fig.axes) == 5 and fig.axes[4].get_ylabel() == "intensity"  # one colourbar for all
+    assert [ax.get_ylabel() != "" for ax in axes] == [True, False, True, False]  # outer axes named
+    assert [ax.get_xlabel() != "" for ax in axes] == [False, False, True, True]
+    with pytest.raises(ValueError, match="one_colorbar needs one colour range"):
+        plot_images([truth[0]], one_colorbar=True)
+    with pytest.raises(ValueError, match="row 'noisy' has 2 images and 1 scores for 2 columns"):
+        plot_image_rows({"noisy": (noisy, [1.0])}, ["#7", "#9"])
 
 
 def test_plot_reconstructions_truth_range_keeps_lost_contrast_grey_and_widens_only_where_needed():

@@ -24,6 +24,7 @@ from lbreg.operators import tv
 
 __all__ = [
     "plot_images",
+    "plot_image_rows",
     "plot_reconstructions",
     "plot_data",
     "plot_residuals",
@@ -59,14 +60,16 @@ def _vector(v: Tensor | np.ndarray) -> np.ndarray:
 
 
 def _show(ax: Axes, img: np.ndarray, title: str, cmap: str, vmin: float | None,
-          vmax: float | None, cbar_label: str | None) -> None:
+          vmax: float | None, cbar_label: str | None, colorbar: bool = True) -> Any:
     im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if cbar_label:
-        cbar.set_label(cbar_label)
+    if colorbar:
+        cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if cbar_label:
+            cbar.set_label(cbar_label)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("pixel column $j$")
     ax.set_ylabel("pixel row $i$")
+    return im
 
 
 def plot_images(
@@ -79,10 +82,11 @@ def plot_images(
     vmin: float | None = None,
     vmax: float | None = None,
     cbar_label: str | None = "intensity",
+    one_colorbar: bool = False,
     panel_size: float = 3.0,
     suptitle: str | None = None,
 ) -> Figure:
-    """A grid of images, each with its own colourbar.
+    """A grid of images, each with its own colourbar (or one for all).
 
     Args:
         images: images of shape ``(H, W)`` (or with leading singleton axes, e.g.
@@ -93,6 +97,9 @@ def plot_images(
         share_scale: one colour range (the joint min/max) for all panels.
         vmin, vmax: explicit colour range (overrides ``share_scale``).
         cbar_label: label of each colourbar.
+        one_colorbar: one colourbar beside the grid instead of one per panel, and the pixel
+            axes labelled on the outer panels only; needs one colour range for all panels
+            (``vmin`` and ``vmax``, or ``share_scale``).
         panel_size: width of one panel in inches.
         suptitle: optional figure title.
 
@@ -113,17 +120,67 @@ def plot_images(
     if share_scale and vmin is None and vmax is None:
         vmin = min(float(a.min()) for a in arrays)
         vmax = max(float(a.max()) for a in arrays)
+    if one_colorbar and (vmin is None or vmax is None):
+        raise ValueError("one_colorbar needs one colour range: pass vmin and vmax, or share_scale=True")
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * 1.15, panel_size * nrows),
                              squeeze=False)
+    im = None
     for k, ax in enumerate(axes.flat):
         if k < len(arrays):
-            _show(ax, arrays[k], titles[k], cmap, vmin, vmax, cbar_label)
+            im = _show(ax, arrays[k], titles[k], cmap, vmin, vmax, cbar_label, colorbar=not one_colorbar)
+            if one_colorbar:  # pixel axes named once per row and column
+                if k % ncols:
+                    ax.set_ylabel("")
+                if k + ncols < len(arrays):
+                    ax.set_xlabel("")
         else:
             ax.axis("off")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    if one_colorbar:
+        cbar = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
+        if cbar_label:
+            cbar.set_label(cbar_label)
     return fig
+
+
+def plot_image_rows(
+    rows: Mapping[str, tuple[Tensor | Sequence[Tensor], Tensor | Sequence[float] | None]],
+    columns: Sequence[str],
+    *,
+    panel_size: float = 2.1,
+    suptitle: str | None = None,
+) -> Figure:
+    r"""Images of intensities in :math:`[0,1]`, one row per method and one column per sample,
+    each titled with its PSNR: e.g. ground truth, decoder output and inversion of a few MNIST
+    images (chapters 3 and 4).
+
+    Every image is clipped to :math:`[0,1]`, the range on which its PSNR is computed
+    (`lbreg.metrics.psnr`), and shown on that range with one grey scale and one colourbar for
+    all panels.
+
+    Args:
+        rows: row label → ``(images, scores)``: ``images`` ``(N, ...)`` (one image per column,
+            each ``(H, W)`` or with leading singleton axes), ``scores`` the PSNR in dB of each
+            (``None`` for a row without scores, such as the ground truth).
+        columns: the name of each column (e.g. ``"#3"``, the sample's index).
+        panel_size: width of one panel in inches.
+        suptitle: optional figure title.
+
+    Returns:
+        The figure: titles ``"{row}: {score:.1f} dB"``, or ``"{row} {column}"`` without scores.
+    """
+    images, titles = [], []
+    for label, (imgs, scores) in rows.items():
+        if len(imgs) != len(columns) or (scores is not None and len(scores) != len(columns)):
+            raise ValueError(f"row {label!r} has {len(imgs)} images and "
+                             f"{'no' if scores is None else len(scores)} scores for {len(columns)} columns")
+        for k, name in enumerate(columns):
+            images.append(torch.as_tensor(imgs[k]).clamp(0.0, 1.0))
+            titles.append(f"{label} {name}" if scores is None else f"{label}: {float(scores[k]):.1f} dB")
+    return plot_images(images, titles, ncols=len(columns), vmin=0.0, vmax=1.0, one_colorbar=True,
+                       panel_size=panel_size, suptitle=suptitle)
 
 
 def plot_reconstructions(
