@@ -50,7 +50,8 @@ def plot_bregman_curves(
     :math:`y=\sigma(z)` (eq. (5)); right, :math:`z\mapsto B_\Psi(y,z)` for each ``y`` of
     ``fixed_y[name]``, with a marker at the grid minimiser, or a bar over the grid points where
     :math:`B_\Psi(y,\cdot)` vanishes when these are more than one (the pre-activations that
-    :math:`\sigma` maps to :math:`y`, an interval for ReLU or soft-shrink at :math:`y=0`). Dashed curves of the same colour are
+    :math:`\sigma` maps to :math:`y`, an interval for ReLU or soft-shrink at :math:`y=0`).
+    Dashed curves of the same colour are
     :math:`\tfrac12(y-\sigma(z))^2\le B_\Psi(y,z)`.
 
     Args:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.ticker import LogFormatterSciNotation
 from torch import Tensor
 
@@ -60,7 +61,7 @@ def _vector(v: Tensor | np.ndarray) -> np.ndarray:
 
 
 def _show(ax: Axes, img: np.ndarray, title: str, cmap: str, vmin: float | None,
-          vmax: float | None, cbar_label: str | None, colorbar: bool = True) -> Any:
+          vmax: float | None, cbar_label: str | None, colorbar: bool = True) -> AxesImage:
     im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     if colorbar:
         cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
