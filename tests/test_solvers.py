@@ -768,3 +768,27 @@ def test_landweber_meeting_the_discrepancy_exactly_at_max_iter_counts_as_converg
     assert float(torch.linalg.vector_norm(net.forward(short.x) - y_delta)) > delta
     zero = landweber(net, y_delta, delta=delta, max_iter=0)
     assert torch.equal(zero.x, torch.zeros_like(zero.x)) and int(zero.iterations[0]) == 0
+
+
+def test_pdhg_message_reports_the_certified_gap_where_the_change_test_passes_far_from_the_minimiser():
+    net = perceptron(40, (1, 8, 8), ReLU(), seed=0)
+    y = image_data(net, 2, seed=10, noise=0.0).double()
+    net = net.to(dtype=torch.float64)
+
+    def relative_gap(res):
+        ratio = res.history["gap"][-1] / res.history["objective"][-1]
+        return float(ratio.max()), int(ratio.argmax())
+
+    good = pdhg(net, y, 1e-2)
+    assert bool(good.converged.all())
+    worst, sample = relative_gap(good)
+    assert worst < 1e-3
+    assert good.message.endswith(f"at most {worst:.1e} of the objective (sample {sample}; history['gap'])")
+    # alpha = 1e6: tau_x ~ 1/alpha, so x barely moves and the change test passes at the first
+    # iteration, an objective ~10 times the minimum's; the message's bound says so
+    early = pdhg(net, y, 1e6)
+    assert early.iterations.tolist() == [1, 1] and bool(early.converged.all())
+    minimum = net.energy([admm(net, y, 1e6, tol=1e-10, max_iter=5000).x], y, 1e6, reg=TV())
+    assert bool((net.energy([early.x], y, 1e6, reg=TV()) > 5 * minimum).all())
+    worst, sample = relative_gap(early)
+    assert worst > 0.5 and f"at most {worst:.1e} of the objective (sample {sample};" in early.message
