@@ -148,14 +148,14 @@ def main() -> None:
                 rest = max(samples["pdhg"][-1] - samples["products"][-1], 0.0)
                 samples["gapped"].append(gapped(rest / 2) / iters)
         med = {k: statistics.median(v) for k, v in samples.items() if v}
-        gapped = ratio_columns("idle gaps", samples["pdhg"], samples["gapped"]) if samples["gapped"] else {}
+        idle = ratio_columns("idle gaps", samples["pdhg"], samples["gapped"]) if samples["gapped"] else {}
         rows.append({"batch": batch, "pdhg iteration [ms]": 1e3 * med["pdhg"],
                      "W x + Wᵀu (AffineMap) [ms]": 1e3 * med["products"],
                      "W x + Wᵀu (raw torch) [ms]": 1e3 * med["raw"],
                      **ratio_columns("AffineMap", samples["pdhg"], samples["products"]),
                      **ratio_columns("raw", samples["pdhg"], samples["raw"]),
-                     "W x + Wᵀu with idle gaps [ms]": 1e3 * med["gapped"] if gapped else None,
-                     "ratio (idle gaps)": gapped.get("ratio (idle gaps)"),
+                     "W x + Wᵀu with idle gaps [ms]": 1e3 * med["gapped"] if idle else None,
+                     "ratio (idle gaps)": idle.get("ratio (idle gaps)"),
                      "pdhg iteration, W of one row [ms]": 1e3 * med["library"],
                      "tensor operations per iteration": kernels_per_iteration(net, y),
                      "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}})

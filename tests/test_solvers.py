@@ -775,20 +775,33 @@ def test_pdhg_message_reports_the_certified_gap_where_the_change_test_passes_far
     y = image_data(net, 2, seed=10, noise=0.0).double()
     net = net.to(dtype=torch.float64)
 
-    def relative_gap(res):
-        ratio = res.history["gap"][-1] / res.history["objective"][-1]
-        return float(ratio.max()), int(ratio.argmax())
+    def note(res, alpha):  # the gap at the returned iterate over the objective there
+        ratio = res.history["gap"][-1] / net.energy([res.x], y, alpha, reg=TV())
+        k = int(ratio.argmax())
+        return (f"{float(res.history['gap'][-1, k]):.1e}, {float(ratio[k]):.1e} of its objective "
+                f"(sample {k}, the largest such ratio; history['gap'])")
 
     good = pdhg(net, y, 1e-2)
-    assert bool(good.converged.all())
-    worst, sample = relative_gap(good)
-    assert worst < 1e-3
-    assert good.message.endswith(f"at most {worst:.1e} of the objective (sample {sample}; history['gap'])")
+    assert bool(good.converged.all()) and good.message.endswith(note(good, 1e-2))
+    assert float((good.history["gap"][-1] / net.energy([good.x], y, 1e-2, reg=TV())).max()) < 1e-3
     # alpha = 1e6: tau_x ~ 1/alpha, so x barely moves and the change test passes at the first
     # iteration, an objective ~10 times the minimum's; the message's bound says so
     early = pdhg(net, y, 1e6)
     assert early.iterations.tolist() == [1, 1] and bool(early.converged.all())
     minimum = net.energy([admm(net, y, 1e6, tol=1e-10, max_iter=5000).x], y, 1e6, reg=TV())
     assert bool((net.energy([early.x], y, 1e6, reg=TV()) > 5 * minimum).all())
-    worst, sample = relative_gap(early)
-    assert worst > 0.5 and f"at most {worst:.1e} of the objective (sample {sample};" in early.message
+    assert early.message.endswith(note(early, 1e6))
+    assert float((early.history["gap"][-1] / net.energy([early.x], y, 1e6, reg=TV())).max()) > 0.5
+    # one iteration from a start that is not x0 = 0: the note is at the returned iterate
+    short = pdhg(net, y, 1e-2, max_iter=1, x0=torch.full((2, 1, 8, 8), 0.5, dtype=torch.float64))
+    assert short.message.endswith(note(short, 1e-2))
+    assert "gap bound" in pdhg(net, y, 1e-2, max_iter=0).message
+
+
+def test_pdhg_gap_note_of_a_zero_objective_and_a_rounding_negative_gap():
+    from lbreg.solvers.pdhg import _gap_note
+
+    assert _gap_note(torch.tensor([1e-13, 0.2]), torch.tensor([0.0, 1.0])).startswith(
+        "; primal-dual gap bound at the returned iterate: 1.0e-13, where its objective is 0 (sample 0")
+    assert ": 0.0e+00, 0.0e+00 of its objective (sample 0" in _gap_note(torch.tensor([-1e-17]), torch.tensor([2.0]))
+    assert ": 0.0e+00, 0.0e+00 of its objective" in _gap_note(torch.tensor([0.0]), torch.tensor([0.0]))

@@ -278,13 +278,14 @@ def plot_gap_vs_time(
         raise ValueError("panels must contain at least one panel")
     fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]),
                              sharey=True, squeeze=False)
+    runs_of_all = list(dict.fromkeys(label for runs in panels.values() for label in runs))
     for ax, (title, runs) in zip(axes[0], panels.items()):
-        for k, (label, (seconds, gaps)) in enumerate(runs.items()):
+        for label, (seconds, gaps) in runs.items():  # a run keeps its colour in every panel
             t, g = np.asarray(seconds, dtype=float), np.asarray(gaps, dtype=float)
             if t.shape != g.shape:
                 raise ValueError(f"{label!r}: {t.size} times for {g.size} gaps")
             keep = (t > 0) & (g > 0)
-            ax.loglog(t[keep], g[keep], color=f"C{k}", lw=1.2, label=label)
+            ax.loglog(t[keep], g[keep], color=f"C{runs_of_all.index(label)}", lw=1.2, label=label)
         for j, tol in enumerate(targets):
             ax.axhline(tol, color="grey", lw=0.8, ls=":",
                        label=("target gaps " + ", ".join(f"{v:g}" for v in targets)) if j == 0 else None)
@@ -292,6 +293,10 @@ def plot_gap_vs_time(
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize=8)
+    legend = {}  # every run of every panel, once, in the last panel's legend
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    axes[0, -1].legend(legend.values(), legend.keys(), fontsize=8)
     fig.tight_layout()
     return fig

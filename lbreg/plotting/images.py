@@ -123,8 +123,9 @@ def plot_images(
         vmax = max(float(a.max()) for a in arrays)
     if one_colorbar and (vmin is None or vmax is None):
         raise ValueError("one_colorbar needs one colour range: pass vmin and vmax, or share_scale=True")
+    # one colourbar for several axes: constrained layout makes room for it inside the figure
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * 1.15, panel_size * nrows),
-                             squeeze=False)
+                             squeeze=False, layout="constrained" if one_colorbar else None)
     im = None
     for k, ax in enumerate(axes.flat):
         if k < len(arrays):
@@ -138,11 +139,12 @@ def plot_images(
             ax.axis("off")
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
-    if one_colorbar:
-        cbar = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02)
+    if one_colorbar:  # as long as the grid, whatever its number of rows
+        cbar = fig.colorbar(im, ax=axes, shrink=0.9, aspect=12 * nrows)
         if cbar_label:
             cbar.set_label(cbar_label)
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -157,9 +159,9 @@ def plot_image_rows(
     each titled with its PSNR: e.g. ground truth, decoder output and inversion of a few MNIST
     images (chapters 3 and 4).
 
-    Every image is clipped to :math:`[0,1]`, the range on which its PSNR is computed
-    (`lbreg.metrics.psnr`), and shown on that range with one grey scale and one colourbar for
-    all panels.
+    Every image is shown clipped to the intensity range :math:`[0,1]`, with one grey scale and
+    one colourbar for all panels; the scores are printed as given (for images that leave
+    :math:`[0,1]`, a PSNR of the unclipped image differs from one of the image shown).
 
     Args:
         rows: row label → ``(images, scores)``: ``images`` ``(N, ...)`` (one image per column,

@@ -367,11 +367,11 @@ def pdhg(
         iteration (row ``k`` at iterate ``k``), and, for TV and `SquaredNorm`, ``gap``
         ``(C, B)``: `primal_dual_gap` at the iterates ``gap_iteration`` ``(C,)`` (every
         ``check_every``-th iterate from 0, and the returned one last); ``message`` then also
-        gives the largest gap at the returned iterate relative to the sample's last recorded
-        objective (an upper bound, loose while the gradient term is large), a check on the
-        change-based stopping test, which passes early where the steps are tiny. The gap reuses the
-        step's products with :math:`W`, so it costs no extra matrix product except once for
-        the returned iterate, and no host synchronisation. ``params`` holds ``tau_x``,
+        gives the gap at the returned iterate for the sample where it is largest relative to
+        its objective there (an upper bound, loose while the gradient term is large), a check
+        on the change-based stopping test, which passes early where the steps are tiny. The gap reuses the
+        step's products with :math:`W`, so it costs no extra matrix product except for the
+        returned iterate (its gap and objective), and no host synchronisation. ``params`` holds ``tau_x``,
         ``tau_z``, ``norm_W``, ``gap_radius``.
         Tensors without autograd history: the solver runs under ``torch.no_grad()``, so
         data or weights that require grad are constants to it.
@@ -457,8 +457,8 @@ def pdhg(
             gap_its.append(k)
         history["gap"] = torch.stack(gaps).cpu()
         history["gap_iteration"] = torch.tensor(gap_its, dtype=torch.int64)
-        if "objective" in history:  # not with max_iter=0
-            message += _gap_note(history["gap"][-1], history["objective"][-1])
+        objective = _objectives(layer.activation, y, [(layer.affine.forward(x), reg.R(reg.K(x)))], alpha_t)
+        message += _gap_note(history["gap"][-1], objective[0].cpu())
     return Result(
         x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),
@@ -468,14 +468,19 @@ def pdhg(
 
 
 def _gap_note(gap: Tensor, objective: Tensor) -> str:
-    r"""The message's report of the certified bound at the returned iterates: the largest
-    :math:`G_\rho` over the batch relative to the sample's last recorded objective. The change-based stopping
-    test passes early where the steps are tiny (data of small magnitude, a large
-    :math:`\alpha`); this bound does not depend on the step sizes."""
-    relative = gap / objective.abs().clamp_min(torch.finfo(objective.dtype).tiny)
+    r"""The message's report of the certified bound :math:`G_\rho` at the returned iterates, for
+    the sample where it is largest relative to its objective :math:`P(x)` there (absolute where
+    :math:`P(x) = 0`). The change-based stopping test passes early where the steps are tiny
+    (data of small magnitude, a large :math:`\alpha`); this bound does not depend on the step
+    sizes."""
+    gap = gap.clamp_min(0.0)  # G_rho >= 0; a negative value is rounding
+    inf = torch.full_like(gap, math.inf)
+    relative = torch.where(objective > 0, gap / objective, torch.where(gap > 0, inf, torch.zeros_like(gap)))
     worst = int(relative.argmax())
-    return (f"; primal-dual gap bound at the returned iterate: at most {float(relative[worst]):.1e} of "
-            f"the objective (sample {worst}; history['gap'])")
+    share = (f"{float(relative[worst]):.1e} of its objective" if math.isfinite(relative[worst])
+             else "where its objective is 0")
+    return (f"; primal-dual gap bound at the returned iterate: {float(gap[worst]):.1e}, {share} "
+            f"(sample {worst}, the largest such ratio; history['gap'])")
 
 
 def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: Tensor,
