@@ -308,9 +308,17 @@ def primal_dual_gap(
     alpha_t = check_alpha(alpha, y.shape[0], y)
     rho = _gap_radius(network, radius, "radius")
     layer = network.layers[0]
-    affine = layer.affine.to(device=y.device, dtype=y.dtype)
-    grad = _grad_x(affine, layer.activation.bregman_grad(y, affine.forward(x)), z, bview(alpha_t, x), reg)
-    return _gap_from_residual(reg.K(x), z, alpha_t, reg, sample_norm(grad), rho)
+    return _gap_at(layer.affine.to(device=y.device, dtype=y.dtype), layer.activation, reg, y, x, z, alpha_t, rho)[0]
+
+
+def _gap_at(affine: AffineMap, activation: Activation, reg: Regularizer, y: Tensor, x: Tensor, z: Tensor,
+            alpha: Tensor, radius: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""`primal_dual_gap` at validated ``(x, z)``, with the :math:`Wx+b` and :math:`R(Kx)` it
+    computed on the way, for a caller that also wants the objective there."""
+    wx, kx = affine.forward(x), reg.K(x)
+    r_kx = reg.R(kx)
+    grad = _grad_x(affine, activation.bregman_grad(y, wx), z, bview(alpha, x), reg)
+    return _gap_from_residual(kx, z, alpha, reg, sample_norm(grad), radius, r_kx), wx, r_kx
 
 
 @torch.no_grad()
@@ -452,12 +460,14 @@ def pdhg(
 
     iterations, converged, message, history = log.finish("pdhg", tol)
     if with_gap:
-        if not gap_its or gap_its[-1] != k:
-            gaps.append(primal_dual_gap(network, y, x, z, alpha_t, reg, radius))
-            gap_its.append(k)
+        # the returned iterate (the loop recorded gaps only at iterates before it): its gap,
+        # and its objective from the same product with W
+        gap, wx, r_kx = _gap_at(layer.affine, layer.activation, reg, y, x, z, alpha_t, radius)
+        gaps.append(gap)
+        gap_its.append(k)
         history["gap"] = torch.stack(gaps).cpu()
         history["gap_iteration"] = torch.tensor(gap_its, dtype=torch.int64)
-        objective = _objectives(layer.activation, y, [(layer.affine.forward(x), reg.R(reg.K(x)))], alpha_t)
+        objective = _objectives(layer.activation, y, [(wx, r_kx)], alpha_t)
         message += _gap_note(history["gap"][-1], objective[0].cpu())
     return Result(
         x=x, aux=[], dual=z, iterations=iterations, converged=converged, message=message,
