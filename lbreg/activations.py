@@ -663,14 +663,13 @@ def _not_proximal_reason(module: nn.Module) -> str:
     if isinstance(module, nn.Hardshrink):
         return (f"{cls} is not a proximal map of a convex Ψ: it is discontinuous, hence not "
                 "firmly nonexpansive (eq. (5)); nn.Softshrink is the convex counterpart")
-    from lbreg.network import _AFFINE_MODULES  # lbreg.network imports this module
+    from lbreg.network import _AFFINE_MODULES, _AFFINE_NAMES  # lbreg.network imports this module
 
     if isinstance(module, _AFFINE_MODULES):
         return (f"{cls} is an affine map, not an activation: LiftedNetwork.from_module lifts it as "
                 f"the affine part of a layer; activations: {_SUPPORTED} or an lbreg Activation")
     if type(module).__module__ != nn.ReLU.__module__:  # not one of torch's activations
-        affine = ", ".join(f"nn.{c.__name__}" for c in _AFFINE_MODULES)
-        return (f"{cls} is not an activation, and not an affine map lbreg can lift ({affine}); "
+        return (f"{cls} is not an activation, and not an affine map lbreg can lift ({_AFFINE_NAMES}); "
                 f"activations: {_SUPPORTED} or an lbreg Activation")
     return (f"{cls} is not a supported proximal activation σ = prox_Ψ of a convex Ψ "
             f"(eq. (5)); supported: {_SUPPORTED} or an lbreg Activation")

@@ -51,7 +51,7 @@ _RESHAPES = (nn.Flatten, nn.Unflatten)
 # methods a subclass of a torch module may override without changing what forward computes
 _UNUSED_BY_FORWARD = frozenset({"__init__", "reset_parameters", "extra_repr", "__repr__", "__str__"})
 _AFFINE_MODULES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.AvgPool2d)
-_AFFINE_NAMES = ", ".join(c.__name__ for c in _AFFINE_MODULES)  # for error messages
+_AFFINE_NAMES = ", ".join(f"nn.{c.__name__}" for c in _AFFINE_MODULES)  # for error messages
 
 
 # --------------------------------------------------------------------------- helpers
@@ -848,7 +848,7 @@ class LiftedNetwork:
             except TypeError as err:
                 raise TypeError(
                     f"{_describe(index, m)} is not supported: only affine modules ({_AFFINE_NAMES}), "
-                    f"proximal activations, Flatten, Unflatten, Identity and Dropout can be lifted "
+                    f"proximal activations, nn.Flatten, nn.Unflatten, nn.Identity and dropout can be lifted "
                     f"({err})"
                 ) from None
             except ValueError as err:

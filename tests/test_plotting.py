@@ -11,7 +11,7 @@ import torch
 from conftest import image_data, perceptron
 from lbreg.activations import HardTanh, ReLU, Sigmoid, Tanh
 from lbreg.operators import tv
-from lbreg.plotting import (plot_bound_ratios, plot_bregman_curves, plot_conjugates, plot_convergence,
+from lbreg.plotting import (covering_range, plot_bound_ratios, plot_bregman_curves, plot_conjugates, plot_convergence,
                             plot_convergence_rate, plot_data, plot_gap_vs_time, plot_image_rows, plot_images, plot_noise_psnr,
                             plot_over_noise, plot_psi_brackets, plot_reconstructions, plot_residuals)
 from lbreg.solvers import admm, pdhg
@@ -152,6 +152,15 @@ def test_plot_reconstructions_truth_range_keeps_lost_contrast_grey_and_widens_on
     assert [ax.images[0].get_clim() for ax in top] == [(0.0, 1.0), (0.0, 1.0), (-0.5, 1.0)]
     top = _grid_axes(plot_reconstructions(truth, recs), 6)[:3]
     assert top[1].images[0].get_clim() == pytest.approx((0.0, 0.8))  # own range: the dim disc looks white
+
+
+def test_covering_range_holds_every_value_of_tensors_and_arrays_alike():
+    truth = torch.tensor([[0.0, 1.0]], dtype=DT)
+    assert covering_range(truth) == (0.0, 1.0)
+    assert covering_range(truth, np.array([[-0.25, 0.5]])) == (-0.25, 1.0)  # widened below only
+    assert covering_range(truth, 0.5 * truth) == (0.0, 1.0)  # a dimmer image keeps the truth's range
+    with pytest.raises(ValueError, match="at least one image"):
+        covering_range()
 
 
 # ---------------------------------------------------------------- 2. plot_over_noise / plot_noise_psnr

@@ -24,6 +24,7 @@ from torch import Tensor
 from lbreg.operators import tv
 
 __all__ = [
+    "covering_range",
     "plot_images",
     "plot_image_rows",
     "plot_reconstructions",
@@ -58,6 +59,15 @@ def _vector(v: Tensor | np.ndarray) -> np.ndarray:
     if a.dim() != 1:
         raise ValueError(f"a vector must have shape (m,) or (1, m), got shape {tuple(a.shape)}")
     return a.numpy()
+
+
+def covering_range(*images: Tensor | np.ndarray) -> tuple[float, float]:
+    """The smallest colour range ``(vmin, vmax)`` that holds every value of ``images``: with the
+    ground truth among them, its range widened only where another image leaves it."""
+    if not images:
+        raise ValueError("covering_range needs at least one image")
+    arrays = [torch.as_tensor(im).detach().cpu().to(torch.float64) for im in images]
+    return min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays)
 
 
 def _show(ax: Axes, img: np.ndarray, title: str, cmap: str, vmin: float | None,
@@ -119,12 +129,13 @@ def plot_images(
     ncols = ncols or min(len(arrays), 4)
     nrows = math.ceil(len(arrays) / ncols)
     if share_scale and vmin is None and vmax is None:
-        vmin = min(float(a.min()) for a in arrays)
-        vmax = max(float(a.max()) for a in arrays)
+        vmin, vmax = covering_range(*arrays)
     if one_colorbar and (vmin is None or vmax is None):
         raise ValueError("one_colorbar needs one colour range: pass vmin and vmax, or share_scale=True")
-    # one colourbar for several axes: constrained layout makes room for it inside the figure
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * 1.15, panel_size * nrows),
+    # one colourbar for several axes: constrained layout makes room for it inside the figure, and
+    # takes the room of the x-labels and titles from the panels unless the figure adds it (0.8 in)
+    height = panel_size * nrows + (0.8 if one_colorbar else 0.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * 1.15, height),
                              squeeze=False, layout="constrained" if one_colorbar else None)
     im = None
     for k, ax in enumerate(axes.flat):
@@ -232,8 +243,7 @@ def plot_reconstructions(
                              squeeze=False)
     vmin = vmax = None
     if share_scale:
-        vmin = min(float(a.min()) for a in arrays.values())
-        vmax = max(float(a.max()) for a in arrays.values())
+        vmin, vmax = covering_range(*arrays.values())
     errors = {k: a - truth for k, a in arrays.items()}
     emax = max(float(np.abs(e).max()) for e in errors.values()) or 1.0
     for col, (label, img) in enumerate(arrays.items()):
@@ -244,7 +254,7 @@ def plot_reconstructions(
                       f"\nTV$_{{aniso}}$={float(tv(t, isotropic=False)):.2f}")
         lo, hi = vmin, vmax
         if truth_range and not share_scale:
-            lo, hi = min(float(truth.min()), float(img.min())), max(float(truth.max()), float(img.max()))
+            lo, hi = covering_range(truth, img)
         _show(axes[0, col], img, title, IMAGE_CMAP, lo, hi, "intensity")
         if show_error:
             if col == 0:
