@@ -686,10 +686,15 @@ def activation_of(module: nn.Module | Activation) -> Activation:
         The matching :class:`Activation`.
     Raises:
         ValueError: a supported class with parameters for which it is not proximal / supported.
-        TypeError: anything else, with the reason (e.g. max-pooling is not proximal).
+        TypeError: anything else, with the reason (e.g. max-pooling is not proximal), and a
+            module whose forward hooks or subclass methods change what it computes.
     """
     if isinstance(module, Activation):
         return module
+    if isinstance(module, nn.Module):
+        from lbreg.network import _check_plain  # lbreg.network imports this module
+
+        _check_plain(module, "")
     if isinstance(module, nn.LeakyReLU):
         a = float(module.negative_slope)
         if not 0.0 < a <= 1.0:

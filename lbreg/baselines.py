@@ -110,8 +110,12 @@ def _check_delta(delta: Any, batch: int, y: Tensor) -> Tensor | None:
 
 
 def _residual(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
-    """Per-sample :math:`\\mathcal N(x) - y^\\delta`, flattened to ``(B, m)``."""
+    """Per-sample :math:`\\mathcal N(x) - y^\\delta`, flattened to ``(B, m)``; ``y`` must hold as
+    many values per sample as the network's output (a shape check only, no host synchronisation)."""
     out = forward(x)
+    if out.shape[0] != y.shape[0] or out[0].numel() != y[0].numel():
+        raise ValueError(f"y must have the shape of the network's output, {(y.shape[0], *out.shape[1:])} "
+                         f"(or its per-sample flattening), got {tuple(y.shape)}")
     return out.reshape(y.shape[0], -1) - y.reshape(y.shape[0], -1)
 
 
@@ -164,6 +168,7 @@ def tv_smooth(x: Tensor, eps: float) -> Tensor:
     Returns:
         ``(B,)``.
     """
+    eps = _check_real(eps, "eps", allow_zero=True)
     g = grad2d(x)
     pix = torch.sqrt(g[..., 0, :, :].square() + g[..., 1, :, :].square() + eps * eps) - eps
     return pix.reshape(x.shape[0], -1).sum(dim=1)
@@ -226,7 +231,7 @@ def autograd_tv(
         :math:`\|\mathcal N(x^k) - y^\delta\|` per iteration; ``params`` the settings.
     """
     forward, shape = _forward_map(network, input_shape)
-    y = _check_y(y)
+    y = _check_y(y).detach()
     batch = y.shape[0]
     alpha_t = check_alpha(alpha, batch, y, allow_zero=True)
     eps = _check_real(eps, "eps")
@@ -255,10 +260,10 @@ def autograd_tv(
         opt = torch.optim.Adam([x], lr=lr)
 
     def closure() -> Tensor:
-        opt.zero_grad(set_to_none=True)
+        # the gradient with respect to x only: nothing accumulates in the caller's parameters or y
         loss = per_sample(x)[0].sum()
-        loss.backward()
-        return loss
+        (x.grad,) = torch.autograd.grad(loss, x)
+        return loss.detach()
 
     log = IterationLog(batch, y, max_iter=max(max_iter, 1), check_every=check_every, progress=progress,
                        desc=f"autograd_tv ({optimizer})")
@@ -287,7 +292,7 @@ def autograd_tv(
         if not log.keep_going(k):
             break
     x = x.detach()
-    iterations, converged, message, history = log.finish("autograd_tv", tol)
+    iterations, converged, message, history = log.finish("autograd_tv", tol, x)
     if max_iter == 0:
         iterations, converged = torch.zeros_like(iterations), torch.zeros_like(converged)
     return Result(
@@ -440,7 +445,7 @@ def deep_image_prior(
         k += 1
         if not log.keep_going(k) and not (k == max_iter):
             break
-    iterations, converged, message, history = log.finish_discrepancy("deep_image_prior", level, "tau", tau, max_iter)
+    iterations, converged, message, history = log.finish_discrepancy("deep_image_prior", level, "tau", tau, max_iter, x_out)
     return Result(
         x=x_out, aux=[], dual=None, iterations=iterations, converged=converged, message=message,
         history=history, alpha=torch.zeros(batch, dtype=torch.float64),

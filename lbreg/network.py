@@ -364,6 +364,7 @@ class AffineMap:
                 other than ``'zeros'``.
         """
         _check_plain(module, "")
+        _check_weights(module, "")
         shape = _as_shape(input_shape, "input_shape")
         if isinstance(module, nn.Linear):
             n = math.prod(shape)
@@ -665,6 +666,15 @@ class Layer:
             self.activation = activation_of(self.activation)
 
 
+def _check_weights(module: nn.Module, index: str) -> None:
+    """Refuse weights that are not real floating point: complex ones would lose their imaginary
+    part (`LiftedNetwork` refuses NaN and Inf)."""
+    for name, weight in module.named_parameters(recurse=False):
+        if not weight.is_floating_point():
+            raise TypeError(f"{_describe(index, module)}: {name} must have a real floating dtype, "
+                            f"got {weight.dtype}")
+
+
 def _check_plain(module: nn.Module, index: str) -> None:
     """Refuse a module whose output is not what its type and weights say: lifting reads those,
     never runs ``forward``, so hooks, a subclass's own ``forward`` or a replaced method it calls would
@@ -833,6 +843,7 @@ class LiftedNetwork:
             if isinstance(m, _AFFINE_MODULES):
                 if pending is not None:
                     layers.append(Layer(pending, Identity()))
+                _check_weights(m, index)
                 try:
                     a = AffineMap.from_module(m, cur)
                 except ValueError as err:

@@ -561,3 +561,13 @@ def test_penalties_beyond_the_dtype_s_resolution_are_refused_at_the_band_edges(d
 def test_lifted_cd_with_the_admm_sub_solver_refuses_an_unresolvable_alpha():
     with pytest.raises(ValueError, match="rho_u"):
         lifted_cd(deep(), torch.rand(1, 6, dtype=torch.float64), 1e-20, x0_solver="admm")
+
+
+def test_bregman_prox_names_a_bad_rho_shape_or_data():
+    y, w = torch.rand(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    for args, error, match in [((y, w, 0.0), ValueError, "rho must be finite and > 0"),
+                               ((y, w, True), TypeError, "rho must be a real number"),
+                               ((y[:, :1], w, 1.0), ValueError, "y and w must have the same shape"),
+                               ((-y - 1, w, 1.0), ValueError, "y must lie in dom Ψ")]:
+        with pytest.raises(error, match=match):
+            bregman_prox(ReLU(), *args)

@@ -146,6 +146,10 @@ def test_same_seed_same_numbers():
         (lambda n, y: deep_image_prior(n, y, torch.ones(2)), "delta"),
         (lambda n, y: deep_image_prior(lambda x: x, y, input_shape=(1, 6, 6)), "lr"),
         (lambda n, y: decoder(lambda c: c, torch.tensor([float("nan")] * 4).reshape(2, 2)), "y"),
+        # a (B, 1) y would broadcast against the (B, 40) output
+        (lambda n, y: autograd_tv(n, y[:, :1], 0.1), "y must have the shape of the network's output"),
+        (lambda n, y: deep_image_prior(n, y[:, :1], 0.1), "y must have the shape of the network's output"),
+        (lambda n, y: tv_smooth(torch.zeros(1, 1, 3, 3), -0.1), "eps"),
     ],
 )
 def test_bad_inputs_raise_value_error_naming_the_argument(call, name):
@@ -200,3 +204,13 @@ def test_dip_input_is_on_the_unit_sphere():
                            input_shape=(1, 28, 28))
     mean_sq = res.x.pow(2).flatten(1).mean(dim=1) / s**2
     assert torch.allclose(mean_sq, torch.full((2,), expected, dtype=DT), rtol=0.15, atol=0)
+
+
+def test_autograd_tv_leaves_no_gradient_on_the_callers_module_or_data():
+    """Only x is differentiated: the caller's parameters and a y that requires grad keep
+    ``.grad`` None (a ``loss.backward()`` would accumulate into both)."""
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 10, dtype=DT), torch.nn.ReLU())
+    y = torch.rand(2, 10, generator=torch.Generator().manual_seed(0), dtype=DT).requires_grad_(True)
+    res = autograd_tv(module, y, 0.01, max_iter=3, input_shape=(1, 6, 6))
+    assert all(p.grad is None for p in module.parameters()) and y.grad is None
+    assert not res.x.requires_grad and res.history["objective"][-1, 0] < res.history["objective"][0, 0]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lbreg import network
-from lbreg.activations import Identity, LeakyReLU, ReLU
+from lbreg.activations import Identity, LeakyReLU, ReLU, activation_of
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import power_norm, tv
 from lbreg.regularizers import TV
@@ -492,3 +492,29 @@ def test_check_input_and_output_errors():
         net(torch.rand(2, 28, 27, dtype=DT))
     with pytest.raises(ValueError, match="xs must hold the 1 states"):
         net.energy([], torch.rand(2, 100, dtype=DT), 0.1, TV())
+
+
+class _DoubledReLU(nn.ReLU):
+    def forward(self, x):
+        return 2.0 * super().forward(x)
+
+
+def test_a_layer_refuses_an_activation_module_whose_forward_is_changed():
+    """`Layer` and `activation_of` read a module's type, as `from_module` does: a subclass with
+    its own forward, or a forward hook, would be lifted as the plain activation."""
+    affine = AffineMap.from_matrix(torch.eye(4, dtype=torch.float64))
+    hooked = nn.ReLU()
+    hooked.register_forward_hook(lambda module, args, out: 2.0 * out)
+    with pytest.raises(TypeError, match="overrides forward of ReLU"):
+        Layer(affine, _DoubledReLU())
+    with pytest.raises(TypeError, match="has forward hooks"):
+        Layer(affine, hooked)
+    with pytest.raises(TypeError, match="overrides forward of ReLU"):
+        activation_of(_DoubledReLU())
+
+
+def test_from_module_refuses_complex_weights():
+    """A complex Linear would lose the imaginary part of its weights in the lifted products."""
+    lin = nn.Linear(36, 4, dtype=torch.complex128)
+    with pytest.raises(TypeError, match=r"Linear at index 1: weight must have a real floating dtype"):
+        LiftedNetwork.from_module(nn.Sequential(nn.Flatten(), lin, nn.ReLU()), input_shape=(1, 6, 6))

@@ -805,3 +805,59 @@ def test_pdhg_gap_note_of_a_zero_objective_and_a_rounding_negative_gap():
         "; primal-dual gap bound at the returned iterate: 1.0e-13, where its objective is 0 (sample 0")
     assert ": 0.0e+00, 0.0e+00 of its objective (sample 0" in _gap_note(torch.tensor([-1e-17]), torch.tensor([2.0]))
     assert ": 0.0e+00, 0.0e+00 of its objective" in _gap_note(torch.tensor([0.0]), torch.tensor([0.0]))
+
+
+@pytest.mark.parametrize("solve", [
+    lambda net, y: pdhg(net, y, 0.01, tau_x=1e6, max_iter=100),
+    lambda net, y: landweber(net, y, step=1e6, max_iter=100),
+    lambda net, y: landweber(net, y, 1e-3, step=1e6, max_iter=100),
+], ids=["pdhg", "landweber", "landweber-delta"])
+def test_a_diverged_sample_is_reported_not_converged_and_warned(solve):
+    """Steps far beyond the convergence condition drive a sample's iterate to NaN/Inf: the run
+    says so (message, warning), and the sample counts as not converged; the other sample, on
+    data that keeps it at its start (y = N(0) from x = 0: zero gradient), does not."""
+    net = perceptron(30, (1, 5, 5), ReLU(), seed=0)
+    y = torch.cat([image_data(net, 1, seed=1, noise=0.0), net.forward(torch.zeros(1, 1, 5, 5))])
+    with pytest.warns(RuntimeWarning, match=r"1/2 samples diverged .*samples \[0\]\)"):
+        res = solve(net, y)
+    assert not torch.isfinite(res.x[0]).all() and torch.isfinite(res.x[1]).all()
+    assert not bool(res.converged[0]) and "diverged" in res.message
+    assert "gap bound" not in res.message or "sample 1" in res.message  # pdhg: the finite sample's gap
+
+
+def test_a_callback_that_is_not_callable_is_refused_before_the_first_iteration():
+    net = perceptron(30, (1, 5, 5), ReLU(), seed=0)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        pdhg(net, image_data(net, 1, seed=1), 0.01, callback=5)
+
+
+def test_the_single_step_functions_name_a_misshapen_non_finite_or_out_of_domain_argument():
+    """pdhg_step and aux_step are public: a wrong argument gets an error naming it, not a
+    broadcast of a (B, 1) tensor or a NaN step."""
+    net = perceptron(30, (1, 6, 6), ReLU(), seed=7)
+    y = image_data(net, 2, seed=8)
+    layer, x, z = net.layers[0], torch.ones(2, 1, 6, 6), torch.zeros(2, 1, 2, 6, 6)
+    step = lambda **kw: pdhg_step(layer.affine, kw.get("act", layer.activation), kw.get("y", y), kw.get("x", x),
+                                  kw.get("z", z), 0.05, kw.get("reg", TV()), 0.3, 2.0)
+    for kwargs, error, match in [
+        ({"y": y[:, :1]}, ValueError, r"y must have shape \(2, 30\)"),
+        ({"y": -y - 1}, ValueError, "y must lie in dom Ψ"),
+        ({"x": x.int()}, TypeError, "x must be a real floating tensor"),
+        ({"x": x.clone().fill_(float("nan"))}, ValueError, "x must be finite"),
+        ({"z": z[:, :, :1]}, ValueError, r"z \(the dual iterate\) must have shape \(2, 1, 2, 6, 6\)"),
+        ({"reg": None}, TypeError, "reg must be an lbreg Regularizer"),
+        ({"act": nn.GELU()}, TypeError, "GELU"),
+    ]:
+        with pytest.raises(error, match=match):
+            step(**kwargs)
+    assert torch.equal(step(act=nn.ReLU())[0], step()[0])  # a torch activation is lifted
+
+    deep = LiftedNetwork.from_module(nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.ReLU(), nn.Linear(8, 5),
+                                                   nn.ReLU()).double(), input_shape=(1, 6, 6))
+    x1, u, x2, tau = torch.rand(2, 8), torch.rand(2, 8), torch.rand(2, 5), torch.full((2,), 0.1)
+    aux = lambda **kw: aux_step(deep.layers[0], deep.layers[1], kw.get("x_l", x1), kw.get("u", u),
+                                kw.get("x_next", x2), kw.get("tau", tau))
+    for kwargs, match in [({"u": u[:1]}, r"u must have shape \(2, 8\)"), ({"x_next": -x2}, "x_next must lie in dom Ψ"),
+                          ({"x_l": x1 * float("nan")}, "x_l must be finite"), ({"tau": tau[:1]}, "tau must be a tensor of 2")]:
+        with pytest.raises(ValueError, match=match):
+            aux(**kwargs)

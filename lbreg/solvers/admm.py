@@ -69,6 +69,17 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
     Returns:
         Tensor of the shape of ``w``.
     """
+    rho = check_positive(rho, "rho")
+    if not isinstance(w, Tensor) or not w.is_floating_point():
+        raise TypeError(f"w must be a real floating tensor, got {getattr(w, 'dtype', type(w).__name__)}")
+    activation.check_domain(y)
+    if y.shape != w.shape:
+        raise ValueError(f"y and w must have the same shape, got y: {tuple(y.shape)} and w: {tuple(w.shape)}")
+    return _bregman_prox(activation, y, w, rho)
+
+
+def _bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Tensor:
+    """`bregman_prox` on checked arguments (the ADMM loop's)."""
     s = activation.prox(torch.add(y, w, alpha=rho).div_(1.0 + rho), rho / (1.0 + rho))
     return torch.add(w, y - s, alpha=1.0 / rho)
 
@@ -209,10 +220,10 @@ class _Groups:
     def u_prox(self, activation: Activation, y: Tensor, v: Tensor) -> Tensor:
         """`bregman_prox` of each group (a Python-float ρ_u: no host synchronisation)."""
         if len(self.members) == 1:
-            return bregman_prox(activation, y, v, self.members[0][1])
+            return _bregman_prox(activation, y, v, self.members[0][1])
         out = torch.empty_like(v)
         for idx, ru, _ in self.members:
-            out[idx] = bregman_prox(activation, y[idx], v[idx], ru)
+            out[idx] = _bregman_prox(activation, y[idx], v[idx], ru)
         return out
 
 
@@ -393,7 +404,7 @@ def admm(
     x = check_start(network, x0, y)
     x, z, log, _ = _admm(network, y, alpha_t, reg, groups, x, relax=relax, max_iter=max_iter, tol=tol,
                          check_every=check_every, progress=progress, callback=callback)
-    iterations, converged, message, history = log.finish("admm", tol)
+    iterations, converged, message, history = log.finish("admm", tol, x)
     params = {"rho_u": groups.rho_u.cpu(), "rho_d": groups.rho_d.cpu(), "relax": relax,
               "x_update": groups.kind, "x_update_dtype": y.dtype if x_update_dtype is None else x_update_dtype,
               "norm_W": groups.norm_w, "tol": tol, "max_iter": max_iter}

@@ -122,7 +122,7 @@ def landweber(
         k += 1
         if not log.keep_going(k, {"x": x}) and not (k == max_iter and level is not None):
             break
-    iterations, converged, message, history = log.finish_discrepancy("landweber", level, "eta", eta, max_iter)
+    iterations, converged, message, history = log.finish_discrepancy("landweber", level, "eta", eta, max_iter, x)
     return Result(
         x=x, aux=[], dual=None, iterations=iterations, converged=converged, message=message,
         history=history, alpha=torch.zeros(batch, dtype=torch.float64),

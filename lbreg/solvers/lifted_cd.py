@@ -19,6 +19,7 @@ from .result import (
     check_alpha,
     check_data,
     check_int,
+    check_iterate,
     check_network,
     check_positive,
     check_regularizer,
@@ -55,8 +56,14 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
     Returns:
         :math:`x_l^{k+1}`.
     """
-    if not isinstance(tau, Tensor) or not bool(torch.all((tau > 0) & torch.isfinite(tau))):
-        raise ValueError(f"tau must be a tensor of positive, finite step sizes, got {tau!r}")
+    batch = x_l.shape[0] if isinstance(x_l, Tensor) and x_l.dim() else 0
+    check_iterate(x_l, "x_l", (batch, *layer.affine.out_shape))
+    check_iterate(u, "u", (batch, *layer.affine.out_shape))
+    check_iterate(x_next, "x_next", (batch, *next_layer.affine.out_shape))
+    next_layer.activation.check_domain(x_next, name="x_next")
+    if (not isinstance(tau, Tensor) or tuple(tau.shape) != (batch,)
+            or not bool(torch.all((tau > 0) & torch.isfinite(tau)))):
+        raise ValueError(f"tau must be a tensor of {batch} positive, finite step sizes (B,), got {tau!r}")
     v = next_layer.affine.forward(x_l)
     g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, v))
     return _prox_step(layer, x_l, u, g, tau)
@@ -257,7 +264,7 @@ def lifted_cd(
         if not log.keep_going(k, {"x": x, "z": z, "aux": aux}):
             break
 
-    iterations, converged, message, history = log.finish("lifted_cd", tol)
+    iterations, converged, message, history = log.finish("lifted_cd", tol, x)
     return Result(
         x=x, aux=aux, dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),

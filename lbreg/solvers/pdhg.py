@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..activations import Activation
+from ..activations import Activation, activation_of
 from ..network import AffineMap, LiftedNetwork, _check_not_meta
 from ..regularizers import TV, Regularizer
 from .result import (
@@ -18,6 +18,7 @@ from .result import (
     check_alpha,
     check_data,
     check_int,
+    check_iterate,
     check_perceptron,
     check_positive,
     check_regularizer,
@@ -98,7 +99,15 @@ def pdhg_step(
         Lagrangian's gradient :math:`\|W^\top(\sigma(Wx^k+b)-y) + \alpha K^\top z^k\|`, both
         per sample at the *incoming* iterate ``(x^k, z^k)``.
     """
-    alpha, tau_x, tau_z = (check_alpha(value, x.shape[0], x, name=name)
+    activation = activation_of(activation)
+    if not isinstance(reg, Regularizer):
+        raise TypeError(f"reg must be an lbreg Regularizer such as TV(), got {type(reg).__name__}")
+    batch = x.shape[0] if isinstance(x, Tensor) and x.dim() else 0
+    check_iterate(x, "x", (batch, *affine.in_shape))
+    check_iterate(z, "z (the dual iterate)", (batch, *reg.dual_shape(affine.in_shape)))
+    check_iterate(y, "y", (batch, *affine.out_shape))
+    activation.check_domain(y)
+    alpha, tau_x, tau_z = (check_alpha(value, batch, x, name=name)
                            for value, name in ((alpha, "alpha"), (tau_x, "tau_x"), (tau_z, "tau_z")))
     x_new, z_new, _, objective, residual = _step(
         affine, activation, y, x, z, reg.K(x), alpha, reg, bview(tau_x, x), bview(tau_z * alpha, z))
@@ -458,7 +467,7 @@ def pdhg(
     if pending:
         log.record_rows(objective=_objectives(layer.activation, y_rows, pending, alpha_t))
 
-    iterations, converged, message, history = log.finish("pdhg", tol)
+    iterations, converged, message, history = log.finish("pdhg", tol, x)
     if with_gap:
         # the returned iterate (the loop recorded gaps only at iterates before it): its gap,
         # and its objective from the same product with W
@@ -486,6 +495,9 @@ def _gap_note(gap: Tensor, objective: Tensor) -> str:
     gap = gap.clamp_min(0.0)  # G_rho >= 0; a negative value is rounding
     inf = torch.full_like(gap, math.inf)
     relative = torch.where(objective > 0, gap / objective, torch.where(gap > 0, inf, torch.zeros_like(gap)))
+    relative = relative.where(gap.isfinite() & objective.isfinite(), -inf)  # a diverged sample: none
+    if bool((relative == -inf).all()):
+        return ""
     worst = int(relative.argmax())
     share = (f"{float(relative[worst]):.1e} of its objective" if math.isfinite(relative[worst])
              else "where its objective is 0")

@@ -11,7 +11,9 @@ is never synchronised per iteration.
 from __future__ import annotations
 
 import math
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Callable
@@ -208,6 +210,19 @@ def check_start(network: LiftedNetwork, x0: Tensor | None, y: Tensor, *, name: s
     return x0.reshape(shape).to(device=y.device, dtype=y.dtype).clone()
 
 
+def check_iterate(t: Any, name: str, shape: tuple[int, ...]) -> Tensor:
+    """An iterate handed to a single-step function (`pdhg_step`, `aux_step`): a real floating,
+    finite tensor of exactly ``shape``."""
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        raise TypeError(f"{name} must be a real floating tensor of shape {shape}, "
+                        f"got {getattr(t, 'dtype', type(t).__name__)}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
+    return t
+
+
 def bview(values: Tensor, like: Tensor) -> Tensor:
     """Reshape per-sample ``values`` ``(B,)`` to broadcast against ``like`` ``(B, ...)``."""
     return values.reshape(values.shape[0], *([1] * (like.dim() - 1)))
@@ -250,6 +265,8 @@ class IterationLog:
         desc: str,
         callback: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable (or None), got {type(callback).__name__}")
         self.active = torch.ones(batch, dtype=torch.bool, device=like.device)
         self.iterations = torch.zeros(batch, dtype=torch.int64, device=like.device)
         self.max_iter = max_iter
@@ -319,10 +336,22 @@ class IterationLog:
         """The latest recorded value of ``key``, ``(B,)``, on the device (no host transfer)."""
         return self._records[key][-1]
 
-    def finish(self, solver: str, tol: float) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
-        """Close the progress bar; return (iterations, converged, message, history) on CPU."""
+    def finish(self, solver: str, tol: float, x: Tensor | None = None) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
+        """Close the progress bar; return (iterations, converged, message, history) on CPU.
+
+        ``x``: the returned iterates ``(B, ...)``; a sample whose iterate is not finite (the
+        steps diverged) counts as not converged, and the message says so, as does a
+        ``RuntimeWarning``.
+        """
+        return _warn_if_diverged(*self._finish(solver, tol, x))
+
+    def _finish(self, solver: str, tol: float, x: Tensor | None) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
+        """`finish` without the warning."""
         self._bar.close()
         converged = (~self.active).cpu()
+        finite = None if x is None else torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1).cpu()
+        if finite is not None:
+            converged &= finite
         iterations = self.iterations.cpu()
         n_conv = int(converged.sum())
         batch = converged.numel()
@@ -335,6 +364,10 @@ class IterationLog:
                 f"{solver}: {batch - n_conv}/{batch} samples reached max_iter={self.max_iter} "
                 f"before the stopping test (tol={tol:g})"
             )
+        if finite is not None and not bool(finite.all()):
+            bad = (~finite).nonzero().flatten().tolist()
+            message += (f"; {len(bad)}/{batch} samples diverged (their iterate holds NaN or Inf; "
+                        f"samples {bad[:10]}{', ...' if len(bad) > 10 else ''}): are the step sizes too large?")
         history = {key: torch.stack(vals).cpu() for key, vals in self._records.items()}
         history["time"] = torch.tensor(self._times, dtype=torch.float64)
         history["time_iteration"] = torch.tensor(self._time_its, dtype=torch.int64)
@@ -343,18 +376,33 @@ class IterationLog:
         return iterations, converged, message, history
 
     def finish_discrepancy(
-        self, solver: str, level: Tensor | None, name: str, factor: float, max_iter: int
+        self, solver: str, level: Tensor | None, name: str, factor: float, max_iter: int,
+        x: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
         r"""`finish` for a solver stopped by the discrepancy principle
         :math:`\|\mathcal N(x)-y^\delta\|\le` ``factor`` :math:`\cdot\,\delta`.
 
         Without a noise level (``level is None``) there is no stopping test: no sample counts
         as converged and the message says that the whole budget of ``max_iter`` iterations ran
-        (unless a callback stopped the run, which the message then says).
+        (unless a callback stopped the run, which the message then says). ``x``: as for `finish`.
         """
-        iterations, converged, message, history = self.finish(solver, tol=factor)
+        iterations, converged, message, history = self._finish(solver, factor, x)
         if level is None and not self.stopped_by_callback:
-            return (iterations, torch.zeros_like(converged),
-                    f"{solver}: no delta given, ran {max_iter} iterations", history)
+            diverged = message[message.index("; "):] if "diverged" in message else ""
+            return _warn_if_diverged(iterations, torch.zeros_like(converged),
+                                     f"{solver}: no delta given, ran {max_iter} iterations{diverged}", history)
         message = message.replace("stopping test (tol=", f"discrepancy principle ({name}=")
-        return iterations, converged, message, history
+        return _warn_if_diverged(iterations, converged, message, history)
+
+
+def _warn_if_diverged(iterations: Tensor, converged: Tensor, message: str,
+                      history: dict[str, Tensor]) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
+    """Its arguments, after a ``RuntimeWarning`` with the message if it reports diverged samples,
+    attributed to the first caller outside lbreg and torch (the solvers run inside
+    ``torch.no_grad`` wrappers)."""
+    if "diverged" in message:
+        level, frame = 2, sys._getframe(1)  # stacklevel 2: the caller of this function
+        while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("lbreg", "torch"):
+            level, frame = level + 1, frame.f_back
+        warnings.warn(message, RuntimeWarning, stacklevel=level)
+    return iterations, converged, message, history
