@@ -27,8 +27,10 @@ from torch import Tensor
 
 from lbreg.activations import Activation, ReLU
 from lbreg.data import add_noise, as_generator, disc
-from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import div2d, grad2d, tv
+from lbreg.network import AffineMap, Layer, LiftedNetwork, _as_shape
+from lbreg.operators import _check_float_tensor, div2d, grad2d, tv
+from lbreg.regularizers import TV
+from lbreg.solvers.result import check_alpha, check_int, check_positive
 
 __all__ = ["LAWS", "random_perceptron", "CircleProblem", "circle_problem"]
 
@@ -75,17 +77,16 @@ def random_perceptron(
 
     Raises:
         ValueError: an unknown ``law``, a non-positive ``m`` or an empty ``input_shape``.
-        TypeError: ``generator`` neither a ``torch.Generator`` nor an int.
+        TypeError: ``generator`` neither a ``torch.Generator`` nor an int, an ``input_shape``
+            of non-integers, or a non-floating ``dtype``.
     """
     if law not in LAWS:
         raise ValueError(f"law must be one of {LAWS}, got {law!r}")
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise ValueError(f"m must be a positive integer, got {m!r}")
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
-    if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    shape = _as_shape(input_shape, "input_shape")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     gen = as_generator(generator)
     n = math.prod(shape)
     if law == "uniform":
@@ -128,14 +129,16 @@ class CircleProblem:
 
         Args:
             x: images ``(B, 1, size, size)``.
-            alpha: regularisation parameter.
+            alpha: regularisation parameter :math:`\alpha>0`, a number or ``(B,)``.
 
         Returns:
             Tensor ``(B,)``.
         """
         layer = self.network.layers[0]
+        z = layer.affine.forward(x)  # checks x
+        alpha_t = check_alpha(alpha, x.shape[0], x)
         y = self.y_delta.expand(x.shape[0], -1)
-        return layer.activation.bregman(y, layer.affine.forward(x)) + alpha * tv(x)
+        return layer.activation.bregman(y, z) + alpha_t * tv(x)
 
     def kkt(self, x: Tensor, z: Tensor, alpha: float) -> dict[str, float]:
         r"""Optimality certificate of :math:`x` for eq. (11), with a dual field :math:`z` (one sample).
@@ -155,13 +158,20 @@ class CircleProblem:
         Args:
             x: image ``(1, 1, size, size)``.
             z: dual field ``(1, 1, 2, size, size)`` (a solver's ``Result.dual``).
-            alpha: regularisation parameter.
+            alpha: regularisation parameter :math:`\alpha>0`.
 
         Returns:
             ``stationarity`` :math:`\|r\|`, ``gradient`` :math:`\|W^\top(\sigma(Wx+b)-y^\delta)\|`
             (the scale of :math:`r`), ``dual_max`` :math:`\max\|z_{i,j}\|`, ``tv``
             :math:`\mathrm{TV}_{\rm iso}(x)` and ``pairing`` :math:`\langle z,\nabla x\rangle`, as floats.
+
+        Raises:
+            ValueError: ``x`` or ``z`` not of one sample's shape (a batch: certify each sample
+                on its own), non-finite entries, or ``alpha <= 0``.
         """
+        self._check_one_sample(x, "x", (1, *self.network.input_shape))
+        self._check_one_sample(z, "z", (1, *TV().dual_shape(self.network.input_shape)))
+        alpha = check_positive(alpha, "alpha")
         layer = self.network.layers[0]
         affine, act = layer.affine, layer.activation
         g = affine.adjoint(act(affine.forward(x)) - self.y_delta)
@@ -173,6 +183,18 @@ class CircleProblem:
             "tv": float(tv(x)[0]),
             "pairing": float((z * grad2d(x)).sum()),
         }
+
+    @staticmethod
+    def _check_one_sample(t: Tensor, name: str, shape: tuple[int, ...]) -> None:
+        """Raise unless ``t`` is a finite floating tensor of exactly ``shape`` (one sample)."""
+        _check_float_tensor(t, name, 0, str(shape))
+        if tuple(t.shape) != shape:
+            raise ValueError(
+                f"kkt certifies one sample: {name} must have shape {shape}, got {tuple(t.shape)} "
+                "(for a batch, pass one sample at a time: x[i:i+1], z[i:i+1])"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite entries")
 
 
 def circle_problem(
@@ -204,6 +226,8 @@ def circle_problem(
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    size = check_int(size, "size", minimum=1)
+    noise_std = check_positive(noise_std, "noise_std", allow_zero=True)
     gen = torch.Generator().manual_seed(seed)
     shape = (1, size, size)
     network = random_perceptron(shape, m, law, gen)

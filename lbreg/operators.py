@@ -216,7 +216,7 @@ def _random_start(
     dtype: torch.dtype,
     device: torch.device | str | None,
 ) -> Tensor:
-    if generator is None or isinstance(generator, int):
+    if generator is None or (isinstance(generator, int) and not isinstance(generator, bool)):
         seed = 0 if generator is None else generator
         gen = torch.Generator(device="cpu").manual_seed(seed)
     elif isinstance(generator, torch.Generator):
@@ -256,7 +256,7 @@ def power_norm(
         shape: shape of the input of ``forward`` (including a batch axis if ``forward``
             needs one); inner products run over the whole tensor.
         n_iter: maximal number of iterations (at least 1).
-        tol: relative change of :math:`\lambda_k` below which the iteration stops.
+        tol: relative change of :math:`\lambda_k` below which the iteration stops (finite, >= 0).
         generator: ``None`` (seed 0), an int seed, or a ``torch.Generator`` for the start.
         dtype: floating dtype of the iteration.
         device: device of the iteration.
@@ -264,20 +264,20 @@ def power_norm(
     Returns:
         The estimate of :math:`\|A\|_2` as a Python float.
     """
+    from lbreg.solvers.result import check_int, check_positive  # lbreg.solvers imports this module
+
     if not callable(forward) or not callable(adjoint):
         raise TypeError("forward and adjoint must be callables mapping tensors to tensors")
-    shape = tuple(int(s) for s in shape)
-    if any(s < 1 for s in shape):
-        raise ValueError(f"shape must have positive entries, got {shape}")
-    if int(n_iter) < 1:
-        raise ValueError(f"n_iter must be at least 1, got {n_iter}")
-    if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    shape = tuple(check_int(s, f"shape[{i}]", minimum=1) for i, s in enumerate(shape))
+    n_iter = check_int(n_iter, "n_iter", minimum=1)
+    tol = check_positive(tol, "tol", allow_zero=True)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     v = _random_start(shape, generator, dtype, device)
     v = v / torch.linalg.vector_norm(v)
     lam_prev = None
     lam = 0.0
-    for _ in range(int(n_iter)):
+    for _ in range(n_iter):
         w = adjoint(forward(v))
         if tuple(w.shape) != shape:
             raise ValueError(

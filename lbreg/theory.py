@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lbreg.activations import Activation, ReLU
+from lbreg.activations import Activation, ReLU, activation_of
 from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import div2d, grad2d
+from lbreg.operators import _check_float_tensor, div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
+from lbreg.solvers.result import check_alpha, check_int, check_positive
 
 __all__ = [
     "SourceConditionInstance",
@@ -59,6 +60,36 @@ def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str)
     if t.numel() == 0:
         raise ValueError(f"{name} must hold at least one value")
     return t
+
+
+def _check_finite_tensor(t: object, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """``t``, checked to be a finite tensor of exactly ``shape`` and ``dtype``."""
+    _check_float_tensor(t, name, 0, str(shape))
+    if t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return t
+
+
+def _check_rows(activation: Activation, y_delta: Tensor, v_dag: Tensor) -> Tensor:
+    r"""Check :math:`y^\delta` ``(B, m)`` (in dom Ψ) and :math:`v^\dagger` ``(m,)`` or ``(B, m)``;
+    return :math:`v^\dagger` as ``(B, m)``."""
+    _check_float_tensor(y_delta, "y_delta", 2, "(B, m)")
+    if y_delta.dim() != 2:
+        raise ValueError(f"y_delta must have shape (B, m), got {tuple(y_delta.shape)}")
+    activation.check_domain(y_delta, "y_delta")
+    batch, m = y_delta.shape
+    _check_float_tensor(v_dag, "v_dag", 1, f"({m},) or ({batch}, {m})")
+    if tuple(v_dag.shape) not in ((m,), (1, m), (batch, m)):
+        raise ValueError(
+            f"v_dag must have shape ({m},) or ({batch}, {m}) like y_delta, got {tuple(v_dag.shape)}"
+        )
+    if not bool(torch.isfinite(v_dag).all()):
+        raise ValueError("v_dag contains NaN or infinite entries")
+    return v_dag.expand_as(y_delta)
 
 
 # --------------------------------------------------------------------------- instances
@@ -166,15 +197,16 @@ def source_condition_instance(
     Raises:
         ValueError: non-positive sizes or ``v_norm``, ``cond < 1``, ``cond`` with ``m < n``,
             a negative standard deviation, or no unit in :math:`S`.
+        TypeError: sizes that are not integers, a non-floating ``dtype``, or an activation
+            that is neither an lbreg `Activation` nor a torch activation that
+            :func:`~lbreg.activations.activation_of` converts.
     """
-    m, n, n_sources = int(m), int(n), int(n_sources)
-    if m < 1 or n < 1 or n_sources < 1:
-        raise ValueError(
-            f"m, n and n_sources must be positive, got m={m}, n={n}, n_sources={n_sources}"
-        )
-    if not v_norm > 0:
-        raise ValueError(f"v_norm must be positive, got {v_norm}")
-    activation = ReLU() if activation is None else activation
+    m, n = check_int(m, "m", minimum=1), check_int(n, "n", minimum=1)
+    n_sources = check_int(n_sources, "n_sources", minimum=1)
+    v_norm = check_positive(v_norm, "v_norm")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    activation = ReLU() if activation is None else activation_of(activation)
     g = as_generator(generator)
     if cond is None:
         W = torch.randn(m, n, generator=g, dtype=dtype)
@@ -279,9 +311,10 @@ def theorem2_lhs(
     """
     _check_c(c)
     x_dag = instance.x_dag
+    _check_finite_tensor(x_alpha, "x_alpha", tuple(x_dag.shape), x_dag.dtype)
+    alpha_t = check_alpha(alpha, x_dag.shape[0], x_dag)
     d_symm = symmetric_distance(SquaredNorm(), x_alpha, x_dag, x_alpha, x_dag)
     data = instance.activation.bregman(instance.y_delta, x_alpha @ instance.W.T + instance.b)
-    alpha_t = torch.as_tensor(alpha, dtype=x_alpha.dtype)
     return (1.0 - c) * data + alpha_t * d_symm
 
 
@@ -305,15 +338,20 @@ def psi_bracket(
         activation: σ, whose Ψ is used.
         y_delta: ``(B, m)`` in dom Ψ.
         v_dag: ``(m,)`` or ``(B, m)``.
-        alpha: a number or ``(B,)``.
+        alpha: :math:`\alpha>0`, a number or ``(B,)``.
         c: :math:`c\in(0,1]`.
 
     Returns:
         ``(B,)``.
     """
     _check_c(c)
-    alpha_t = torch.as_tensor(alpha, dtype=y_delta.dtype).reshape(-1, 1)
-    shift = alpha_t / c * v_dag.expand_as(y_delta)
+    v = _check_rows(activation, y_delta, v_dag)
+    return _bracket(activation, y_delta, v, check_alpha(alpha, y_delta.shape[0], y_delta), c)
+
+
+def _bracket(activation: Activation, y_delta: Tensor, v: Tensor, alpha: Tensor, c: float) -> Tensor:
+    """The bracket of eq. (9) (`psi_bracket`) of checked arguments: ``v`` ``(B, m)``, ``alpha`` ``(B,)``."""
+    shift = alpha[:, None] / c * v
 
     def psi(u: Tensor) -> Tensor:
         return _sum_samples(activation.psi(u))
@@ -344,17 +382,19 @@ def theorem2_bound(
         activation: σ.
         y_delta: ``(B, m)``.
         v_dag: ``(m,)`` or ``(B, m)``.
-        alpha: a number or ``(B,)``.
-        delta_sq: :math:`\delta^2`, a number or ``(B,)``.
+        alpha: :math:`\alpha>0`, a number or ``(B,)``.
+        delta_sq: :math:`\delta^2\ge0`, a number or ``(B,)``.
         c: :math:`c\in(0,1]`.
 
     Returns:
         ``(B,)``; :math:`+\infty` where the bracket is infinite.
     """
-    alpha_t = torch.as_tensor(alpha, dtype=y_delta.dtype)
-    dsq = torch.as_tensor(delta_sq, dtype=y_delta.dtype)
-    v_sq = _sum_samples(v_dag.expand_as(y_delta) ** 2)
-    bracket = psi_bracket(activation, y_delta, v_dag, alpha, c)
+    _check_c(c)
+    v = _check_rows(activation, y_delta, v_dag)
+    alpha_t = check_alpha(alpha, y_delta.shape[0], y_delta)
+    dsq = check_alpha(delta_sq, y_delta.shape[0], y_delta, name="delta_sq", allow_zero=True)
+    v_sq = _sum_samples(v**2)
+    bracket = _bracket(activation, y_delta, v, alpha_t, c)
     return (1.0 + c) * dsq + alpha_t**2 / c * v_sq + c * bracket
 
 
@@ -374,16 +414,17 @@ def example1_alpha(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
         \qquad(=\sqrt2\,\delta/\|v^\dagger\|\ \text{for } c=1).
 
     Args:
-        delta: noise level :math:`\delta`, a number or a tensor.
-        v_norm: :math:`\|v^\dagger\|` of the source condition (8).
+        delta: noise level :math:`\delta\ge0`, a number or a tensor.
+        v_norm: :math:`\|v^\dagger\|>0` of the source condition (8), a number or a tensor
+            that broadcasts against ``delta``.
         c: the constant :math:`c\in(0,1]` of Theorem 2.
 
     Returns:
-        A tensor of the shape of ``delta``.
+        A float64 tensor of the broadcast shape of ``delta`` and ``v_norm``.
     """
     _check_c(c)
-    delta_t = torch.as_tensor(delta, dtype=torch.float64)
-    return delta_t * math.sqrt(c * (1.0 + c)) / torch.as_tensor(v_norm, dtype=torch.float64)
+    delta_t, v_t = _example1_args(delta, v_norm)
+    return delta_t * math.sqrt(c * (1.0 + c)) / v_t
 
 
 def example1_bound(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0) -> Tensor:
@@ -399,11 +440,40 @@ def example1_bound(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
         delta, v_norm, c: as in :func:`example1_alpha`.
 
     Returns:
-        A tensor of the shape of ``delta``.
+        A float64 tensor of the broadcast shape of ``delta`` and ``v_norm``.
     """
     _check_c(c)
-    delta_t = torch.as_tensor(delta, dtype=torch.float64)
-    return 2.0 * math.sqrt((1.0 + c) / c) * torch.as_tensor(v_norm, dtype=torch.float64) * delta_t
+    delta_t, v_t = _example1_args(delta, v_norm)
+    return 2.0 * math.sqrt((1.0 + c) / c) * v_t * delta_t
+
+
+def _example1_args(delta: float | Tensor, v_norm: float | Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`\delta\ge0` and :math:`\|v^\dagger\|>0` as float64 tensors of broadcastable shapes."""
+    delta_t = _real_values(delta, "delta", allow_zero=True)
+    v_t = _real_values(v_norm, "v_norm")
+    try:
+        torch.broadcast_shapes(delta_t.shape, v_t.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"delta and v_norm must have broadcastable shapes, got {tuple(delta_t.shape)} "
+            f"and {tuple(v_t.shape)}"
+        ) from None
+    return delta_t, v_t
+
+
+def _real_values(values: float | Tensor, name: str, *, allow_zero: bool = False) -> Tensor:
+    """A number or a floating tensor as float64, checked finite and > 0 (>= 0 with ``allow_zero``)."""
+    if not isinstance(values, Tensor):
+        return torch.tensor(check_positive(values, name, allow_zero=allow_zero), dtype=torch.float64)
+    if not values.is_floating_point():
+        raise TypeError(f"{name} must be a number or a floating tensor, got {values.dtype}")
+    t = values.to(torch.float64)
+    bad = ~torch.isfinite(t) | (t < 0 if allow_zero else t <= 0)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {t[bad].tolist()}"
+        )
+    return t
 
 
 def example1_admissible(
@@ -414,17 +484,18 @@ def example1_admissible(
     It is exactly the condition for a finite (then zero) Burbea–Rao bracket of ReLU in (9).
 
     Args:
-        y_delta: ``(B, m)``.
+        y_delta: ``(B, m)``, in dom Ψ of ReLU (:math:`y^\delta\ge0`).
         v_dag: ``(m,)`` or ``(B, m)``.
-        alpha: a number or ``(B,)``.
+        alpha: :math:`\alpha>0`, a number or ``(B,)``.
         c: the constant :math:`c\in(0,1]` of Theorem 2.
 
     Returns:
         Boolean ``(B,)``.
     """
     _check_c(c)
-    alpha_t = torch.as_tensor(alpha, dtype=y_delta.dtype).reshape(-1, 1)
-    ok = alpha_t * v_dag.abs().expand_as(y_delta) <= c * y_delta
+    v = _check_rows(ReLU(), y_delta, v_dag)
+    alpha_t = check_alpha(alpha, y_delta.shape[0], y_delta)[:, None]
+    ok = alpha_t * v.abs() <= c * y_delta
     return ok.all(dim=1)
 
 
@@ -451,8 +522,16 @@ def lemma1_conjugate(activation: Activation, y: Tensor, w: Tensor) -> Tensor:
         ``(B,)``, summed over components (:math:`+\infty` if
         :math:`y+w\notin\operatorname{dom}\Psi`).
     """
-    activation.check_domain(y, "y")
+    _check_conjugate_args(activation, y, w)
     return _sum_samples(_F(activation, y + w) - _F(activation, y))
+
+
+def _check_conjugate_args(activation: Activation, y: Tensor, w: Tensor) -> None:
+    """Lemma 1's arguments: ``y`` ``(B, ...)`` in dom Ψ and a finite ``w`` of its shape and dtype."""
+    activation.check_domain(y, "y")
+    if y.dim() < 1:
+        raise ValueError(f"y must have a leading batch axis (B, ...), got shape {tuple(y.shape)}")
+    _check_finite_tensor(w, "w", tuple(y.shape), y.dtype)
 
 
 def numerical_bregman_conjugate(
@@ -470,8 +549,8 @@ def numerical_bregman_conjugate(
         y: ``(B, ...)`` in dom Ψ.
         w: same shape, with :math:`y+w` in the interior of dom Ψ (otherwise the
             supremum is not attained).
-        bound: half-width of the search interval.
-        iters: bisection steps.
+        bound: half-width of the search interval, > 0.
+        iters: bisection steps, an integer >= 1.
 
     Returns:
         ``(B,)``, summed over components.
@@ -479,7 +558,9 @@ def numerical_bregman_conjugate(
     Raises:
         ValueError: the maximiser of some component is not inside the search interval.
     """
-    activation.check_domain(y, "y")
+    _check_conjugate_args(activation, y, w)
+    bound = check_positive(bound, "bound")
+    iters = check_int(iters, "iters", minimum=1)
 
     def slope(z: Tensor) -> Tensor:
         z = z.detach().requires_grad_(True)
@@ -511,9 +592,14 @@ def conjugate_gradient(activation: Activation, z: Tensor) -> Tensor:
 
     Property 3 of :math:`B_\Psi` (PAPER_MATH §1) says :math:`\nabla F^*=\sigma`.
 
+    Args:
+        activation: σ.
+        z: a floating tensor of any shape.
+
     Returns:
         A tensor of the shape of ``z``.
     """
+    _check_float_tensor(z, "z", 0, "(...)")
     z = z.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(activation.conj(z).sum(), z)
     return grad
@@ -551,7 +637,7 @@ def loglog_slope(x: Tensor | Sequence[float], y: Tensor | Sequence[float]) -> fl
     r"""Least-squares slope :math:`k` of :math:`\log y\approx k\log x+\text{const}` (rate fits).
 
     Args:
-        x, y: positive values of one length (at least two).
+        x, y: positive values of one length (at least two), ``x`` not all equal.
 
     Returns:
         The fitted slope.
@@ -563,4 +649,6 @@ def loglog_slope(x: Tensor | Sequence[float], y: Tensor | Sequence[float]) -> fl
     if not bool(torch.isfinite(lx).all() & torch.isfinite(ly).all()):
         raise ValueError("x and y must be positive and finite")
     lx_c = lx - lx.mean()
+    if not bool((lx_c != 0).any()):
+        raise ValueError("x must hold at least two distinct values for a slope, got all entries equal")
     return float((lx_c * (ly - ly.mean())).sum() / (lx_c**2).sum())

@@ -228,3 +228,39 @@ def test_circle_notebook_fast_run(notebook_runner):
     identity = [float(v) for v in re.findall(r"identity check: (\S+)", clipping)]
     assert len(identity) == 2 and max(identity) < 1e-12
     assert "whole notebook" in cell_text(nb, "runtime")
+
+
+def test_kkt_certifies_one_sample_and_rejects_a_batch():
+    """kkt's norms run over the whole tensor, so a batch would mix its samples: it is refused,
+    with the way out (one sample at a time) in the message; alpha must be > 0."""
+    prob = circle_problem("uniform", 2, size=8, m=24)
+    x = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    z = torch.zeros(2, 1, 2, 8, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"kkt certifies one sample: x must have shape \(1, 1, 8, 8\), got \(2, 1, 8, 8\)"):
+        prob.kkt(x, z, 0.05)
+    with pytest.raises(ValueError, match=r"z must have shape \(1, 1, 2, 8, 8\)"):
+        prob.kkt(x[:1], z[:1, :, 0], 0.05)
+    with pytest.raises(ValueError, match="alpha must be finite and > 0"):
+        prob.kkt(x[:1], z[:1], -1.0)
+    with pytest.raises(ValueError, match="z contains NaN"):
+        prob.kkt(x[:1], torch.full_like(z[:1], float("nan")), 0.05)
+    cert = prob.kkt(x[1:], z[1:], 0.05)
+    assert cert["tv"] == 0.0 and cert["dual_max"] == 0.0
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 0.0, float("nan")])
+def test_objective_rejects_alpha_not_positive(alpha):
+    prob = circle_problem("uniform", 2, size=8, m=24)
+    with pytest.raises(ValueError, match="alpha must be finite and > 0"):
+        prob.objective(prob.x_true, alpha)
+
+
+def test_random_perceptron_and_circle_problem_reject_fractional_sizes():
+    """A float size is an error, not an int() that silently cuts it."""
+    with pytest.raises(TypeError, match="input_shape must be a tuple of positive ints"):
+        random_perceptron((2.5,), 4)
+    with pytest.raises(TypeError, match="size must be an integer"):
+        circle_problem(size=2.5)
+    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+        random_perceptron((4,), 3, dtype="float32")
+    assert random_perceptron(4, 3).input_shape == (4,)

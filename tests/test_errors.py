@@ -5,10 +5,15 @@ import torch
 from torch import nn
 
 from lbreg.activations import ReLU, Sigmoid
+from lbreg.instances import circle_problem, random_perceptron
 from lbreg.network import AffineMap, Layer, LiftedNetwork
+from lbreg.operators import power_norm
 from lbreg.parameter_choice import a_priori, discrepancy_principle, grid_search
 from lbreg.regularizers import TV
 from lbreg.solvers import admm, aux_step, landweber, lifted_cd, pdhg, primal_dual_gap
+from lbreg.theory import (conjugate_gradient, example1_admissible, example1_alpha, example1_bound, lemma1_conjugate,
+                          loglog_slope, numerical_bregman_conjugate, psi_bracket, source_condition_instance,
+                          theorem2_bound, theorem2_lhs)
 
 
 def perceptron(activation=None) -> LiftedNetwork:
@@ -198,5 +203,82 @@ CASES = [
 
 @pytest.mark.parametrize("description, call, exc, fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_raises_a_named_error(description, call, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        call()
+
+
+# --------------------------------------------------------------------------- theory, instances, operators
+
+
+def _theory_cases() -> list:
+    """Calls of lbreg.theory, lbreg.instances and lbreg.operators that used to return a silent
+    wrong answer (a negative bound, a broadcast, a truncated size) or a raw torch error."""
+    inst = source_condition_instance(10, 3, ReLU(), [0.05, 0.1], 3)
+    y, v, x = inst.y_delta, inst.v_dag, inst.x_dag
+    half = torch.full((3, 2), 0.5, dtype=torch.float64)
+    ident = lambda t: t  # noqa: E731
+    return [
+        ("example1_alpha with delta < 0", lambda: example1_alpha(-1.0, 1.0), ValueError, "delta must be finite and >= 0"),
+        ("example1_alpha with v_norm = 0", lambda: example1_alpha(0.1, 0.0), ValueError, "v_norm must be finite and > 0"),
+        ("example1_bound with v_norm < 0", lambda: example1_bound(0.1, -1), ValueError, "v_norm must be finite and > 0"),
+        ("example1_alpha with NaN delta", lambda: example1_alpha(torch.tensor([float("nan")]), 1.0), ValueError, "delta"),
+        ("example1_bound with mismatched lengths", lambda: example1_bound(torch.ones(2), torch.ones(3)), ValueError,
+            r"delta and v_norm must have broadcastable shapes, got \(2,\) and \(3,\)"),
+        ("example1_admissible with alpha < 0", lambda: example1_admissible(y, v, -1.0), ValueError, "alpha must be finite and > 0"),
+        ("theorem2_lhs with alpha < 0", lambda: theorem2_lhs(inst, x, -1.0, 1.0), ValueError, "alpha must be finite and > 0"),
+        ("theorem2_lhs with 3 alphas for 2 rows", lambda: theorem2_lhs(inst, x, torch.ones(3, dtype=torch.float64), 1.0),
+            ValueError, r"alpha must be a number or a tensor of shape \(2,\)"),
+        ("theorem2_lhs with float32 x_alpha", lambda: theorem2_lhs(inst, x.float(), 0.1, 1.0), TypeError,
+            "x_alpha must have dtype torch.float64"),
+        ("theorem2_lhs with x_alpha of another shape", lambda: theorem2_lhs(inst, x[:, :2], 0.1, 1.0), ValueError,
+            r"x_alpha must have shape \(2, 3\)"),
+        ("theorem2_bound with delta_sq < 0", lambda: theorem2_bound(ReLU(), y, v, 0.1, -1.0, 1.0), ValueError,
+            "delta_sq must be finite and >= 0"),
+        ("theorem2_bound with 3 delta_sq for 2 rows", lambda: theorem2_bound(ReLU(), y, v, 0.1, torch.ones(3, dtype=torch.float64), 1.0),
+            ValueError, r"delta_sq must be a number or a tensor of shape \(2,\)"),
+        ("psi_bracket with alpha < 0", lambda: psi_bracket(ReLU(), y, v, -1.0, 1.0), ValueError, "alpha must be finite and > 0"),
+        ("psi_bracket with alpha = 0", lambda: psi_bracket(ReLU(), y, v, 0.0, 1.0), ValueError, "alpha must be finite and > 0"),
+        ("psi_bracket with 3 alphas for 1 row", lambda: psi_bracket(ReLU(), y[:1], v[:1], torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64), 1.0),
+            ValueError, r"alpha must be a number or a tensor of shape \(1,\)"),
+        ("psi_bracket with y_delta outside dom Ψ", lambda: psi_bracket(ReLU(), -y - 1, v, 0.1, 1.0), ValueError,
+            r"y_delta must lie in dom Ψ"),
+        ("psi_bracket with v_dag of another width", lambda: psi_bracket(ReLU(), y, v[:, :5], 0.1, 1.0), ValueError,
+            r"v_dag must have shape \(10,\) or \(2, 10\)"),
+        ("numerical_bregman_conjugate with iters < 1", lambda: numerical_bregman_conjugate(Sigmoid(), half, 0 * half, iters=-1),
+            ValueError, "iters must be >= 1"),
+        ("numerical_bregman_conjugate with fractional iters", lambda: numerical_bregman_conjugate(Sigmoid(), half, 0 * half, iters=2.5),
+            TypeError, "iters must be an integer"),
+        ("numerical_bregman_conjugate with bound < 0", lambda: numerical_bregman_conjugate(Sigmoid(), half, 0 * half, bound=-1),
+            ValueError, "bound must be finite and > 0"),
+        ("numerical_bregman_conjugate with a broadcast w", lambda: numerical_bregman_conjugate(Sigmoid(), half, 0 * half[:1]),
+            ValueError, r"w must have shape \(3, 2\)"),
+        ("lemma1_conjugate with a broadcast w", lambda: lemma1_conjugate(Sigmoid(), half, 0 * half[:1]), ValueError,
+            r"w must have shape \(3, 2\)"),
+        ("loglog_slope with equal x", lambda: loglog_slope([1, 1, 1], [1, 2, 3]), ValueError, "two distinct values"),
+        ("conjugate_gradient with integer z", lambda: conjugate_gradient(ReLU(), torch.arange(3)), TypeError,
+            "z must have a real floating dtype"),
+        ("source_condition_instance with fractional m", lambda: source_condition_instance(20.7, 5), TypeError, "m must be an integer"),
+        ("source_condition_instance with fractional n_sources", lambda: source_condition_instance(20, 5, n_sources=1.5),
+            TypeError, "n_sources must be an integer"),
+        ("source_condition_instance with a non-activation", lambda: source_condition_instance(20, 4, nn.MaxPool2d(2)),
+            TypeError, "MaxPool2d is not a proximal map"),
+        ("random_perceptron with a fractional input_shape", lambda: random_perceptron((2.5,), 4), TypeError, "input_shape"),
+        ("random_perceptron with a string dtype", lambda: random_perceptron((4,), 3, dtype="float32"), TypeError,
+            "dtype must be a floating torch.dtype"),
+        ("circle_problem with a fractional size", lambda: circle_problem(size=2.5), TypeError, "size must be an integer"),
+        ("circle_problem with noise_std < 0", lambda: circle_problem(size=8, m=8, noise_std=-1.0), ValueError,
+            "noise_std must be finite and >= 0"),
+        ("power_norm with fractional n_iter", lambda: power_norm(ident, ident, (3,), n_iter=2.5), TypeError,
+            "n_iter must be an integer"),
+        ("power_norm with a fractional shape", lambda: power_norm(ident, ident, (1.5, 4)), TypeError,
+            r"shape\[0\] must be an integer"),
+    ]
+
+
+THEORY_CASES = _theory_cases()
+
+
+@pytest.mark.parametrize("description, call, exc, fragment", THEORY_CASES, ids=[c[0] for c in THEORY_CASES])
+def test_theory_instances_and_operators_raise_named_errors(description, call, exc, fragment):
     with pytest.raises(exc, match=fragment):
         call()

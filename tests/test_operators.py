@@ -393,3 +393,22 @@ def test_distances_reject_another_shape_with_the_same_number_of_entries():
         bregman_distance(SquaredNorm(), u, v, p)
     with pytest.raises(ValueError, match="shapes must match"):
         symmetric_distance(SquaredNorm(), u, v, p, 2 * p)
+
+
+def test_power_norm_rejects_fractional_counts_and_a_bad_tol():
+    """n_iter and the entries of shape are integers (numpy's too), not floats that int() would
+    cut; tol is finite and >= 0."""
+    np = pytest.importorskip("numpy")
+    ident = lambda v: v  # noqa: E731
+    with pytest.raises(TypeError, match="n_iter must be an integer, got float"):
+        power_norm(ident, ident, (3,), n_iter=2.5)
+    with pytest.raises(TypeError, match="n_iter must be an integer, got bool"):
+        power_norm(ident, ident, (3,), n_iter=True)
+    with pytest.raises(TypeError, match=r"shape\[0\] must be an integer, got float"):
+        power_norm(ident, ident, (1.5, 4))
+    for tol in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="tol must be finite and >= 0"):
+            power_norm(ident, ident, (3,), tol=tol)
+    with pytest.raises(TypeError, match="generator"):
+        power_norm(ident, ident, (3,), generator=True)
+    assert power_norm(ident, ident, (np.int64(3),), n_iter=np.int64(5)) == pytest.approx(1.0)

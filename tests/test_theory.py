@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import cell_text
 from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, SoftShrink, Tanh
@@ -276,3 +277,32 @@ def test_loglog_slope_needs_two_points():
         loglog_slope([1.0], [2.0])
     with pytest.raises(ValueError, match="length >= 2"):
         loglog_slope(torch.tensor([3.0]), torch.tensor([5.0]))
+
+
+def test_source_condition_instance_accepts_a_torch_activation():
+    """A torch activation module is converted with activation_of, as `Layer` does, instead of
+    failing later on a missing ``project_domain``."""
+    a = source_condition_instance(20, 4, nn.ReLU(), 0.01, 7)
+    b = source_condition_instance(20, 4, ReLU(), 0.01, 7)
+    assert isinstance(a.activation, ReLU)
+    assert torch.equal(a.y_delta, b.y_delta) and torch.equal(a.delta_sq, b.delta_sq)
+
+
+def test_example1_takes_delta_zero_and_broadcasts_v_norm():
+    """δ = 0 is a valid noise level (α(0) = 0, bound 0); a per-row ‖v†‖ broadcasts against a
+    shared δ; only shapes that do not broadcast are refused."""
+    delta = torch.tensor([0.0, 0.1])
+    assert torch.equal(example1_alpha(delta, 0.5), math.sqrt(2) * delta / 0.5)
+    assert float(example1_bound(0.0, 0.5)) == 0.0
+    v_norm = torch.tensor([0.5, 1.0])
+    assert torch.allclose(example1_alpha(0.1, v_norm), math.sqrt(2) * 0.1 / v_norm)
+    with pytest.raises(ValueError, match="broadcastable"):
+        example1_alpha(torch.ones(2), torch.ones(3))
+
+
+def test_theorem2_bound_is_unchanged_by_a_row_per_alpha_and_delta_sq():
+    """alpha and delta_sq as one number or one value per row give the same bound."""
+    inst = source_condition_instance(10, 3, ReLU(), [0.05, 0.1], 3)
+    shared = theorem2_bound(ReLU(), inst.y_delta, inst.v_dag, 0.1, 0.01, 0.5)
+    per_row = theorem2_bound(ReLU(), inst.y_delta, inst.v_dag, torch.full((2,), 0.1), torch.full((2,), 0.01), 0.5)
+    assert torch.equal(shared, per_row)
