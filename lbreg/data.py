@@ -23,12 +23,15 @@ import socket
 import threading
 import warnings
 from contextlib import contextmanager, nullcontext
+from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from urllib.error import URLError
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from lbreg.activations import Activation, activation_of
 
 if TYPE_CHECKING:  # torchvision is an optional dependency (extra "data")
     from torchvision.datasets import MNIST
@@ -408,7 +411,7 @@ def add_noise(
     y: Tensor,
     std: float,
     generator: torch.Generator | int,
-    activation: Any | None = None,
+    activation: Activation | nn.Module | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Noisy data :math:`y^\\delta = P(y + \\text{std}\\,\\varepsilon)`, ε ~ N(0, I), and δ per sample.
 
@@ -419,21 +422,29 @@ def add_noise(
     .. math:: \\delta_b = \\|y^\\delta_b - y_b\\|_2 .
 
     Args:
-        y: clean data of shape (B, ...); batch dimension first.
-        std: standard deviation of the Gaussian noise (≥ 0).
+        y: clean data of shape (B, ...), B >= 1; batch dimension first; a real floating dtype.
+        std: standard deviation of the Gaussian noise (≥ 0), one number for the whole batch.
         generator: ``torch.Generator`` or an int seed (a generator on ``y``'s device is seeded
             with it). The global RNG is never used.
-        activation: object with ``project_domain(y)`` (an ``lbreg.activations`` activation).
+        activation: an ``lbreg.activations`` activation, or the ``torch.nn`` activation module it
+            stands for (``nn.ReLU()``, ...; :func:`lbreg.activations.activation_of`).
 
     Returns:
         ``(y_delta, delta)``: ``y_delta`` like ``y``; ``delta`` of shape (B,).
+
+    Raises:
+        TypeError: ``y`` is not a real floating tensor, ``std`` is not a real number,
+            ``generator`` is neither a generator nor an int, or ``activation`` is not an activation.
+        ValueError: ``y`` has no batch axis, no samples or non-finite entries; ``std`` is
+            negative, not finite or a tensor of several values.
     """
-    if not (0 <= std < math.inf):  # also rejects NaN
-        raise ValueError(f"std must be finite and non-negative, got std={std}")
-    if y.ndim < 1:
-        raise ValueError(f"y must have a leading batch dimension, got shape {tuple(y.shape)}")
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError("y contains NaN or infinite entries")
+    std = _check_std(std)
+    _check_clean_data(y)
+    if activation is not None:
+        if not isinstance(activation, (Activation, nn.Module)):
+            raise TypeError(f"activation must be an lbreg.activations.Activation or a torch.nn activation "
+                            f"module (e.g. nn.ReLU()), got {type(activation).__name__}")
+        activation = activation_of(activation)
     gen = as_generator(generator, y.device)
     noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
     y_delta = y + std * noise
@@ -441,3 +452,33 @@ def add_noise(
         y_delta = activation.project_domain(y_delta)
     delta = (y_delta - y).reshape(y.shape[0], -1).norm(dim=1)
     return y_delta, delta
+
+
+def _check_std(std: Any) -> float:
+    """The noise level ``std`` as a float: one finite real number >= 0 (a one-element tensor too)."""
+    if isinstance(std, Tensor):
+        if std.numel() != 1:
+            raise ValueError(f"std must be one number for the whole batch, got a tensor of shape {tuple(std.shape)}; "
+                             "for a level per sample, call add_noise on each sample")
+        if std.dtype == torch.bool or std.is_complex():
+            raise TypeError(f"std must be a real number, got a tensor of dtype {std.dtype}")
+        std = std.item()
+    if isinstance(std, bool) or not isinstance(std, Real):
+        raise TypeError(f"std must be a real number, got {type(std).__name__}")
+    if not (0 <= std < math.inf):  # also rejects NaN
+        raise ValueError(f"std must be finite and non-negative, got std={std}")
+    return float(std)
+
+
+def _check_clean_data(y: Any) -> None:
+    """Raise unless ``y`` is a finite real floating tensor ``(B, ...)`` with B >= 1."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y must be a torch.Tensor of shape (B, ...), got {type(y).__name__}")
+    if not y.is_floating_point():
+        raise TypeError(f"y must have a real floating dtype (Gaussian noise is real), got {y.dtype}")
+    if y.ndim < 1:
+        raise ValueError(f"y must have a leading batch dimension, got shape {tuple(y.shape)}")
+    if y.shape[0] == 0:
+        raise ValueError(f"y holds no samples (batch size 0), got shape {tuple(y.shape)}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y contains NaN or infinite entries")

@@ -30,16 +30,33 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
     Returns:
         Tensor of shape (B,): float64 for integer images, else the dtype of ``x`` and
         ``x_ref`` promoted together, and at least float32.
+
+    Raises:
+        TypeError: ``x`` or ``x_ref`` is not a tensor, or is complex.
+        ValueError: shapes that differ, no samples, NaN or infinite pixels (a NaN PSNR would
+            poison any mean taken over it), or ``peak`` not finite and > 0.
     """
+    _check_images(x, "x")
+    _check_images(x_ref, "x_ref")
     if x.shape != x_ref.shape:
         raise ValueError(f"x and x_ref must have the same shape, got {tuple(x.shape)} and {tuple(x_ref.shape)}")
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"x must have a leading batch dimension with at least one sample, got shape {tuple(x.shape)}")
-    if not peak > 0:
-        raise ValueError(f"peak must be positive, got peak={peak}")
+    if not 0 < peak < math.inf:
+        raise ValueError(f"peak must be positive and finite, got peak={peak}")
     if x.is_floating_point() and x_ref.is_floating_point():
         dtype = torch.promote_types(torch.promote_types(x.dtype, x_ref.dtype), torch.float32)
     else:
         dtype = torch.float64
     mse = (x.to(dtype) - x_ref.to(dtype)).reshape(x.shape[0], -1).pow(2).mean(dim=1)
     return 20.0 * math.log10(peak) - 10.0 * torch.log10(mse)
+
+
+def _check_images(x: object, name: str) -> None:
+    """Raise unless ``x`` is a real tensor without NaN or infinite entries."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, ...), got {type(x).__name__}")
+    if x.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {x.dtype}: PSNR compares real pixel values")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite entries")

@@ -25,6 +25,7 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lbreg.data import ChecksumError, MNIST_MEAN, mnist_root, mnist_tensors
+from lbreg.solvers.result import check_int, check_positive
 
 __all__ = [
     "CONFIGS",
@@ -67,9 +69,17 @@ def _seeded_rng(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
+    seed = _check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` as int; TypeError unless it is an integer (a bool is not)."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return int(seed)
 
 
 class DenseAutoencoder(nn.Module):
@@ -88,7 +98,7 @@ class DenseAutoencoder(nn.Module):
 
     def __init__(self, code_dim: int = 100, seed: int | None = None) -> None:
         super().__init__()
-        self.code_dim = code_dim
+        self.code_dim = check_int(code_dim, "code_dim", minimum=1)
         with _seeded_rng(seed):
             self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, code_dim), nn.ReLU())
             self.decoder = nn.Sequential(nn.Linear(code_dim, 784), nn.Unflatten(1, (1, 28, 28)))
@@ -122,7 +132,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, code_dim: int = 300, seed: int | None = None) -> None:
         super().__init__()
-        self.code_dim = code_dim
+        self.code_dim = check_int(code_dim, "code_dim", minimum=1)
         with _seeded_rng(seed):
             self.encoder = nn.Sequential(
                 nn.Conv2d(1, 8, 4, 2, 1),
@@ -146,6 +156,24 @@ class ConvAutoencoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Reconstruction :math:`D(E(x))`, shape (B, 1, 28, 28)."""
         return self.decoder(self.encoder(x))
+
+
+def _check_images(model: nn.Module, images: Any) -> None:
+    """Raise unless ``images`` is a finite ``(N, 1, 28, 28)`` batch, N >= 1, in the dtype of
+    ``model``'s parameters."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (N, 1, 28, 28), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must have a real floating dtype, got {images.dtype}")
+    param = next(model.parameters(), None)
+    dtype = torch.get_default_dtype() if param is None else param.dtype
+    if images.dtype != dtype:
+        raise TypeError(f"images must have the model's dtype {dtype}, got {images.dtype}: convert one to the other "
+                        f"(images.to({dtype}) or model.to({images.dtype}))")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28) or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (N, 1, 28, 28) with N >= 1, got shape {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("images contains NaN or infinite entries")
 
 
 def train_autoencoder(
@@ -184,12 +212,17 @@ def train_autoencoder(
 
     Raises:
         DivergenceError: a minibatch loss is NaN or infinite (try a smaller ``lr``).
+        TypeError: ``images`` is not a tensor of the model's dtype; ``epochs``, ``batch_size`` or
+            ``seed`` is not an int; ``lr`` or ``momentum`` is not a real number.
+        ValueError: ``images`` is not a finite (N, 1, 28, 28) batch with N >= 1; ``epochs < 0``,
+            ``batch_size < 1``, ``lr <= 0`` or ``momentum < 0``.
     """
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got lr={lr}")
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    _check_images(model, images)
+    epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    lr = check_positive(lr, "lr")
+    momentum = check_positive(momentum, "momentum", allow_zero=True)
+    generator = torch.Generator(device="cpu").manual_seed(_check_seed(seed))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.MSELoss()
     n = images.shape[0]
@@ -226,9 +259,15 @@ def evaluate_mse(model: nn.Module, images: Tensor, batch_size: int = 1000) -> fl
 
     Args:
         model: the autoencoder (evaluated in eval mode; its mode is restored afterwards).
-        images: ``(N, 1, 28, 28)`` on the model's device.
+        images: ``(N, 1, 28, 28)``, N >= 1, finite, on the model's device and in its dtype.
         batch_size: images per forward pass.
+
+    Raises:
+        TypeError: ``images`` is not a tensor of the model's dtype, or ``batch_size`` is not an int.
+        ValueError: ``images`` is not a finite (N, 1, 28, 28) batch with N >= 1, or ``batch_size < 1``.
     """
+    _check_images(model, images)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     was_training = model.training
     model.eval()
     total = 0.0

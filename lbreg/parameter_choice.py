@@ -24,6 +24,7 @@ keyword arguments for it, or a callable
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Sequence
 from numbers import Real
 from dataclasses import dataclass, field
@@ -153,16 +154,26 @@ def data_residual(network: LiftedNetwork, x: Tensor, y_delta: Tensor) -> Tensor:
 
     Args:
         network: the network :math:`\mathcal N`.
-        x: inputs ``(N, *input_shape)``.
-        y_delta: data ``(N, *output_shape)``.
+        x: inputs ``(N, *input_shape)`` (or ``(N, prod(input_shape))``).
+        y_delta: data ``(N, *output_shape)`` (or ``(N, prod(output_shape))``).
 
     Returns:
         ``(N,)``.
+
+    Raises:
+        TypeError: ``x`` or ``y_delta`` is not a real floating tensor.
+        ValueError: ``x`` or ``y_delta`` has the wrong shape or non-finite entries, or they hold
+            different numbers of samples.
     """
+    check_network(network)
+    x = network.check_input(x, "x")
+    y_delta = network.check_output(y_delta, "y_delta")
+    if y_delta.shape[0] != x.shape[0]:
+        raise ValueError(f"y_delta must hold one sample per input of x ({x.shape[0]}), got shape {tuple(y_delta.shape)}")
     like = {"device": y_delta.device, "dtype": y_delta.dtype}  # as the solvers: the data decide
     with torch.no_grad():
         out = network.to(**like).forward(x.to(**like))
-    return sample_norm(out - y_delta.reshape(out.shape))
+    return sample_norm(out - y_delta)
 
 
 MAX_ALPHAS = 1_000
@@ -271,15 +282,21 @@ def discrepancy_principle(
     Raises:
         ValueError: ``tau < 1``, ``delta < 0``, a non-positive ``alpha_max`` / ``alpha_min``,
             ``factor`` outside (0, 1), ``band`` outside [0, 1), or a negative ``max_refine``;
-            and ``y_delta`` as the solvers check it (shape, no samples, non-finite entries,
-            data outside dom Ψ; TypeError for a non-tensor or a dtype other than float32/64).
+            ``y_delta`` as the solvers check it (shape, no samples, non-finite entries,
+            data outside dom Ψ; TypeError for a non-tensor or a dtype other than float32/64);
+            a solve that diverged (its iterate holds NaN or Inf).
+        TypeError: ``delta`` or another number of the wrong type (a string, a bool), or a
+            ``warm_start`` that is not a bool.
     """
     check_network(network)
     y_delta = check_data(network, y_delta, name="y_delta")
     tau = check_discrepancy_factor(tau, "tau")
+    band = _real(band, "band")
     if not 0.0 <= band < 1.0:
         raise ValueError(f"band must lie in [0, 1), got {band}")
     max_refine = check_int(max_refine, "max_refine")
+    if not isinstance(warm_start, bool):
+        raise TypeError(f"warm_start must be a bool, got {warm_start!r}")
     sequence = geometric_alphas(alpha_max, alpha_min, factor)
     solve = make_solve(network, solver, reg, **solver_kwargs)
     batch = y_delta.shape[0]
@@ -300,6 +317,7 @@ def discrepancy_principle(
 
     def run(index: Tensor, alpha: Tensor, x0: Tensor | None) -> tuple[Result, Tensor, Tensor]:
         result = solve(y_delta[index], alpha.to(y_delta.dtype).to(y_delta.device), x0)
+        _check_finite(result, alpha, index)
         residual = data_residual(network, result.x, y_delta[index]).to(torch.float64).cpu()
         rows = count[index].clone()
         _append(trail_a, trail_r, index, rows, alpha, residual, batch)
@@ -376,9 +394,12 @@ def discrepancy_on_grid(
 
     Returns:
         `ParameterChoice` with ``rule="discrepancy"`` and the grid's trail.
+
+    Raises:
+        TypeError: ``grid`` is not a `ParameterChoice`.
+        ValueError: ``grid`` is not a grid search, ``tau < 1`` or ``delta < 0``.
     """
-    if grid.solves is None or "residual" not in grid.trail:
-        raise ValueError("grid must be the outcome of grid_search (it carries the solves and residuals)")
+    _check_grid(grid, "residual")
     tau = check_discrepancy_factor(tau, "tau")
     alphas, residual = grid.trail["alpha"], grid.trail["residual"]
     batch = alphas.shape[1]
@@ -421,10 +442,17 @@ def a_priori_alpha(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
         float64 tensor of the broadcast shape of ``delta`` and ``v_norm``.
 
     Raises:
-        ValueError: ``delta < 0``, ``v_norm <= 0`` or ``c`` outside (0, 1].
+        TypeError: ``delta`` or ``v_norm`` is not real numbers (a string, a bool, complex).
+        ValueError: ``delta < 0``, ``v_norm <= 0``, shapes of ``delta`` and ``v_norm`` that do not
+            broadcast, or ``c`` outside (0, 1].
     """
-    delta_t = torch.as_tensor(delta, dtype=torch.float64)
-    v_t = torch.as_tensor(v_norm, dtype=torch.float64)
+    delta_t = _float64(delta, "delta", "a real number or a tensor of them")
+    v_t = _float64(v_norm, "v_norm", "a real number or a tensor of them")
+    try:
+        torch.broadcast_shapes(delta_t.shape, v_t.shape)
+    except RuntimeError:
+        raise ValueError(f"delta and v_norm must be numbers or tensors of one shape (one value per sample), "
+                         f"got shapes {tuple(delta_t.shape)} and {tuple(v_t.shape)}") from None
     if not bool(torch.isfinite(delta_t).all()) or bool((delta_t < 0).any()):
         raise ValueError(f"delta must be finite and >= 0, got {delta_t.tolist()}")
     if not bool(torch.isfinite(v_t).all()) or bool((v_t <= 0).any()):
@@ -465,6 +493,7 @@ def a_priori(
         raise ValueError(f"delta must be > 0 for the a-priori rule (delta = 0 gives alpha = 0), got alpha={alpha.tolist()}")
     solve = make_solve(network, solver, reg, **solver_kwargs)
     result = solve(y_delta, alpha.to(y_delta.dtype).to(y_delta.device), None)
+    _check_finite(result, alpha, torch.arange(batch))
     residual = data_residual(network, result.x, y_delta).to(torch.float64).cpu()
     return ParameterChoice(alpha=alpha.to(y_delta.dtype), result=result,
                            trail={"alpha": alpha[None], "residual": residual[None]},
@@ -507,7 +536,9 @@ def grid_search(
         y_delta: data ``(B, *output_shape)``.
         alphas: the grid, distinct positive values (any order), at least one.
         reference: ground truth ``(B, *input_shape)``.
-        metric: ``metric(x, reference) -> (N,)``, larger is better if ``maximize``.
+        metric: ``metric(x, reference) -> (N,)``, larger is better if ``maximize``; a NaN
+            value cannot be ranked and raises, while ``±inf`` ranks as the extreme it is (PSNR is
+            ``inf`` for a perfect reconstruction).
         maximize: maximise (True) or minimise the metric.
         solver: ``"lifted_cd"``, ``"pdhg"``, ``"admm"`` or a callable (:func:`make_solve`).
         batch_size: largest batch of one solve (default: all ``G * B`` at once).
@@ -522,12 +553,17 @@ def grid_search(
     Raises:
         ValueError: an empty grid, a non-positive or repeated grid value (``alphas``), a ``reference``
             of another batch size or shape or with non-finite entries, or ``batch_size < 1``;
-            ``y_delta`` as in :func:`discrepancy_principle`.
+            ``y_delta`` as in :func:`discrepancy_principle`; a solve that diverged (its iterate
+            holds NaN or Inf); a ``metric`` that returns another shape than ``(N,)`` or NaN.
+        TypeError: ``alphas`` that are not real numbers, a ``metric`` that is not callable or
+            does not return a real tensor.
     """
     check_network(network)
     y_delta = check_data(network, y_delta, name="y_delta")
     reference = network.check_input(reference, "reference")
-    grid = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
+    if not callable(metric):
+        raise TypeError(f"metric must be a callable metric(x, reference) -> (N,), got {type(metric).__name__}")
+    grid = _float64(alphas, "alphas", "positive real numbers (a sequence or a 1-D tensor)").reshape(-1)
     if grid.numel() == 0:
         raise ValueError("alphas must hold at least one grid value, got an empty grid")
     if not bool(torch.isfinite(grid).all()) or bool((grid <= 0).any()):
@@ -550,11 +586,11 @@ def grid_search(
         stop = min(start + size, y_all.shape[0])
         parts.append(solve(y_all[start:stop], alpha_all[start:stop].to(y_delta.dtype).to(y_delta.device), None))
     solves = parts[0] if len(parts) == 1 else _concat(parts)
-    with torch.no_grad():
-        values = metric(solves.x, ref_all.to(solves.x)).to(torch.float64).cpu().reshape(n_grid, batch)
+    _check_finite(solves, alpha_all, torch.arange(batch).repeat(n_grid))
+    values = _metric_values(metric, solves.x, ref_all.to(solves.x), grid, batch)
     residual = data_residual(network, solves.x, y_all).to(torch.float64).cpu().reshape(n_grid, batch)
     trail = {"alpha": alpha_all.reshape(n_grid, batch), "metric": values, "residual": residual}
-    best = (values if maximize else -values).nan_to_num(nan=-math.inf).argmax(dim=0)
+    best = (values if maximize else -values).argmax(dim=0)
     edge = (best == grid.argmin()) | (best == grid.argmax())
     status = ["edge" if (bool(edge[b]) and n_grid > 1) else "grid" for b in range(batch)]
     rows = best * batch + torch.arange(batch)
@@ -584,10 +620,10 @@ def restrict_grid(
         `ParameterChoice` with ``rule="grid"``; ``index`` refers to rows of ``grid.trail``.
 
     Raises:
+        TypeError: ``grid`` is not a `ParameterChoice`.
         ValueError: ``grid`` is not a grid search, or no grid value lies in the bounds.
     """
-    if grid.solves is None or "metric" not in grid.trail:
-        raise ValueError("grid must be the outcome of grid_search (it carries the solves and metrics)")
+    _check_grid(grid, "metric")
     alphas = grid.trail["alpha"][:, 0]
     keep = torch.ones_like(alphas, dtype=torch.bool)
     if alpha_min is not None:
@@ -627,9 +663,22 @@ def _positive(value: Any, name: str) -> float:
     return value
 
 
+def _float64(value: Any, name: str, what: str) -> Tensor:
+    """``value`` (real numbers: a number, a sequence or a tensor) as a float64 tensor; TypeError
+    naming ``name``, which must be ``what``, for anything else (a string, a bool, complex)."""
+    try:
+        kind = torch.as_tensor(value).dtype
+    except (TypeError, ValueError, RuntimeError):
+        kind = None
+    if kind is None or kind == torch.bool or kind.is_complex:
+        raise TypeError(f"{name} must be {what}, got {reprlib.repr(value)}")
+    return torch.as_tensor(value, dtype=torch.float64)  # Python floats straight to float64
+
+
 def _per_sample(value: float | Tensor, batch: int, name: str) -> Tensor:
     """A float64 CPU ``(B,)`` tensor of finite values >= 0 from a number or ``(B,)``."""
-    t = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
+    what = f"a real number or a tensor of one value per sample ({batch})"
+    t = _float64(value, name, what).detach().cpu().reshape(-1)
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:
@@ -637,6 +686,47 @@ def _per_sample(value: float | Tensor, batch: int, name: str) -> Tensor:
     if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
         raise ValueError(f"{name} must be finite and >= 0, got {t.tolist()}")
     return t.clone()
+
+
+def _check_grid(grid: Any, key: str) -> None:
+    """Raise unless ``grid`` is the outcome of `grid_search` (its solves and ``trail[key]``)."""
+    if not isinstance(grid, ParameterChoice):
+        raise TypeError(f"grid must be the ParameterChoice returned by grid_search, got {type(grid).__name__}")
+    if grid.solves is None or key not in grid.trail:
+        raise ValueError(f"grid must be the outcome of grid_search (it carries the solves and {key}s)")
+
+
+def _check_finite(result: Result, alpha: Tensor, index: Tensor) -> None:
+    """Raise if a solve diverged: row ``j`` of ``result.x`` (sample ``index[j]`` at ``alpha[j]``)
+    holds NaN or Inf. A rule must not rank, or return, a diverged solve."""
+    bad = (~torch.isfinite(result.x.reshape(result.x.shape[0], -1)).all(dim=1)).nonzero().flatten().cpu()
+    if bad.numel():
+        j = int(bad[0])
+        raise ValueError(f"the solve diverged for {bad.numel()} of {result.x.shape[0]} problems, first for sample "
+                         f"{int(index[j])} at alpha={float(alpha[j]):g} (its iterate holds NaN or Inf; "
+                         f"{result.message}); use smaller step sizes or another range of alpha")
+
+
+def _metric_values(metric: Callable[[Tensor, Tensor], Tensor], x: Tensor, reference: Tensor,
+                   grid: Tensor, batch: int) -> Tensor:
+    """``metric(x, reference)`` of the ``G * B`` grid solves (row ``g * B + b``), checked to be one
+    real, non-NaN value per row, as a float64 CPU ``(G, B)`` tensor. A NaN cannot be ranked: it
+    raises, naming the sample and grid value of its row."""
+    n = x.shape[0]
+    with torch.no_grad():
+        values = metric(x, reference)
+    if not isinstance(values, Tensor) or values.is_complex():
+        got = f"dtype {values.dtype}" if isinstance(values, Tensor) else type(values).__name__
+        raise TypeError(f"metric must return a real tensor of shape ({n},), one value per solve, got {got}")
+    if values.shape != (n,):
+        raise ValueError(f"metric must return a tensor of shape ({n},), one value per solve, got shape {tuple(values.shape)}")
+    values = values.to(torch.float64).cpu().reshape(grid.numel(), batch)
+    nan = torch.isnan(values).nonzero()
+    if nan.numel():
+        g, b = nan[0].tolist()
+        raise ValueError(f"metric returned NaN for {nan.shape[0]} of {n} solves, first for sample {b} at "
+                         f"alpha={float(grid[g]):g}: a NaN cannot be ranked against the other grid values")
+    return values
 
 
 def _append(trail_a: list[Tensor], trail_r: list[Tensor], index: Tensor, rows: Tensor,

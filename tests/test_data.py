@@ -392,3 +392,59 @@ def test_noise_stds_are_the_twelve_levels_from_0_33_down_to_0():
     assert NOISE_STDS[0] == 0.33 and NOISE_STDS[-2] == 0.03 and NOISE_STDS[-1] == 0.0
     steps = [a - b for a, b in zip(NOISE_STDS[:-2], NOISE_STDS[1:-1])]
     assert steps == pytest.approx([0.03] * 10, abs=1e-12)
+
+
+# ---------------------------------------------------------------- input validation
+
+
+@pytest.mark.parametrize("y, error, match", [
+    (torch.zeros(2, 3, dtype=torch.int64), TypeError, "y must have a real floating dtype"),
+    (torch.zeros(2, 3, dtype=torch.bool), TypeError, "y must have a real floating dtype"),
+    (torch.zeros(2, 3, dtype=torch.complex64), TypeError, "y must have a real floating dtype"),
+    ([[0.0, 1.0]], TypeError, "y must be a torch.Tensor"),
+    (torch.zeros(0, 3), ValueError, r"y holds no samples \(batch size 0\)"),
+])
+def test_add_noise_rejects_data_that_is_not_a_real_batch(y, error, match):
+    with pytest.raises(error, match=match):
+        add_noise(y, 0.1, 0)
+
+
+@pytest.mark.parametrize("std, error, match", [
+    (torch.tensor([0.1, 0.2]), ValueError, r"std must be one number for the whole batch, got a tensor of shape \(2,\)"),
+    (True, TypeError, "std must be a real number, got bool"),
+    ("0.1", TypeError, "std must be a real number, got str"),
+    (1j, TypeError, "std must be a real number, got complex"),
+])
+def test_add_noise_rejects_a_std_that_is_not_one_real_number(std, error, match):
+    with pytest.raises(error, match=match):
+        add_noise(torch.zeros(2, 3), std, 0)
+
+
+def test_add_noise_takes_a_one_element_std_tensor_and_torch_activation_modules():
+    """A 0-d tensor std is the number; nn.ReLU() stands for lbreg's ReLU (as in LiftedNetwork);
+    anything else is a TypeError naming activation."""
+    from torch import nn
+
+    y = torch.randn(3, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = add_noise(y, 0.5, 4, ReLU())
+    for got in (add_noise(y, torch.tensor(0.5), 4, ReLU()), add_noise(y, 0.5, 4, nn.ReLU())):
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    with pytest.raises(TypeError, match="activation must be an lbreg.activations.Activation"):
+        add_noise(y, 0.5, 4, "relu")
+
+
+def test_psnr_rejects_complex_and_non_finite_images():
+    """A complex image would lose its imaginary part; a NaN PSNR would poison any mean over it."""
+    x, ref = torch.rand(2, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 4)
+    with pytest.raises(TypeError, match="x must be real"):
+        psnr(x.to(torch.complex64), ref)
+    bad = x.clone()
+    bad[1, 2] = math.nan
+    with pytest.raises(ValueError, match="x contains NaN"):
+        psnr(bad, ref)
+    with pytest.raises(ValueError, match="x_ref contains NaN"):
+        psnr(x, bad)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        psnr(x.tolist(), ref)
+    with pytest.raises(ValueError, match="peak must be positive and finite"):
+        psnr(x, ref, peak=math.inf)

@@ -248,3 +248,56 @@ def test_unknown_model_name_is_rejected():
     with pytest.raises(ValueError, match="dense"):
         pretrained("resnet")
     assert set(CONFIGS) == {"dense", "cnn"}
+
+
+# ---------------------------------------------------------------- input validation
+
+
+@pytest.mark.parametrize("cls", [DenseAutoencoder, ConvAutoencoder])
+def test_autoencoders_reject_a_bad_code_dim_or_seed(cls):
+    for code_dim in (-1, 0):
+        with pytest.raises(ValueError, match="code_dim must be >= 1"):
+            cls(code_dim=code_dim)
+    with pytest.raises(TypeError, match="code_dim must be an integer"):
+        cls(code_dim=2.5)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        cls(code_dim=4, seed="x")
+
+
+def test_train_autoencoder_rejects_bad_options_by_name():
+    images = _tiny_batch()[:8]
+    for kwargs, error, match in [
+        ({"seed": None}, TypeError, "seed must be an int"),
+        ({"epochs": 1.5}, TypeError, "epochs must be an integer"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an integer"),
+        ({"lr": "0.1"}, TypeError, "lr must be a real number"),
+        ({"momentum": -1.0}, ValueError, "momentum must be finite and >= 0"),
+    ]:
+        args = {"epochs": 1, "lr": 0.1, "seed": 0, "progress": False, **kwargs}
+        with pytest.raises(error, match=match):
+            train_autoencoder(DenseAutoencoder(code_dim=4, seed=0), images, **args)
+
+
+@pytest.mark.parametrize("images, error, match", [
+    (torch.rand(8, 3, 28, 28), ValueError, r"images must have shape \(N, 1, 28, 28\)"),
+    (torch.rand(8, 784), ValueError, r"images must have shape \(N, 1, 28, 28\)"),
+    (torch.rand(0, 1, 28, 28), ValueError, r"with N >= 1, got shape \(0, 1, 28, 28\)"),
+    (torch.rand(8, 1, 28, 28, dtype=torch.float64), TypeError, "images must have the model's dtype torch.float32"),
+    (torch.zeros(8, 1, 28, 28, dtype=torch.int64), TypeError, "images must have a real floating dtype"),
+    (torch.full((8, 1, 28, 28), float("nan")), ValueError, "images contains NaN"),
+])
+def test_train_and_evaluate_reject_images_that_do_not_fit_the_model(images, error, match):
+    """Checked before any step: the model is left as it was (a NaN batch used to train it, then
+    raise DivergenceError), and evaluate_mse returns no NaN or ZeroDivisionError."""
+    model = DenseAutoencoder(code_dim=4, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(error, match=match):
+        train_autoencoder(model, images, epochs=1, lr=0.1, seed=0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(error, match=match):
+        evaluate_mse(model, images)
+
+
+def test_evaluate_mse_rejects_a_batch_size_below_one():
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        evaluate_mse(DenseAutoencoder(code_dim=4, seed=0), _tiny_batch()[:4], batch_size=0)

@@ -570,3 +570,83 @@ def test_grid_search_in_chunks_pads_histories_of_early_stopped_chunks_with_nan()
         ref = chunked.solves.history["residual"][:, r]
         assert torch.equal(torch.isnan(hh), torch.isnan(ref))
         torch.testing.assert_close(hh[~torch.isnan(hh)], ref[~torch.isnan(ref)])
+
+
+# --------------------------------------------------------------------------- input validation
+
+
+def test_data_residual_checks_y_delta_against_the_output_for_the_batch_of_x():
+    """Data with the right number of entries in the wrong layout, or for another batch, is an
+    error naming y_delta, not a reshape into meaningless residuals."""
+    net = _linear_net()  # output (20,)
+    x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(0), dtype=DTYPE)
+    with pytest.raises(ValueError, match=r"y_delta must have shape \(B, \*\(20,\)\)"):
+        data_residual(net, x, torch.rand(4, 10, dtype=DTYPE))
+    with pytest.raises(ValueError, match=r"y_delta must hold one sample per input of x \(2\)"):
+        data_residual(net, x, torch.rand(3, 20, dtype=DTYPE))
+
+
+def test_grid_search_raises_on_a_nan_metric_naming_the_sample_and_alpha():
+    """A NaN cannot be ranked: it must not be skipped, or picked as alphas[0] when all are NaN."""
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.1, 0.2])
+    all_nan = lambda x, r: torch.full((len(x),), float("nan"))  # noqa: E731
+    with pytest.raises(ValueError, match="metric returned NaN for 6 of 6 solves, first for sample 0 at alpha=0.001"):
+        grid_search(net, y_delta, [1e-3, 1e-2, 1e-1], x_true, metric=all_nan, solver=_tikhonov(net))
+
+    def one_nan(x, r):  # row g * B + b = 3: sample 1 at the second grid value
+        values = psnr(x, r)
+        values[3] = float("nan")
+        return values
+
+    with pytest.raises(ValueError, match="for 1 of 6 solves, first for sample 1 at alpha=0.01"):
+        grid_search(net, y_delta, [1e-3, 1e-2, 1e-1], x_true, metric=one_nan, solver=_tikhonov(net))
+
+
+def test_grid_search_raises_on_a_solve_that_diverged():
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.1, 0.2])
+    exact = _tikhonov(net)
+
+    def diverging(y, alpha, x0):
+        result = exact(y, alpha, x0)
+        result.x[alpha < 1e-2] = float("nan")
+        return result
+
+    with pytest.raises(ValueError, match="diverged for 2 of 6 problems, first for sample 0 at alpha=0.001"):
+        grid_search(net, y_delta, [1e-3, 1e-2, 1e-1], x_true, solver=diverging)
+
+
+def test_grid_search_rejects_a_bad_metric_or_grid_by_name():
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.1])
+    exact = _tikhonov(net)
+    with pytest.raises(TypeError, match="metric must be a callable"):
+        grid_search(net, y_delta, [1e-2], x_true, metric=5, solver=exact)
+    with pytest.raises(ValueError, match=r"metric must return a tensor of shape \(2,\)"):
+        grid_search(net, y_delta, [1e-2, 1e-1], x_true, metric=lambda x, r: psnr(x, r).mean(), solver=exact)
+    with pytest.raises(TypeError, match="metric must return a real tensor"):
+        grid_search(net, y_delta, [1e-2], x_true, metric=lambda x, r: 1.0, solver=exact)
+    with pytest.raises(TypeError, match="alphas must be positive real numbers"):
+        grid_search(net, y_delta, ["a"], x_true, solver=exact)
+
+
+def test_rules_reject_numbers_of_the_wrong_type_by_name():
+    net = _linear_net()
+    x_true, y_delta, delta = _data(net, [0.1])
+    exact = _tikhonov(net)
+    with pytest.raises(TypeError, match="delta must be a real number"):
+        discrepancy_principle(net, y_delta, "0.1", solver=exact)
+    with pytest.raises(TypeError, match="delta must be a real number"):
+        discrepancy_principle(net, y_delta, True, solver=exact)
+    with pytest.raises(ValueError, match="band must be a finite real number"):
+        discrepancy_principle(net, y_delta, delta, solver=exact, band="x")
+    with pytest.raises(TypeError, match="warm_start must be a bool"):
+        discrepancy_principle(net, y_delta, delta, solver=exact, warm_start="no")
+    with pytest.raises(TypeError, match="delta must be a real number"):
+        a_priori_alpha("0.1", 1.0)
+    with pytest.raises(ValueError, match=r"delta and v_norm must be .* got shapes \(2,\) and \(3,\)"):
+        a_priori_alpha(torch.ones(2), torch.ones(3))
+    for rule in (discrepancy_on_grid, restrict_grid):
+        with pytest.raises(TypeError, match="grid must be the ParameterChoice returned by grid_search"):
+            rule("x", 0.1)
