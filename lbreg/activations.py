@@ -330,7 +330,7 @@ class Activation(ABC):
             if n:
                 extreme = (y.min() if ext == "min" else y.max()).item()
                 entries = "1 entry is" if n == 1 else f"{n} entries are"
-                problems.append(f"{entries} {op} {bound:g} ({ext} {extreme:.4g})")
+                problems.append(f"{entries} {op} {bound:g} ({ext} {extreme:.7g})")
         if problems:
             raise ValueError(
                 f"{name} must lie in dom Ψ = {dom} of {self.name}: {' and '.join(problems)}; "
@@ -665,6 +665,10 @@ def _not_proximal_reason(module: nn.Module) -> str:
                 "firmly nonexpansive (eq. (5)); nn.Softshrink is the convex counterpart")
     from lbreg.network import _AFFINE_MODULES, _AFFINE_NAMES  # lbreg.network imports this module
 
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return (f"{cls} is not an activation, and lbreg does not lift it by itself: in eval mode it is "
+                "affine, so fold it into the convolution or linear map before it "
+                "(torch.nn.utils.fusion.fuse_conv_bn_eval or fuse_linear_bn_eval) and lift the fused module")
     if isinstance(module, _AFFINE_MODULES):
         return (f"{cls} is an affine map, not an activation: LiftedNetwork.from_module lifts it as "
                 f"the affine part of a layer; activations: {_SUPPORTED} or an lbreg Activation")

@@ -160,7 +160,8 @@ class TV(Regularizer):
         shape = tuple(int(n) for n in input_shape)
         if len(shape) < 2:
             raise ValueError(
-                f"input_shape must end in the image axes (..., H, W) for TV, got {shape}"
+                f"input_shape must end in the image axes (..., H, W) for TV, got {shape}: give the "
+                "network an image input shape (input_shape=(C, H, W)), or use reg=SquaredNorm() for a vector"
             )
         return (*shape[:-2], 2, *shape[-2:])
 

@@ -518,3 +518,8 @@ def test_from_module_refuses_complex_weights():
     lin = nn.Linear(36, 4, dtype=torch.complex128)
     with pytest.raises(TypeError, match=r"Linear at index 1: weight must have a real floating dtype"):
         LiftedNetwork.from_module(nn.Sequential(nn.Flatten(), lin, nn.ReLU()), input_shape=(1, 6, 6))
+
+
+def test_batch_norm_is_refused_with_the_fusion_that_lifts_it():
+    with pytest.raises(TypeError, match=r"BatchNorm2d .*fuse_conv_bn_eval"):
+        LiftedNetwork.from_module(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).eval(), (1, 8, 8))

@@ -861,3 +861,29 @@ def test_the_single_step_functions_name_a_misshapen_non_finite_or_out_of_domain_
                           ({"x_l": x1 * float("nan")}, "x_l must be finite"), ({"tau": tau[:1]}, "tau must be a tensor of 2")]:
         with pytest.raises(ValueError, match=match):
             aux(**kwargs)
+
+
+def test_lifted_cd_says_when_a_sample_stopped_after_one_sweep_from_the_default_start():
+    """A first ReLU layer with non-negative weights and all biases negative is off at x0 = 0:
+    the default start is then a fixed point of the sweep, and the message says so (not from a
+    given x0)."""
+    with torch.random.fork_rng():  # nn.Linear draws its initial weights from the global generator
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Flatten(), nn.Linear(64, 80), nn.ReLU(), nn.Linear(80, 40), nn.ReLU()).double()
+    with torch.no_grad():
+        module[1].bias.fill_(-0.5)
+        module[1].weight.abs_()
+    x = torch.zeros(2, 1, 8, 8)
+    x[..., 2:6, 2:6] = 1.0
+    net = LiftedNetwork.from_module(module, input_shape=(1, 8, 8))
+    y = net.forward(x)
+    res = lifted_cd(net, y, 1e-3)
+    assert res.iterations.tolist() == [1, 1] and float(res.x.abs().max()) == 0.0
+    assert "2 samples (e.g. [0, 1]) met the test after one sweep" in res.message
+    assert "after one sweep" not in lifted_cd(net, y, 1e-3, x0=torch.full((2, 1, 8, 8), 0.5), max_iter=5).message
+
+
+def test_a_list_of_alphas_is_refused_with_the_tensor_it_should_be():
+    net = perceptron(30, (1, 5, 5), ReLU(), seed=0)
+    with pytest.raises(TypeError, match=r"alpha must be a number or a torch tensor of shape \(2,\).*torch.tensor\(alpha\)"):
+        pdhg(net, image_data(net, 2, seed=1), [0.1, 0.2], max_iter=1)

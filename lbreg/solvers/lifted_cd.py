@@ -32,6 +32,17 @@ from .result import (
 __all__ = ["lifted_cd", "aux_step"]
 
 
+def _one_sweep_note(iterations: Tensor, converged: Tensor) -> str:
+    """The message's warning for samples that stopped after one sweep from the default start,
+    which is then a fixed point of the sweep rather than a minimiser (see `lifted_cd`)."""
+    early = ((iterations <= 1) & converged).nonzero().flatten().tolist()
+    if not early:
+        return ""
+    return (f"; {len(early)} samples (e.g. {early[:5]}) met the test after one sweep: the start x0 = 0 "
+            "may be a fixed point of the sweep (e.g. every first-layer ReLU off), not a minimiser; "
+            "try another x0")
+
+
 def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Tensor, tau: Tensor) -> Tensor:
     r"""One proximal-gradient step on an auxiliary variable :math:`x_l`, eq. (17).
 
@@ -265,6 +276,8 @@ def lifted_cd(
             break
 
     iterations, converged, message, history = log.finish("lifted_cd", tol, x)
+    if x0 is None:
+        message += _one_sweep_note(iterations, converged)
     return Result(
         x=x, aux=aux, dual=z, iterations=iterations, converged=converged, message=message,
         history=history, alpha=alpha_t.cpu(),

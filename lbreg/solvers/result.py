@@ -173,6 +173,9 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
             raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {alpha.tolist()}")
         check_range(alpha.detach().cpu().double())
         return alpha.to(device=like.device, dtype=like.dtype).expand(batch).clone()
+    if not isinstance(alpha, Real) and hasattr(alpha, "__len__"):  # a list, a tuple, a NumPy array
+        raise TypeError(f"{name} must be a number or a torch tensor of shape ({batch},) (one per sample), "
+                        f"got {type(alpha).__name__}: pass torch.tensor({name})")
     value = check_positive(alpha, name, allow_zero=allow_zero)
     check_range(torch.tensor([value], dtype=torch.float64))
     return torch.full((batch,), value, device=like.device, dtype=like.dtype)
