@@ -346,10 +346,13 @@ class IterationLog:
         steps diverged) counts as not converged, and the message says so, as does a
         ``RuntimeWarning``.
         """
-        return _warn_if_diverged(*self._finish(solver, tol, x))
+        iterations, converged, message, diverged, history = self._finish(solver, tol, x)
+        return iterations, converged, _with_divergence(message, diverged), history
 
-    def _finish(self, solver: str, tol: float, x: Tensor | None) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
-        """`finish` without the warning."""
+    def _finish(self, solver: str, tol: float,
+                x: Tensor | None) -> tuple[Tensor, Tensor, str, str, dict[str, Tensor]]:
+        """`finish` without the warning: the message and, apart, the report of the diverged
+        samples ("" if none)."""
         self._bar.close()
         converged = (~self.active).cpu()
         finite = None if x is None else torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1).cpu()
@@ -367,16 +370,17 @@ class IterationLog:
                 f"{solver}: {batch - n_conv}/{batch} samples reached max_iter={self.max_iter} "
                 f"before the stopping test (tol={tol:g})"
             )
+        diverged = ""
         if finite is not None and not bool(finite.all()):
             bad = (~finite).nonzero().flatten().tolist()
-            message += (f"; {len(bad)}/{batch} samples diverged (their iterate holds NaN or Inf; "
+            diverged = (f"; {len(bad)}/{batch} samples diverged (their iterate holds NaN or Inf; "
                         f"samples {bad[:10]}{', ...' if len(bad) > 10 else ''}): are the step sizes too large?")
         history = {key: torch.stack(vals).cpu() for key, vals in self._records.items()}
         history["time"] = torch.tensor(self._times, dtype=torch.float64)
         history["time_iteration"] = torch.tensor(self._time_its, dtype=torch.int64)
         if self._record_its:
             history["iteration"] = torch.tensor(self._record_its, dtype=torch.int64)
-        return iterations, converged, message, history
+        return iterations, converged, message, diverged, history
 
     def finish_discrepancy(
         self, solver: str, level: Tensor | None, name: str, factor: float, max_iter: int,
@@ -389,23 +393,22 @@ class IterationLog:
         as converged and the message says that the whole budget of ``max_iter`` iterations ran
         (unless a callback stopped the run, which the message then says). ``x``: as for `finish`.
         """
-        iterations, converged, message, history = self._finish(solver, factor, x)
+        iterations, converged, message, diverged, history = self._finish(solver, factor, x)
         if level is None and not self.stopped_by_callback:
-            diverged = message[message.index("; "):] if "diverged" in message else ""
-            return _warn_if_diverged(iterations, torch.zeros_like(converged),
-                                     f"{solver}: no delta given, ran {max_iter} iterations{diverged}", history)
-        message = message.replace("stopping test (tol=", f"discrepancy principle ({name}=")
-        return _warn_if_diverged(iterations, converged, message, history)
+            message, converged = f"{solver}: no delta given, ran {max_iter} iterations", torch.zeros_like(converged)
+        else:
+            message = message.replace("stopping test (tol=", f"discrepancy principle ({name}=")
+        return iterations, converged, _with_divergence(message, diverged), history
 
 
-def _warn_if_diverged(iterations: Tensor, converged: Tensor, message: str,
-                      history: dict[str, Tensor]) -> tuple[Tensor, Tensor, str, dict[str, Tensor]]:
-    """Its arguments, after a ``RuntimeWarning`` with the message if it reports diverged samples,
-    attributed to the first caller outside lbreg and torch (the solvers run inside
-    ``torch.no_grad`` wrappers)."""
-    if "diverged" in message:
+def _with_divergence(message: str, diverged: str) -> str:
+    """``message`` followed by ``diverged``, the report of diverged samples; if that is not
+    empty, also a ``RuntimeWarning`` with the whole, attributed to the first caller outside
+    lbreg and torch (the solvers run inside ``torch.no_grad`` wrappers)."""
+    message += diverged
+    if diverged:
         level, frame = 2, sys._getframe(1)  # stacklevel 2: the caller of this function
         while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("lbreg", "torch"):
             level, frame = level + 1, frame.f_back
         warnings.warn(message, RuntimeWarning, stacklevel=level)
-    return iterations, converged, message, history
+    return message
