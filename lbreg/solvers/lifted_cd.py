@@ -67,10 +67,9 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
     Returns:
         :math:`x_l^{k+1}`.
     """
-    batch = x_l.shape[0] if isinstance(x_l, Tensor) and x_l.dim() else 0
-    check_iterate(x_l, "x_l", (batch, *layer.affine.out_shape))
-    check_iterate(u, "u", (batch, *layer.affine.out_shape))
-    check_iterate(x_next, "x_next", (batch, *next_layer.affine.out_shape))
+    batch = check_iterate(x_l, "x_l", layer.affine.out_shape).shape[0]
+    check_iterate(u, "u", layer.affine.out_shape, batch)
+    check_iterate(x_next, "x_next", next_layer.affine.out_shape, batch)
     next_layer.activation.check_domain(x_next, name="x_next")
     if (not isinstance(tau, Tensor) or tuple(tau.shape) != (batch,)
             or not bool(torch.all((tau > 0) & torch.isfinite(tau)))):

@@ -102,10 +102,9 @@ def pdhg_step(
     activation = activation_of(activation)
     if not isinstance(reg, Regularizer):
         raise TypeError(f"reg must be an lbreg Regularizer such as TV(), got {type(reg).__name__}")
-    batch = x.shape[0] if isinstance(x, Tensor) and x.dim() else 0
-    check_iterate(x, "x", (batch, *affine.in_shape))
-    check_iterate(z, "z (the dual iterate)", (batch, *reg.dual_shape(affine.in_shape)))
-    check_iterate(y, "y", (batch, *affine.out_shape))
+    batch = check_iterate(x, "x", affine.in_shape).shape[0]
+    check_iterate(z, "z (the dual iterate)", reg.dual_shape(affine.in_shape), batch)
+    check_iterate(y, "y", affine.out_shape, batch)
     activation.check_domain(y)
     alpha, tau_x, tau_z = (check_alpha(value, batch, x, name=name)
                            for value, name in ((alpha, "alpha"), (tau_x, "tau_x"), (tau_z, "tau_z")))

@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -213,14 +213,17 @@ def check_start(network: LiftedNetwork, x0: Tensor | None, y: Tensor, *, name: s
     return x0.reshape(shape).to(device=y.device, dtype=y.dtype).clone()
 
 
-def check_iterate(t: Any, name: str, shape: tuple[int, ...]) -> Tensor:
+def check_iterate(t: Any, name: str, sample_shape: Sequence[int], batch: int | None = None) -> Tensor:
     """An iterate handed to a single-step function (`pdhg_step`, `aux_step`): a real floating,
-    finite tensor of exactly ``shape``."""
+    finite tensor of shape ``(batch, *sample_shape)``; ``batch`` defaults to ``t``'s leading size."""
+    if batch is None:
+        batch = t.shape[0] if isinstance(t, Tensor) and t.dim() else 0
+    shape = (batch, *sample_shape)
     if not isinstance(t, Tensor) or not t.is_floating_point():
         raise TypeError(f"{name} must be a real floating tensor of shape {shape}, "
                         f"got {getattr(t, 'dtype', type(t).__name__)}")
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
     return t
