@@ -28,7 +28,7 @@ from torch import Tensor
 from lbreg.activations import Activation, ReLU
 from lbreg.data import add_noise, as_generator, disc
 from lbreg.network import AffineMap, Layer, LiftedNetwork, _as_shape
-from lbreg.operators import _check_float_tensor, div2d, grad2d, tv
+from lbreg.operators import _check_exact_tensor, div2d, grad2d, tv
 from lbreg.regularizers import TV
 from lbreg.solvers.result import check_alpha, check_int, check_positive
 
@@ -169,8 +169,9 @@ class CircleProblem:
             ValueError: ``x`` or ``z`` not of one sample's shape (a batch: certify each sample
                 on its own), non-finite entries, or ``alpha <= 0``.
         """
-        self._check_one_sample(x, "x", (1, *self.network.input_shape))
-        self._check_one_sample(z, "z", (1, *TV().dual_shape(self.network.input_shape)))
+        for t, name, shape in ((x, "x", self.network.input_shape), (z, "z", TV().dual_shape(self.network.input_shape))):
+            _check_exact_tensor(t, name, (1, *shape), context="kkt certifies one sample: ",
+                                hint=" (for a batch, pass one sample at a time: x[i:i+1], z[i:i+1])")
         alpha = check_positive(alpha, "alpha")
         layer = self.network.layers[0]
         affine, act = layer.affine, layer.activation
@@ -183,18 +184,6 @@ class CircleProblem:
             "tv": float(tv(x)[0]),
             "pairing": float((z * grad2d(x)).sum()),
         }
-
-    @staticmethod
-    def _check_one_sample(t: Tensor, name: str, shape: tuple[int, ...]) -> None:
-        """Raise unless ``t`` is a finite floating tensor of exactly ``shape`` (one sample)."""
-        _check_float_tensor(t, name, 0, str(shape))
-        if tuple(t.shape) != shape:
-            raise ValueError(
-                f"kkt certifies one sample: {name} must have shape {shape}, got {tuple(t.shape)} "
-                "(for a batch, pass one sample at a time: x[i:i+1], z[i:i+1])"
-            )
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or infinite entries")
 
 
 def circle_problem(

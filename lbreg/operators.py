@@ -39,6 +39,20 @@ def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tens
     return t
 
 
+def _check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: torch.dtype | None = None,
+                        context: str = "", hint: str = "") -> Tensor:
+    """``t``, checked to be a finite floating tensor of exactly ``shape`` (and ``dtype`` if given);
+    ``context`` and ``hint`` frame the message of a wrong shape."""
+    _check_float_tensor(t, name, 0, str(shape))
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{context}{name} must have shape {shape}, got {tuple(t.shape)}{hint}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return t
+
+
 def _check_field(p: object, min_dim: int, layout: str) -> Tensor:
     """A floating gradient field ``p``: at least ``min_dim`` axes, 2 components on axis -3."""
     _check_float_tensor(p, "p", min_dim, layout)

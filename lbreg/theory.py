@@ -26,7 +26,7 @@ from torch import Tensor
 from lbreg.activations import Activation, ReLU, activation_of
 from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import _check_float_tensor, div2d, grad2d
+from lbreg.operators import _check_exact_tensor, _check_float_tensor, div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
 from lbreg.solvers.result import check_alpha, check_int, check_positive
@@ -59,18 +59,6 @@ def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str)
     t = torch.as_tensor(values, dtype=like.dtype, device=like.device).reshape(-1)
     if t.numel() == 0:
         raise ValueError(f"{name} must hold at least one value")
-    return t
-
-
-def _check_finite_tensor(t: object, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """``t``, checked to be a finite tensor of exactly ``shape`` and ``dtype``."""
-    _check_float_tensor(t, name, 0, str(shape))
-    if t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite entries")
     return t
 
 
@@ -311,7 +299,7 @@ def theorem2_lhs(
     """
     _check_c(c)
     x_dag = instance.x_dag
-    _check_finite_tensor(x_alpha, "x_alpha", tuple(x_dag.shape), x_dag.dtype)
+    _check_exact_tensor(x_alpha, "x_alpha", tuple(x_dag.shape), dtype=x_dag.dtype)
     alpha_t = check_alpha(alpha, x_dag.shape[0], x_dag)
     d_symm = symmetric_distance(SquaredNorm(), x_alpha, x_dag, x_alpha, x_dag)
     data = instance.activation.bregman(instance.y_delta, x_alpha @ instance.W.T + instance.b)
@@ -531,7 +519,7 @@ def _check_conjugate_args(activation: Activation, y: Tensor, w: Tensor) -> None:
     activation.check_domain(y, "y")
     if y.dim() < 1:
         raise ValueError(f"y must have a leading batch axis (B, ...), got shape {tuple(y.shape)}")
-    _check_finite_tensor(w, "w", tuple(y.shape), y.dtype)
+    _check_exact_tensor(w, "w", tuple(y.shape), dtype=y.dtype)
 
 
 def numerical_bregman_conjugate(
