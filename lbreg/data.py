@@ -23,7 +23,7 @@ import socket
 import threading
 import warnings
 from contextlib import contextmanager, nullcontext
-from numbers import Real
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from urllib.error import URLError
@@ -104,12 +104,18 @@ def disc(size: int = 64, radius: float = 0.5, dtype: torch.dtype = torch.float64
     Returns:
         Tensor of shape ``(size, size)`` with entries in {0, 1}.
     """
+    if isinstance(size, bool) or not isinstance(size, Integral):
+        raise TypeError(f"size must be an integer, got {type(size).__name__}")
     if size < 1:
-        raise ValueError(f"size must be a positive integer, got {size}")
-    if radius < 0:
-        raise ValueError(f"radius must be non-negative, got {radius}")
-    s = torch.linspace(-1.0, 1.0, size, dtype=torch.float64)
-    inside = s[:, None] ** 2 + s[None, :] ** 2 <= radius**2
+        raise ValueError(f"size must be >= 1, got {size}")
+    if isinstance(radius, bool) or not isinstance(radius, Real):
+        raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
+    if not 0 <= radius < math.inf:
+        raise ValueError(f"radius must be finite and >= 0, got {radius}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a real floating dtype, got {dtype!r}")
+    s = torch.linspace(-1.0, 1.0, int(size), dtype=torch.float64)
+    inside = s[:, None] ** 2 + s[None, :] ** 2 <= float(radius) ** 2
     return inside.to(dtype)
 
 

@@ -149,6 +149,14 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) 
     return out
 
 
+def _check_isotropic(isotropic: object) -> bool:
+    """The TV flavour flag as given; TypeError unless a bool (``"no"`` or a tensor would read
+    as true)."""
+    if not isinstance(isotropic, bool):
+        raise TypeError(f"isotropic must be True or False, got {isotropic!r}")
+    return isotropic
+
+
 def tv(x: Tensor, isotropic: bool = True) -> Tensor:
     r"""Total variation per sample (PAPER_MATH §3, the regulariser of eq. (11)).
 
@@ -188,7 +196,7 @@ def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
     p0, p1 = p[..., 0, :, :], p[..., 1, :, :]
     # hypot of the two components, not vector_norm(dim=-3): a strided reduction over a
     # length-2 axis is 20-30x slower on CPU (measured in float64 on 64x64 fields, batch 1 and 64)
-    pix = torch.hypot(p0, p1) if isotropic else p0.abs() + p1.abs()
+    pix = torch.hypot(p0, p1) if _check_isotropic(isotropic) else p0.abs() + p1.abs()
     return pix.reshape(p.shape[0], -1).sum(dim=1)
 
 
@@ -206,7 +214,8 @@ def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor 
         p: real floating tensor of shape ``(..., 2, H, W)``.
         isotropic: which ball (see above).
         radius: :math:`r > 0`, a number or a tensor broadcastable to ``p`` with size 1 on
-            its last three axes (per-sample radii come as ``(B, 1, ..., 1)``).
+            its last three axes (per-sample radii come as ``(B, 1, ..., 1)``); a tensor's
+            values are not checked, which would synchronise the host.
         out: where to write the result (``p`` itself projects in place); default a new tensor.
 
     Returns:
@@ -214,7 +223,7 @@ def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor 
     """
     if not isinstance(radius, Tensor) and not radius > 0:
         raise ValueError(f"radius must be positive, got {radius}")
-    if not isotropic:
+    if not _check_isotropic(isotropic):
         p = _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
         return torch.clamp(p, -radius, radius, out=out)
     _check_field(p, 3, "(..., 2, H, W)")

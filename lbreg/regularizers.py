@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg.operators import _check_field, add_div_, grad2d, mixed_norm, project_dual_ball
+from lbreg.operators import _check_field, _check_isotropic, add_div_, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
     "Regularizer",
@@ -125,7 +125,7 @@ class TV(Regularizer):
     norm_K_sq = 8.0
 
     def __init__(self, isotropic: bool = True) -> None:
-        self.isotropic = bool(isotropic)
+        self.isotropic = _check_isotropic(isotropic)
 
     def __repr__(self) -> str:
         return f"TV(isotropic={self.isotropic})"
@@ -183,6 +183,14 @@ class TV(Regularizer):
         return self.K_adj(z)
 
 
+def _check_step(s: float | Tensor) -> float | Tensor:
+    r"""A step :math:`s \ge 0` of :math:`\operatorname{prox}_{sR^*}`; a tensor (the solvers'
+    checked per-sample steps) is not inspected, which would synchronise the host."""
+    if not isinstance(s, Tensor) and not 0 <= s < math.inf:
+        raise ValueError(f"the step s of prox_(sR*) must be finite and >= 0, got {s}")
+    return s
+
+
 class SquaredNorm(Regularizer):
     r""":math:`R(x)=\tfrac12\|x\|^2` with :math:`K=I`, :math:`R^*=\tfrac12\|\cdot\|^2`.
 
@@ -205,10 +213,10 @@ class SquaredNorm(Regularizer):
         return p
 
     def prox_conj(self, p: Tensor, s: float | Tensor) -> Tensor:
-        return p / (1.0 + s)
+        return p / (1.0 + _check_step(s))
 
     def prox_conj_(self, p: Tensor, s: float | Tensor) -> Tensor:
-        return p.div_(1.0 + s)
+        return p.div_(1.0 + _check_step(s))
 
     def dual_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(n) for n in input_shape)

@@ -26,7 +26,7 @@ from torch import Tensor
 from lbreg.activations import Activation, ReLU, activation_of
 from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import _check_exact_tensor, _check_float_tensor, div2d, grad2d
+from lbreg.operators import _check_exact_tensor, _check_float_tensor, _check_isotropic, div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
 from lbreg.solvers.result import check_alpha, check_int, check_positive
@@ -612,7 +612,7 @@ def tv_subgradient(x: Tensor, isotropic: bool = True) -> Tensor:
         A tensor of the shape of ``x``.
     """
     g = grad2d(x)
-    if isotropic:
+    if _check_isotropic(isotropic):
         norm = torch.linalg.vector_norm(g, dim=-3, keepdim=True)
         safe = norm.clamp_min(torch.finfo(g.dtype).tiny)
         xi = torch.where(norm > 0, g / safe, torch.zeros_like(g))

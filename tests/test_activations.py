@@ -386,6 +386,15 @@ def test_activation_parameters_outside_their_range_are_rejected(make, pattern):
         make()
 
 
+@pytest.mark.parametrize("make", [lambda: LeakyReLU(True), lambda: SoftShrink(False), lambda: LeakyReLU("0.1")],
+                         ids=["LeakyReLU(True)", "SoftShrink(False)", "LeakyReLU('0.1')"])
+def test_activation_parameters_must_be_real_numbers(make):
+    """LeakyReLU(True) reads like nn.LeakyReLU's ``inplace``; as the number 1 it would be the
+    identity, silently. A bool or a string is a TypeError."""
+    with pytest.raises(TypeError, match="must be a real number, got (bool|str)"):
+        make()
+
+
 @pytest.mark.parametrize("act", ACTS, ids=repr)
 def test_in_domain_is_false_for_nan_and_infinite_entries(act):
     """in_domain means finite and in dom Ψ: even where dom Ψ is unbounded (ReLU, identity),

@@ -375,6 +375,20 @@ def test_disc_rejects_a_negative_radius():
     assert int(disc(5, 0.0).sum()) == 1  # r = 0 is allowed: the centre pixel only
 
 
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"size": 10.5}, TypeError, "size must be an integer, got float"),
+    ({"size": 0}, ValueError, "size must be >= 1, got 0"),
+    ({"radius": math.nan}, ValueError, "radius must be finite and >= 0, got nan"),
+    ({"radius": math.inf}, ValueError, "radius must be finite and >= 0, got inf"),
+    ({"dtype": torch.int64}, TypeError, "dtype must be a real floating dtype, got torch.int64"),
+], ids=["fractional size", "size 0", "NaN radius", "infinite radius", "integer dtype"])
+def test_disc_rejects_arguments_it_cannot_draw(kwargs, error, pattern):
+    """A NaN radius would draw an empty image, an infinite one a full square, an integer dtype
+    an image the solvers refuse later: each is an error naming the argument."""
+    with pytest.raises(error, match=pattern):
+        disc(**{"size": 16, **kwargs})
+
+
 def test_bool_is_not_a_seed():
     """as_generator takes a Generator or an int seed; a bool (an int subclass) is rejected, in
     as_generator and in every function that seeds through it."""

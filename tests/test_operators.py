@@ -182,6 +182,25 @@ def test_projection_onto_a_ball_of_radius_r_is_r_times_the_unit_projection(isotr
         project_dual_ball(p, isotropic, radius=0.0)
 
 
+@pytest.mark.parametrize("flag", ["no", 0, torch.tensor(False), None], ids=repr)
+def test_the_tv_flavour_flag_must_be_a_bool(flag):
+    """``isotropic="no"`` (or a radius passed in its place) would read as true: the operators and
+    TV take only True or False."""
+    p = _randn(1, 2, 4, 4)
+    for call in (lambda: TV(isotropic=flag), lambda: tv(p[:, 0], flag), lambda: mixed_norm(p, flag),
+                 lambda: project_dual_ball(p, flag)):
+        with pytest.raises(TypeError, match="isotropic must be True or False"):
+            call()
+
+
+@pytest.mark.parametrize("s", [-1.0, math.inf, math.nan], ids=repr)
+def test_squared_norm_prox_conj_refuses_a_negative_or_non_finite_step(s):
+    """prox_{sR*}(p) = p/(1+s) needs s >= 0: s = -1 would divide by zero."""
+    for prox in (SquaredNorm().prox_conj, SquaredNorm().prox_conj_):
+        with pytest.raises(ValueError, match="step s of prox_\\(sR\\*\\) must be finite and >= 0"):
+            prox(_randn(1, 3), s)
+
+
 @pytest.mark.parametrize("reg", [TV(), TV(isotropic=False), SquaredNorm()], ids=repr)
 def test_in_place_prox_conj_equals_the_out_of_place_one(reg):
     """prox_conj_ (the solvers' in-place step (14b)) and project_dual_ball(out=) write exactly the

@@ -379,3 +379,12 @@ def test_the_noise_std_labels_of_the_top_axis_do_not_overlap():
                        key=lambda b: b.x0)
         assert len(boxes) >= 3
         assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))
+
+
+def test_plot_images_refuses_non_finite_images_and_an_empty_colour_range():
+    """A NaN image (a diverged solve) would show as blank pixels, and vmin >= vmax as one flat
+    colour: both are errors."""
+    with pytest.raises(ValueError, match="NaN or Inf values"):
+        plot_images({"diverged": torch.full((4, 4), float("nan"))})
+    with pytest.raises(ValueError, match="vmin < vmax, got vmin=1, vmax=0"):
+        plot_images({"a": torch.rand(4, 4, generator=torch.Generator().manual_seed(0))}, vmin=1, vmax=0)

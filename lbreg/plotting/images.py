@@ -48,6 +48,9 @@ def _image(x: Tensor | np.ndarray) -> np.ndarray:
         raise ValueError(
             f"an image must have shape (H, W) or (1, ..., 1, H, W), got shape {tuple(torch.as_tensor(x).shape)}"
         )
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("an image holds NaN or Inf values (from a diverged solve?), which would show as "
+                         "blank pixels; plot finite images")
     return a.numpy()
 
 
@@ -117,6 +120,8 @@ def plot_images(
     Returns:
         The figure.
     """
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"the colour range needs vmin < vmax, got vmin={vmin}, vmax={vmax}")
     if isinstance(images, Mapping):
         titles = list(images)
         images = list(images.values())
