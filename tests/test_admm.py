@@ -13,7 +13,8 @@ from lbreg.activations import HardTanh, Identity, LeakyReLU, ReLU, Sigmoid, Soft
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, lifted_cd, pdhg
-from lbreg.solvers.admm import bregman_prox
+from lbreg.instances import circle_problem
+from lbreg.solvers.admm import ADMM_CHECK_EVERY, bregman_prox
 from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, _Diagonal, x_solver
 
 pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
@@ -302,8 +303,6 @@ def test_float32_x_update_on_the_circle_follows_the_float64_iteration():
     """The circle with N(0,1) weights (PAPER_MATH §4.1), where ‖W‖² ≈ 7.5·10³ makes the
     x-system ill-conditioned: at the tolerance of `benchmarks/bench_batch.py` (1e-5) a float32
     x-update stops within 10 iterations of the float64 one, at the same objective to 1e-6."""
-    from lbreg.instances import circle_problem
-
     p = circle_problem("normal", seed=0, size=64, m=512)
     y = p.y.double()
     full, mixed = (admm(p.network, y, 0.015, tol=1e-5, x_update_dtype=dtype) for dtype in (None, torch.float32))
@@ -495,6 +494,36 @@ def test_circle_admm_reaches_the_minimiser_where_pdhg_does_not():
     slow = pdhg(net, y, alpha, max_iter=2_000, tol=0.0)
     f_pdhg = float(objective(net, y, slow.x, alpha))
     assert (f_pdhg - f_ref) / f_ref > 1e-2
+
+
+@pytest.mark.slow
+def test_a_dual_start_resumes_admm_as_its_docstring_says():
+    """``z0`` (a result's ``dual``) restarts the multipliers where the run left them: the counts of
+    admm's docstring (circle, N(0,1) weights, α = 0.015), each within one stopping test."""
+    p = circle_problem("normal", seed=0)
+    net, y = p.network.to(dtype=torch.float64), p.y_delta
+    done = admm(net, y, 0.015)
+    again = {"x0": admm(net, y, 0.015, x0=done.x), "x0, z0": admm(net, y, 0.015, x0=done.x, z0=done.dual)}
+    loose = admm(net, y, 0.015, tol=1e-4)
+    tight = {"one run": admm(net, y, 0.015, tol=1e-7),
+             "x0": admm(net, y, 0.015, tol=1e-7, x0=loose.x),
+             "x0, z0": admm(net, y, 0.015, tol=1e-7, x0=loose.x, z0=loose.dual)}
+    counts = {f"restart, {k}": int(r.iterations) for k, r in again.items()}
+    counts |= {"loose": int(loose.iterations)} | {f"tight, {k}": int(r.iterations) for k, r in tight.items()}
+    stated = {"restart, x0": 170, "restart, x0, z0": 40, "loose": 70, "tight, one run": 540,
+              "tight, x0": 510, "tight, x0, z0": 460}
+    assert all(abs(counts[k] - n) <= ADMM_CHECK_EVERY for k, n in stated.items()), counts
+    assert all(r.success for r in [*again.values(), loose, *tight.values()])
+    # the resumed run ends where one run does, to the tolerance of its test
+    f = {k: float(objective(net, y, r.x, 0.015)) for k, r in tight.items()}
+    assert abs(f["x0, z0"] - f["one run"]) / f["one run"] < 1e-6
+
+
+def test_a_bad_dual_start_is_refused_naming_z0():
+    with pytest.raises(ValueError, match=r"z0 must have shape \(2, 1, 2, 4, 4\)"):
+        admm(NET, Y, 0.1, z0=torch.zeros(2, 2, 4, 4))
+    with pytest.raises(ValueError, match="z0 must be finite"):
+        admm(NET, Y, 0.1, z0=torch.full((2, 1, 2, 4, 4), math.nan))
 
 
 # --------------------------------------------------------------------------- bad input
