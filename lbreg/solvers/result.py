@@ -49,7 +49,10 @@ class Result:
             iterates until its last sample stops: a finished sample's rows from
             ``iterations[b]`` on describe steps it did not take (its iterate stays frozen), so
             read its record as ``history[key][:iterations[b], b]`` (for `admm`, the rows whose
-            ``iteration`` is at most ``iterations[b]``).
+            ``iteration`` is at most ``iterations[b]``). For `pdhg`, `lifted_cd` and `landweber`
+            that record ends at iterate ``iterations[b] - 1``, one before the returned ``x``
+            (pdhg's ``"gap"`` also holds the returned iterate); `admm`'s ends at the returned
+            iterate.
         alpha: the regularisation parameter(s) used, ``(B,)`` on CPU.
         params: step sizes and settings actually used.
     """
