@@ -1,5 +1,7 @@
 """Solvers: agreement with an independent solver, the paper's theory, batching, monotonicity."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -626,6 +628,51 @@ def test_lifted_cd_admm_sweeps_continue_one_admm_run():
     res = lifted_cd(net, y, 1e-2, max_iter=3, tol=0.0, x0_solver="admm", inner_iters=20, inner_tol=0.0)
     torch.testing.assert_close(res.x, ref.x, rtol=0, atol=1e-13)
     torch.testing.assert_close(res.dual, ref.dual, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("make_net", [dense_net, conv_net], ids=["dense", "conv"])
+def test_lifted_cd_resumed_from_its_result_is_one_longer_run(make_net):
+    """With the paper's sweep, (x_0, z, x_1, ..., x_{L-1}) is the whole state: 30 sweeps resumed
+    from a 30-sweep result's (x, dual, aux) are sweeps 31-60 of one run, bit for bit, energies
+    included; restarted from x alone, the auxiliary variables and z start over."""
+    net = make_net(6)
+    y = net.forward(torch.rand(3, *net.input_shape, generator=torch.Generator().manual_seed(23)))
+    one = lifted_cd(net, y, 1e-2, max_iter=60, tol=0.0)
+    first = lifted_cd(net, y, 1e-2, max_iter=30, tol=0.0)
+    resumed = lifted_cd(net, y, 1e-2, max_iter=30, tol=0.0, x0=first.x, z0=first.dual, aux0=first.aux)
+    for a, b in zip([resumed.x, resumed.dual, *resumed.aux], [one.x, one.dual, *one.aux]):
+        assert torch.equal(a, b)
+    assert torch.equal(resumed.history["energy"], one.history["energy"][30:])
+    restarted = lifted_cd(net, y, 1e-2, max_iter=30, tol=0.0, x0=first.x)
+    assert (restarted.x - one.x).abs().max() > 1e-4
+
+
+def test_lifted_cd_admm_resumed_with_its_dual_continues_the_run():
+    """With x0_solver="admm" the multipliers restart from z0 (as admm's z0), not from zero: the
+    resumed run ends within 1e-5 of one longer run (7e-7 here), restarting from x0 alone more than
+    100x further (4e-3)."""
+    net = dense_net(6)
+    y = net.forward(torch.rand(3, *net.input_shape, generator=torch.Generator().manual_seed(23)))
+    kw = {"tol": 0.0, "x0_solver": "admm"}
+    one, first = lifted_cd(net, y, 1e-2, max_iter=60, **kw), lifted_cd(net, y, 1e-2, max_iter=30, **kw)
+    resumed = lifted_cd(net, y, 1e-2, max_iter=30, x0=first.x, z0=first.dual, aux0=first.aux, **kw)
+    restarted = lifted_cd(net, y, 1e-2, max_iter=30, x0=first.x, **kw)
+    error, restart_error = (float((r.x - one.x).abs().max()) for r in (resumed, restarted))
+    assert error < 1e-5 and restart_error > 100 * error
+
+
+@pytest.mark.parametrize("aux0, error, pattern", [
+    (torch.zeros(3, 40), TypeError, "aux0 must be a list of the 2 auxiliary variables"),
+    ([torch.zeros(3, 40)], ValueError, "aux0 must hold 2 tensors"),
+    ([torch.zeros(3, 40), torch.zeros(3, 31)], ValueError, r"aux0\[1\] \(x_2\) must have shape \(3, 30\)"),
+    ([torch.full((3, 40), -1.0), torch.zeros(3, 30)], ValueError, r"aux0\[0\] \(x_1\)"),
+    ([torch.zeros(3, 40), torch.full((3, 30), math.nan)], ValueError, r"aux0\[1\] \(x_2\) must be finite"),
+], ids=["tensor", "too few", "shape", "outside dom Psi (ReLU)", "NaN"])
+def test_lifted_cd_names_a_bad_auxiliary_start(aux0, error, pattern):
+    net = dense_net(6)
+    y = net.forward(torch.rand(3, *net.input_shape, generator=torch.Generator().manual_seed(23)))
+    with pytest.raises(error, match=pattern):
+        lifted_cd(net, y, 1e-2, max_iter=2, aux0=aux0)
 
 
 def test_lifted_cd_admm_fixed_point_solves_the_x0_subproblem():

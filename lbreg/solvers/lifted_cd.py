@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..network import Layer, LiftedNetwork
 from ..regularizers import Regularizer
-from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups
+from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups, _splitting_from
 from .pdhg import _dual_start, _step, default_steps
 from .result import (
     IterationLog,
@@ -114,6 +114,8 @@ def lifted_cd(
     tau_z: float | None = None,
     tau_aux: list[float] | None = None,
     x0: Tensor | None = None,
+    z0: Tensor | None = None,
+    aux0: Sequence[Tensor] | None = None,
     check_every: int = 10,
     progress: bool = False,
     callback: Callable[[dict[str, Any]], Any] | None = None,
@@ -136,7 +138,8 @@ def lifted_cd(
     MNIST CNN encoder one step per sweep for 1,500 sweeps gives a far better image (mean PSNR
     27.8 dB) in a third of the time of 1,500 inner steps for 15 sweeps (12.2 dB; chapter 4): the
     auxiliary variables move by one step per sweep.
-    Start: :math:`x_0^0 = 0`, :math:`z^0 = 0`, :math:`x_l^0 = \sigma_l(W_l x_{l-1}^0 + b_l)`.
+    Start (unless ``x0``, ``z0``, ``aux0`` are given): :math:`x_0^0 = 0`, :math:`z^0 = 0`,
+    :math:`x_l^0 = \sigma_l(W_l x_{l-1}^0 + b_l)`.
     The lifted problem is not jointly convex, and this start can already be a fixed point of the
     sweep. An example is a first ReLU layer whose biases are all negative: then :math:`x_1^0 = 0`,
     the data term gives :math:`x_0` no gradient, and the (17) step may leave :math:`x_1` at 0.
@@ -170,6 +173,12 @@ def lifted_cd(
         tau_x, tau_z: PDHG step sizes for :math:`x_0`; default `default_steps` with :math:`W_1`.
         tau_aux: steps for :math:`x_1, \dots, x_{L-1}`; default :math:`1/\|W_{l+1}\|^2`.
         x0: starting input (default zeros).
+        z0: starting dual variable of the :math:`x_0` sub-problem, ``(B, *reg.dual_shape)``
+            (default zeros; with ``"admm"`` its multipliers start from it, as `admm`'s ``z0``).
+        aux0: starting auxiliary variables :math:`[x_1, \dots, x_{L-1}]`, each inside
+            dom :math:`\Psi_l` (default the forward states of ``x0``, as above).
+            ``x0=res.x, z0=res.dual, aux0=res.aux`` resumes a run: with ``"pdhg"`` that is the
+            whole state of a sweep, so the resumed sweeps are those one longer run would make.
         check_every: how often the host checks whether any sample is still running.
         progress: show a tqdm progress bar.
         callback: called after each sweep with a dict (``iteration``, ``x``, ``z``, ``aux``,
@@ -226,10 +235,12 @@ def lifted_cd(
     first = LiftedNetwork.from_layers([layers[0]])
     groups = _Groups(layers[0].affine, reg, alpha_t, None, y) if x0_solver == "admm" else None
     x = check_start(network, x0, y)
-    z = _dual_start(reg, network, None, y)
+    z = _dual_start(reg, network, z0, y)
+    aux = _aux_start(network, aux0, x, y)
     kx = reg.K(x) if x0_solver == "pdhg" else None  # K x_0, carried from sweep to sweep
-    splitting = None  # admm's state between sweeps (x0_solver="admm")
-    aux = [s for s in network.states(x)[1:depth]]
+    # admm's state between sweeps (x0_solver="admm"), from (x_0, z) if z0 is given
+    splitting = None if groups is None or z0 is None else _splitting_from(
+        first, reg, groups, aux[0] if depth > 1 else y, x, alpha_t, z)
     # pre[l] = W_{l+1} x_l + b_{l+1} for l < L-1: a sweep's step (17) on x_{l+1} evaluates it at
     # the new x_l, which the next sweep needs again (the x_0 step and the step on x_l)
     pre = [layer.affine.forward(s) for layer, s in zip(layers[: depth - 1], [x, *aux])]
@@ -275,7 +286,7 @@ def lifted_cd(
             break
 
     iterations, converged, message, history = log.finish("lifted_cd", tol, x)
-    if x0 is None:
+    if x0 is None and aux0 is None:
         message += _one_sweep_note(iterations, converged)
     return Result(
         x=x, aux=aux, dual=z, iterations=iterations, converged=converged, message=message,
@@ -284,6 +295,27 @@ def lifted_cd(
                 "inner_iters": inner_iters, "inner_tol": inner_tol, "tol": tol, "max_iter": max_iter,
                 "x0_solver": x0_solver},
     )
+
+
+def _aux_start(network: LiftedNetwork, aux0: Sequence[Tensor] | None, x: Tensor, y: Tensor) -> list[Tensor]:
+    r""":math:`[x_1, \dots, x_{L-1}]` at the start: the forward states of :math:`x_0` (the
+    paper's), or validated copies of ``aux0`` (each inside dom :math:`\Psi_l`, as the steps (17)
+    and :math:`J` need)."""
+    depth = network.depth
+    if aux0 is None:
+        return list(network.states(x)[1:depth])
+    if not isinstance(aux0, Sequence) or isinstance(aux0, str):
+        raise TypeError(f"aux0 must be a list of the {depth - 1} auxiliary variables [x_1, ..., x_{depth - 1}] "
+                        f"(a result's aux), got {type(aux0).__name__}")
+    if len(aux0) != depth - 1:
+        raise ValueError(f"aux0 must hold {depth - 1} tensors (one per hidden layer), got {len(aux0)}")
+    aux = []
+    for l, (t, layer) in enumerate(zip(aux0, network.layers), start=1):
+        name = f"aux0[{l - 1}] (x_{l})"
+        t = check_iterate(t, name, layer.affine.out_shape, y.shape[0]).to(device=y.device, dtype=y.dtype)
+        layer.activation.check_domain(t, name=name)
+        aux.append(t.clone())
+    return aux
 
 
 def _solve_x0(
