@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .data import as_generator
 from .network import LiftedNetwork
 from .operators import grad2d
-from .solvers.result import IterationLog, Result, bview, check_alpha, freeze
+from .solvers.result import IterationLog, Result, bview, check_alpha, check_int, check_positive, freeze
 
 __all__ = ["decoder", "autograd_tv", "deep_image_prior", "tv_smooth"]
 
@@ -46,23 +46,6 @@ def _check_y(y: Any) -> Tensor:
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y must be finite (it holds NaN or Inf)")
     return y
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_real(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
 
 
 def _forward_map(network: Any, input_shape: Any) -> tuple[Callable[[Tensor], Tensor], tuple[int, ...]]:
@@ -106,7 +89,7 @@ def _check_delta(delta: Any, batch: int, y: Tensor) -> Tensor | None:
         if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
             raise ValueError(f"delta must be finite and >= 0, got {d.tolist()}")
         return d.to(dtype=y.dtype, device=y.device).expand(batch).clone()
-    return torch.full((batch,), _check_real(delta, "delta", allow_zero=True), dtype=y.dtype, device=y.device)
+    return torch.full((batch,), check_positive(delta, "delta", allow_zero=True), dtype=y.dtype, device=y.device)
 
 
 def _residual(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -168,7 +151,7 @@ def tv_smooth(x: Tensor, eps: float) -> Tensor:
     Returns:
         ``(B,)``.
     """
-    eps = _check_real(eps, "eps", allow_zero=True)
+    eps = check_positive(eps, "eps", allow_zero=True)
     g = grad2d(x)
     pix = torch.sqrt(g[..., 0, :, :].square() + g[..., 1, :, :].square() + eps * eps) - eps
     return pix.reshape(x.shape[0], -1).sum(dim=1)
@@ -234,13 +217,13 @@ def autograd_tv(
     y = _check_y(y).detach()
     batch = y.shape[0]
     alpha_t = check_alpha(alpha, batch, y, allow_zero=True)
-    eps = _check_real(eps, "eps")
+    eps = check_positive(eps, "eps")
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
-    lr = (1.0 if optimizer == "lbfgs" else 1e-2) if lr is None else _check_real(lr, "lr")
-    max_iter = _check_count(max_iter, "max_iter", 0)
-    tol = _check_real(tol, "tol", allow_zero=True)
-    check_every = _check_count(check_every, "check_every", 1)
+    lr = (1.0 if optimizer == "lbfgs" else 1e-2) if lr is None else check_positive(lr, "lr")
+    max_iter = check_int(max_iter, "max_iter", minimum=0)
+    tol = check_positive(tol, "tol", allow_zero=True)
+    check_every = check_int(check_every, "check_every", minimum=1)
     if isinstance(network, LiftedNetwork):
         network = network.to(device=y.device, dtype=y.dtype)
         forward = network.forward
@@ -394,15 +377,15 @@ def deep_image_prior(
     y = _check_y(y)
     batch, dtype, device = y.shape[0], y.dtype, y.device
     level = _check_delta(delta, batch, y)
-    tau = _check_real(tau, "tau")
-    width = _check_count(width, "width", 1)
-    input_dim = _check_count(input_dim, "input_dim", 1)
+    tau = check_positive(tau, "tau")
+    width = check_int(width, "width", minimum=1)
+    input_dim = check_int(input_dim, "input_dim", minimum=1)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     phi = _ACTIVATIONS[activation]
-    scale = _check_real(scale, "scale")
-    max_iter = _check_count(max_iter, "max_iter", 0)
-    check_every = _check_count(check_every, "check_every", 1)
+    scale = check_positive(scale, "scale")
+    max_iter = check_int(max_iter, "max_iter", minimum=0)
+    check_every = check_int(check_every, "check_every", minimum=1)
     if isinstance(network, LiftedNetwork):
         network = network.to(device=device, dtype=dtype)
         forward = network.forward
@@ -419,7 +402,7 @@ def deep_image_prior(
             raise ValueError("lr must be given when network is not a LiftedNetwork (no Lipschitz bound)")
         lr = width / (scale**2 * lip**2 * float(torch.linalg.matrix_norm(V, ord=2)) ** 2)
     else:
-        lr = _check_real(lr, "lr")
+        lr = check_positive(lr, "lr")
 
     def image(w: Tensor) -> Tensor:
         return (phi(w @ u) @ V.T).reshape(batch, *shape) * (scale / math.sqrt(width))
