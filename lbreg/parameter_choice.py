@@ -446,18 +446,8 @@ def a_priori_alpha(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
         ValueError: ``delta < 0``, ``v_norm <= 0``, shapes of ``delta`` and ``v_norm`` that do not
             broadcast, or ``c`` outside (0, 1].
     """
-    delta_t = _float64(delta, "delta", "a real number or a tensor of them")
-    v_t = _float64(v_norm, "v_norm", "a real number or a tensor of them")
-    try:
-        torch.broadcast_shapes(delta_t.shape, v_t.shape)
-    except RuntimeError:
-        raise ValueError(f"delta and v_norm must be numbers or tensors of one shape (one value per sample), "
-                         f"got shapes {tuple(delta_t.shape)} and {tuple(v_t.shape)}") from None
-    if not bool(torch.isfinite(delta_t).all()) or bool((delta_t < 0).any()):
-        raise ValueError(f"delta must be finite and >= 0, got {delta_t.tolist()}")
-    if not bool(torch.isfinite(v_t).all()) or bool((v_t <= 0).any()):
-        raise ValueError(f"v_norm (the norm of the source element v_dagger) must be finite and > 0, got {v_t.tolist()}")
-    return example1_alpha(delta_t, v_t, c)
+    what = "a real number or a tensor of them"
+    return example1_alpha(_float64(delta, "delta", what), _float64(v_norm, "v_norm", what), c)
 
 
 def a_priori(
