@@ -666,7 +666,7 @@ def test_lifted_cd_admm_resumed_with_its_dual_continues_the_run():
     ([torch.zeros(3, 40)], ValueError, "aux0 must hold 2 tensors"),
     ([torch.zeros(3, 40), torch.zeros(3, 31)], ValueError, r"aux0\[1\] \(x_2\) must have shape \(3, 30\)"),
     ([torch.full((3, 40), -1.0), torch.zeros(3, 30)], ValueError, r"aux0\[0\] \(x_1\)"),
-    ([torch.zeros(3, 40), torch.full((3, 30), math.nan)], ValueError, r"aux0\[1\] \(x_2\) must be finite"),
+    ([torch.zeros(3, 40), torch.full((3, 30), math.nan)], ValueError, r"aux0\[1\] \(x_2\) contains NaN or infinite entries"),
 ], ids=["tensor", "too few", "shape", "outside dom Psi (ReLU)", "NaN"])
 def test_lifted_cd_names_a_bad_auxiliary_start(aux0, error, pattern):
     net = dense_net(6)
@@ -889,8 +889,8 @@ def test_the_single_step_functions_name_a_misshapen_non_finite_or_out_of_domain_
     for kwargs, error, match in [
         ({"y": y[:, :1]}, ValueError, r"y must have shape \(2, 30\)"),
         ({"y": -y - 1}, ValueError, "y must lie in dom Ψ"),
-        ({"x": x.int()}, TypeError, "x must be a real floating tensor"),
-        ({"x": x.clone().fill_(float("nan"))}, ValueError, "x must be finite"),
+        ({"x": x.int()}, TypeError, "x must have a real floating dtype"),
+        ({"x": x.clone().fill_(float("nan"))}, ValueError, "x contains NaN or infinite entries"),
         ({"z": z[:, :, :1]}, ValueError, r"z \(the dual iterate\) must have shape \(2, 1, 2, 6, 6\)"),
         ({"reg": None}, TypeError, "reg must be an lbreg Regularizer"),
         ({"act": nn.GELU()}, TypeError, "GELU"),
@@ -905,7 +905,7 @@ def test_the_single_step_functions_name_a_misshapen_non_finite_or_out_of_domain_
     aux = lambda **kw: aux_step(deep.layers[0], deep.layers[1], kw.get("x_l", x1), kw.get("u", u),
                                 kw.get("x_next", x2), kw.get("tau", tau))
     for kwargs, match in [({"u": u[:1]}, r"u must have shape \(2, 8\)"), ({"x_next": -x2}, "x_next must lie in dom Ψ"),
-                          ({"x_l": x1 * float("nan")}, "x_l must be finite"), ({"tau": tau[:1]}, "tau must be a tensor of 2")]:
+                          ({"x_l": x1 * float("nan")}, "x_l contains NaN or infinite entries"), ({"tau": tau[:1]}, "tau must be a tensor of 2")]:
         with pytest.raises(ValueError, match=match):
             aux(**kwargs)
 

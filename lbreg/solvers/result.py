@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..network import LiftedNetwork
+from ..operators import _check_exact_tensor
 from ..regularizers import TV, Regularizer
 
 __all__ = ["Result", "IterationLog"]
@@ -217,19 +218,12 @@ def check_start(network: LiftedNetwork, x0: Tensor | None, y: Tensor, *, name: s
 
 
 def check_iterate(t: Any, name: str, sample_shape: Sequence[int], batch: int | None = None) -> Tensor:
-    """An iterate handed to a single-step function (`pdhg_step`, `aux_step`): a real floating,
-    finite tensor of shape ``(batch, *sample_shape)``; ``batch`` defaults to ``t``'s leading size."""
+    """An iterate handed to a single-step function (`pdhg_step`, `aux_step`) or a start
+    (``aux0``): a real floating, finite tensor of shape ``(batch, *sample_shape)``; ``batch``
+    defaults to ``t``'s leading size."""
     if batch is None:
         batch = t.shape[0] if isinstance(t, Tensor) and t.dim() else 0
-    shape = (batch, *sample_shape)
-    if not isinstance(t, Tensor) or not t.is_floating_point():
-        raise TypeError(f"{name} must be a real floating tensor of shape {shape}, "
-                        f"got {getattr(t, 'dtype', type(t).__name__)}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
-    return t
+    return _check_exact_tensor(t, name, (batch, *sample_shape))
 
 
 def bview(values: Tensor, like: Tensor) -> Tensor:
