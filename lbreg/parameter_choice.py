@@ -73,7 +73,9 @@ class ParameterChoice:
             gathered rows, are dropped: the host timings and the iteration indices
             ``gap_iteration`` of `pdhg` and ``iteration`` of `admm`, whose last entry depends
             on when that solve stopped; the rows before it lie every ``check_every``
-            iterations, from 0 for `pdhg`'s gap and from ``check_every`` for `admm`).
+            iterations, from 0 for `pdhg`'s gap and from ``check_every`` for `admm`; its
+            ``message`` joins the distinct messages of those solves by "; ", each counting and
+            numbering the samples of its own solve, not of this result).
         trail: ``"alpha"`` and the rule's criterion (``"residual"``
             :math:`\|\mathcal N(x_\alpha)-y^\delta\|`, and ``"metric"`` for a grid search), each
             ``(K, B)`` on the CPU in the order tried; NaN where a sample tried fewer than
