@@ -725,7 +725,7 @@ def activation_of(module: nn.Module | Activation) -> Activation:
             )
         return HardTanh()
     if isinstance(module, nn.Softshrink):
-        return SoftShrink(module.lambd)
+        return SoftShrink(float(module.lambd))
     simple = {nn.ReLU: ReLU, nn.Identity: Identity, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh}
     for cls, act in simple.items():
         if isinstance(module, cls):

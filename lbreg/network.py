@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lbreg.activations import Activation, Identity, activation_of
-from lbreg.operators import gram_norm_sq, power_norm
+from lbreg.operators import _check_not_meta, gram_norm_sq, power_norm
 
 __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
 
@@ -117,12 +117,6 @@ def _meta_shape(fn, in_shape: tuple[int, ...], dtype: torch.dtype, name: str) ->
     if any(n < 1 for n in shape):
         raise ValueError(f"{name} {in_shape} gives an empty output of shape {shape}")
     return shape
-
-
-def _check_not_meta(t: Tensor, name: str) -> None:
-    if t.device.type == "meta":
-        raise ValueError(f"{name} is on the 'meta' device, which holds shapes but no values: "
-                         "move it to a real device (cpu, cuda, ...)")
 
 
 def _check_data(x: object, shape: tuple[int, ...], name: str) -> Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +40,12 @@ def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tens
     return t
 
 
+def _check_not_meta(t: Tensor, name: str) -> None:
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device, which holds shapes but no values: "
+                         "move it to a real device (cpu, cuda, ...)")
+
+
 def _check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: torch.dtype | None = None,
                         context: str = "", hint: str = "") -> Tensor:
     """``t``, checked to be a finite floating tensor of exactly ``shape`` (and ``dtype`` if given);
@@ -48,6 +55,7 @@ def _check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: 
         raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
     if tuple(t.shape) != shape:
         raise ValueError(f"{context}{name} must have shape {shape}, got {tuple(t.shape)}{hint}")
+    _check_not_meta(t, name)
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite entries")
     return t
@@ -150,11 +158,11 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) 
 
 
 def _check_isotropic(isotropic: object) -> bool:
-    """The TV flavour flag as given; TypeError unless a bool (``"no"`` or a tensor would read
-    as true)."""
-    if not isinstance(isotropic, bool):
-        raise TypeError(f"isotropic must be True or False, got {isotropic!r}")
-    return isotropic
+    """The TV flavour flag as a bool; TypeError unless a Python or NumPy bool (``"no"`` or a
+    tensor would read as true)."""
+    if not isinstance(isotropic, (bool, np.bool_)):
+        raise TypeError(f"isotropic must be True or False, got {isotropic!r} ({type(isotropic).__name__})")
+    return bool(isotropic)
 
 
 def tv(x: Tensor, isotropic: bool = True) -> Tensor:

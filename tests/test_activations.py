@@ -395,6 +395,13 @@ def test_activation_parameters_must_be_real_numbers(make):
         make()
 
 
+def test_torch_modules_with_tensor_parameters_are_lifted():
+    """nn.Softshrink and nn.LeakyReLU run with a 0-dim tensor parameter; activation_of reads it
+    as the number it holds."""
+    assert activation_of(nn.Softshrink(torch.tensor(0.25))) == SoftShrink(0.25)
+    assert activation_of(nn.LeakyReLU(torch.tensor(0.25))) == LeakyReLU(0.25)
+
+
 @pytest.mark.parametrize("act", ACTS, ids=repr)
 def test_in_domain_is_false_for_nan_and_infinite_entries(act):
     """in_domain means finite and in dom Ψ: even where dom Ψ is unbounded (ReLU, identity),

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -191,6 +192,12 @@ def test_the_tv_flavour_flag_must_be_a_bool(flag):
                  lambda: project_dual_ball(p, flag)):
         with pytest.raises(TypeError, match="isotropic must be True or False"):
             call()
+
+
+def test_a_numpy_bool_is_a_tv_flavour():
+    assert TV(isotropic=np.False_).isotropic is False
+    p = _randn(1, 2, 4, 4)
+    torch.testing.assert_close(mixed_norm(p, np.True_), mixed_norm(p, True), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("s", [-1.0, math.inf, math.nan], ids=repr)

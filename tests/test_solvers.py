@@ -649,16 +649,17 @@ def test_lifted_cd_resumed_from_its_result_is_one_longer_run(make_net):
 
 def test_lifted_cd_admm_resumed_with_its_dual_continues_the_run():
     """With x0_solver="admm" the multipliers restart from z0 (as admm's z0), not from zero: the
-    resumed run ends within 1e-5 of one longer run (7e-7 here), restarting from x0 alone more than
-    100x further (4e-3)."""
+    resumed run ends within 1e-5 of one longer run (7e-7 here); without z0 over 2x further (3e-6),
+    without aux0 over 100x (4e-3)."""
     net = dense_net(6)
     y = net.forward(torch.rand(3, *net.input_shape, generator=torch.Generator().manual_seed(23)))
     kw = {"tol": 0.0, "x0_solver": "admm"}
     one, first = lifted_cd(net, y, 1e-2, max_iter=60, **kw), lifted_cd(net, y, 1e-2, max_iter=30, **kw)
     resumed = lifted_cd(net, y, 1e-2, max_iter=30, x0=first.x, z0=first.dual, aux0=first.aux, **kw)
-    restarted = lifted_cd(net, y, 1e-2, max_iter=30, x0=first.x, **kw)
-    error, restart_error = (float((r.x - one.x).abs().max()) for r in (resumed, restarted))
-    assert error < 1e-5 and restart_error > 100 * error
+    without_z0 = lifted_cd(net, y, 1e-2, max_iter=30, x0=first.x, aux0=first.aux, **kw)
+    without_aux0 = lifted_cd(net, y, 1e-2, max_iter=30, x0=first.x, z0=first.dual, **kw)
+    error, error_z0, error_aux0 = (float((r.x - one.x).abs().max()) for r in (resumed, without_z0, without_aux0))
+    assert error < 1e-5 and error_z0 > 2 * error and error_aux0 > 100 * error
 
 
 @pytest.mark.parametrize("aux0, error, pattern", [
@@ -667,7 +668,8 @@ def test_lifted_cd_admm_resumed_with_its_dual_continues_the_run():
     ([torch.zeros(3, 40), torch.zeros(3, 31)], ValueError, r"aux0\[1\] \(x_2\) must have shape \(3, 30\)"),
     ([torch.full((3, 40), -1.0), torch.zeros(3, 30)], ValueError, r"aux0\[0\] \(x_1\)"),
     ([torch.zeros(3, 40), torch.full((3, 30), math.nan)], ValueError, r"aux0\[1\] \(x_2\) contains NaN or infinite entries"),
-], ids=["tensor", "too few", "shape", "outside dom Psi (ReLU)", "NaN"])
+    ([torch.zeros(3, 40, device="meta"), torch.zeros(3, 30)], ValueError, r"aux0\[0\] \(x_1\) is on the 'meta' device"),
+], ids=["tensor", "too few", "shape", "outside dom Psi (ReLU)", "NaN", "meta"])
 def test_lifted_cd_names_a_bad_auxiliary_start(aux0, error, pattern):
     net = dense_net(6)
     y = net.forward(torch.rand(3, *net.input_shape, generator=torch.Generator().manual_seed(23)))
@@ -928,6 +930,10 @@ def test_lifted_cd_says_when_a_sample_stopped_after_one_sweep_from_the_default_s
     assert res.iterations.tolist() == [1, 1] and float(res.x.abs().max()) == 0.0
     assert "2 samples (e.g. [0, 1]) met the test after one sweep" in res.message
     assert "after one sweep" not in lifted_cd(net, y, 1e-3, x0=torch.full((2, 1, 8, 8), 0.5), max_iter=5).message
+    # the first layer alone on zero data, with aux0=[] (a depth-1 result's aux): still the default start
+    first = LiftedNetwork.from_module(module[:3], input_shape=(1, 8, 8))
+    res = lifted_cd(first, torch.zeros(2, 80), 1e-3, aux0=[])
+    assert res.iterations.tolist() == [1, 1] and "met the test after one sweep" in res.message
 
 
 def test_a_list_of_alphas_is_refused_with_the_tensor_it_should_be():

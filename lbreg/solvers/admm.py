@@ -365,7 +365,7 @@ def admm(
         max_iter: iteration budget.
         tol: absolute and relative tolerance of the residual test.
         x0: optional starting point (warm start); then :math:`u^0 = Wx^0+b`,
-            :math:`d^0 = Kx^0`, :math:`\lambda^0=0`. Default zero.
+            :math:`d^0 = Kx^0`, :math:`\lambda^0=0` (unless ``z0`` is given). Default zero.
         z0: optional dual start, ``(B, *reg.dual_shape)``: a previous result's ``dual``
             (:math:`z=\nu_d/\alpha`, admm's or pdhg's). The multipliers then start at
             :math:`\nu_d^0=\alpha z^0` and :math:`\nu_u^0=\sigma(Wx^0+b)-y^\delta\in\partial G(u^0)`,

@@ -286,7 +286,7 @@ def lifted_cd(
             break
 
     iterations, converged, message, history = log.finish("lifted_cd", tol, x)
-    if x0 is None and aux0 is None:
+    if x0 is None and z0 is None and not aux0:  # the default start
         message += _one_sweep_note(iterations, converged)
     return Result(
         x=x, aux=aux, dual=z, iterations=iterations, converged=converged, message=message,

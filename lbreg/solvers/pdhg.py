@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from ..activations import Activation, activation_of
-from ..network import AffineMap, LiftedNetwork, _check_not_meta
+from ..network import AffineMap, LiftedNetwork
+from ..operators import _check_not_meta
 from ..regularizers import TV, Regularizer
 from .result import (
     IterationLog,
