@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from numbers import Real
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lbreg._checks import check_real
 
 __all__ = [
     "Activation",
@@ -145,14 +146,6 @@ def _prox_saturating(
         keep = ((step > lo) & (step < hi)) | (step == w)
         w = torch.where(keep, step, midpoint(lo, hi))
     return s_ds(w)[0]
-
-
-def _real(value: Any, name: str) -> float:
-    """An activation's parameter as float; TypeError for a bool (``LeakyReLU(True)`` reads like
-    ``nn.LeakyReLU``'s ``inplace``) or anything that is not a real number."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
 
 
 class Activation(ABC):
@@ -464,7 +457,7 @@ class LeakyReLU(Activation):
     name = "LeakyReLU"
 
     def __init__(self, slope: float = 0.01) -> None:
-        slope = _real(slope, "slope")
+        slope = check_real(slope, "slope")
         if not 0.0 < slope <= 1.0:
             raise ValueError(
                 f"slope must lie in (0, 1] for leaky ReLU to be a proximal map, got {slope}"
@@ -548,10 +541,7 @@ class SoftShrink(Activation):
     name = "SoftShrink"
 
     def __init__(self, lam: float = 0.5) -> None:
-        lam = _real(lam, "lam")
-        if not 0.0 <= lam < _INF:
-            raise ValueError(f"lam must be a finite number >= 0, got {lam}")
-        self.lam = lam
+        self.lam = check_real(lam, "lam", minimum=0.0)
 
     def _params(self) -> dict[str, float]:
         return {"lam": self.lam}

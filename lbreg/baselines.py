@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from .data import as_generator
 from .network import LiftedNetwork
 from .operators import grad2d
-from .solvers.result import IterationLog, Result, bview, check_alpha, check_int, check_positive, freeze
+from ._checks import check_int, check_positive
+from .solvers.result import IterationLog, Result, bview, check_alpha, freeze
 
 __all__ = ["decoder", "autograd_tv", "deep_image_prior", "tv_smooth"]
 

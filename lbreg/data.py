@@ -16,14 +16,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import math
 import os
 import shutil
 import socket
 import threading
 import warnings
 from contextlib import contextmanager, nullcontext
-from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from urllib.error import URLError
@@ -31,6 +29,7 @@ from urllib.error import URLError
 import torch
 from torch import Tensor, nn
 
+from lbreg._checks import check_int, check_positive, check_seed
 from lbreg.activations import Activation, activation_of
 
 if TYPE_CHECKING:  # torchvision is an optional dependency (extra "data")
@@ -104,18 +103,12 @@ def disc(size: int = 64, radius: float = 0.5, dtype: torch.dtype = torch.float64
     Returns:
         Tensor of shape ``(size, size)`` with entries in {0, 1}.
     """
-    if isinstance(size, bool) or not isinstance(size, Integral):
-        raise TypeError(f"size must be an integer, got {type(size).__name__}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    if isinstance(radius, bool) or not isinstance(radius, Real):
-        raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
-    if not 0 <= radius < math.inf:
-        raise ValueError(f"radius must be finite and >= 0, got {radius}")
+    size = check_int(size, "size", minimum=1)
+    radius = check_positive(radius, "radius", allow_zero=True)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a real floating dtype, got {dtype!r}")
-    s = torch.linspace(-1.0, 1.0, int(size), dtype=torch.float64)
-    inside = s[:, None] ** 2 + s[None, :] ** 2 <= float(radius) ** 2
+    s = torch.linspace(-1.0, 1.0, size, dtype=torch.float64)
+    inside = s[:, None] ** 2 + s[None, :] ** 2 <= radius**2
     return inside.to(dtype)
 
 
@@ -365,9 +358,8 @@ def mnist_tensors(
     _check_train(train)
     size = MNIST_SIZES[train]
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n must be an int, got {type(n).__name__}")
-        if not 0 <= n <= size:
+        n = check_int(n, "n")
+        if n > size:
             raise ValueError(f"n must lie in [0, {size}] (the {'training' if train else 'test'} split), got {n}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch dtype, got {dtype}")
@@ -408,9 +400,8 @@ def as_generator(generator: torch.Generator | int, device: torch.device | str | 
     """
     if isinstance(generator, torch.Generator):
         return generator
-    if isinstance(generator, bool) or not isinstance(generator, int):
-        raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
-    return torch.Generator(device=device or "cpu").manual_seed(generator)
+    seed = check_seed(generator, "generator", "a torch.Generator or an int seed")
+    return torch.Generator(device=device or "cpu").manual_seed(seed)
 
 
 def add_noise(
@@ -462,18 +453,10 @@ def add_noise(
 
 def _check_std(std: Any) -> float:
     """The noise level ``std`` as a float: one finite real number >= 0 (a one-element tensor too)."""
-    if isinstance(std, Tensor):
-        if std.numel() != 1:
-            raise ValueError(f"std must be one number for the whole batch, got a tensor of shape {tuple(std.shape)}; "
-                             "for a level per sample, call add_noise on each sample")
-        if std.dtype == torch.bool or std.is_complex():
-            raise TypeError(f"std must be a real number, got a tensor of dtype {std.dtype}")
-        std = std.item()
-    if isinstance(std, bool) or not isinstance(std, Real):
-        raise TypeError(f"std must be a real number, got {type(std).__name__}")
-    if not (0 <= std < math.inf):  # also rejects NaN
-        raise ValueError(f"std must be finite and non-negative, got std={std}")
-    return float(std)
+    if isinstance(std, Tensor) and std.numel() != 1:
+        raise ValueError(f"std must be one number for the whole batch, got a tensor of shape {tuple(std.shape)}; "
+                         "for a level per sample, call add_noise on each sample")
+    return check_positive(std, "std", allow_zero=True, tensor=True)
 
 
 def _check_clean_data(y: Any) -> None:

@@ -30,7 +30,8 @@ from lbreg.data import add_noise, as_generator, disc
 from lbreg.network import AffineMap, Layer, LiftedNetwork, _as_shape
 from lbreg.operators import _check_exact_tensor, div2d, grad2d, tv
 from lbreg.regularizers import TV
-from lbreg.solvers.result import check_alpha, check_int, check_positive
+from lbreg._checks import check_int, check_positive, check_seed
+from lbreg.solvers.result import check_alpha
 
 __all__ = ["LAWS", "random_perceptron", "CircleProblem", "circle_problem"]
 
@@ -76,14 +77,13 @@ def random_perceptron(
         output shape ``(m,)``.
 
     Raises:
-        ValueError: an unknown ``law``, a non-positive ``m`` or an empty ``input_shape``.
-        TypeError: ``generator`` neither a ``torch.Generator`` nor an int, an ``input_shape``
-            of non-integers, or a non-floating ``dtype``.
+        ValueError: an unknown ``law``, ``m < 1`` or an empty ``input_shape``.
+        TypeError: ``m`` not an integer, ``generator`` neither a ``torch.Generator`` nor an
+            int, an ``input_shape`` of non-integers, or a non-floating ``dtype``.
     """
     if law not in LAWS:
         raise ValueError(f"law must be one of {LAWS}, got {law!r}")
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
+    m = check_int(m, "m", minimum=1)
     shape = _as_shape(input_shape, "input_shape")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
@@ -213,8 +213,7 @@ def circle_problem(
     Returns:
         A :class:`CircleProblem`.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_seed(seed)
     size = check_int(size, "size", minimum=1)
     noise_std = check_positive(noise_std, "noise_std", allow_zero=True)
     gen = torch.Generator().manual_seed(seed)

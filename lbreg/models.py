@@ -25,7 +25,6 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -34,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lbreg.data import ChecksumError, MNIST_MEAN, mnist_root, mnist_tensors
-from lbreg.solvers.result import check_int, check_positive
+from lbreg._checks import check_int, check_positive, check_seed
 
 __all__ = [
     "CONFIGS",
@@ -69,17 +68,10 @@ def _seeded_rng(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def _check_seed(seed: Any) -> int:
-    """``seed`` as int; TypeError unless it is an integer (a bool is not)."""
-    if isinstance(seed, bool) or not isinstance(seed, Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return int(seed)
 
 
 class DenseAutoencoder(nn.Module):
@@ -222,7 +214,7 @@ def train_autoencoder(
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = check_positive(lr, "lr")
     momentum = check_positive(momentum, "momentum", allow_zero=True)
-    generator = torch.Generator(device="cpu").manual_seed(_check_seed(seed))
+    generator = torch.Generator(device="cpu").manual_seed(check_seed(seed))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.MSELoss()
     n = images.shape[0]

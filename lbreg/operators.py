@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lbreg._checks import check_int, check_positive, check_seed
+
 __all__ = ["grad2d", "div2d", "add_div_", "tv", "mixed_norm", "project_dual_ball", "power_norm", "gram",
            "gram_norm_sq"]
 
@@ -247,16 +249,12 @@ def _random_start(
     dtype: torch.dtype,
     device: torch.device | str | None,
 ) -> Tensor:
-    if generator is None or (isinstance(generator, int) and not isinstance(generator, bool)):
-        seed = 0 if generator is None else generator
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-    elif isinstance(generator, torch.Generator):
+    if isinstance(generator, torch.Generator):
         gen = generator
     else:
-        raise TypeError(
-            f"generator must be None, an int seed or a torch.Generator, "
-            f"got {type(generator).__name__}"
-        )
+        seed = check_seed(0 if generator is None else generator, "generator",
+                          "None, an int seed or a torch.Generator")
+        gen = torch.Generator(device="cpu").manual_seed(seed)
     v = torch.randn(shape, generator=gen, dtype=torch.float64, device=gen.device)
     return v.to(device=device, dtype=dtype)
 
@@ -295,8 +293,6 @@ def power_norm(
     Returns:
         The estimate of :math:`\|A\|_2` as a Python float.
     """
-    from lbreg.solvers.result import check_int, check_positive  # lbreg.solvers imports this module
-
     if not callable(forward) or not callable(adjoint):
         raise TypeError("forward and adjoint must be callables mapping tensors to tensors")
     shape = tuple(check_int(s, f"shape[{i}]", minimum=1) for i, s in enumerate(shape))

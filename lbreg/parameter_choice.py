@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Callable, Sequence
-from numbers import Real
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +36,8 @@ from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, admm, lifted_cd, pdhg
-from lbreg.solvers.result import check_data, check_discrepancy_factor, check_int, check_network, sample_norm
+from lbreg._checks import check_int, check_positive, check_real
+from lbreg.solvers.result import check_data, check_discrepancy_factor, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
 __all__ = [
@@ -197,11 +197,11 @@ def geometric_alphas(alpha_max: float, alpha_min: float, factor: float) -> Tenso
     Returns:
         float64 ``(K,)``, strictly decreasing, from ``alpha_max`` to ``alpha_min``.
     """
-    alpha_max = _positive(alpha_max, "alpha_max")
-    alpha_min = _positive(alpha_min, "alpha_min")
+    alpha_max = check_positive(alpha_max, "alpha_max", tensor=True)
+    alpha_min = check_positive(alpha_min, "alpha_min", tensor=True)
     if alpha_min > alpha_max:
         raise ValueError(f"alpha_min must be <= alpha_max, got alpha_min={alpha_min}, alpha_max={alpha_max}")
-    factor = _real(factor, "factor")
+    factor = check_real(factor, "factor", tensor=True)
     if not 0.0 < factor < 1.0:
         raise ValueError(f"factor must lie in (0, 1), got {factor}")
     steps = math.ceil(math.log(alpha_min / alpha_max) / math.log(factor) - 1e-9)
@@ -293,7 +293,7 @@ def discrepancy_principle(
     check_network(network)
     y_delta = check_data(network, y_delta, name="y_delta")
     tau = check_discrepancy_factor(tau, "tau")
-    band = _real(band, "band")
+    band = check_real(band, "band", tensor=True)
     if not 0.0 <= band < 1.0:
         raise ValueError(f"band must lie in [0, 1), got {band}")
     max_refine = check_int(max_refine, "max_refine")
@@ -619,9 +619,9 @@ def restrict_grid(
     alphas = grid.trail["alpha"][:, 0]
     keep = torch.ones_like(alphas, dtype=torch.bool)
     if alpha_min is not None:
-        keep &= alphas >= _positive(alpha_min, "alpha_min") * (1 - 1e-6)
+        keep &= alphas >= check_positive(alpha_min, "alpha_min", tensor=True) * (1 - 1e-6)
     if alpha_max is not None:
-        keep &= alphas <= _positive(alpha_max, "alpha_max") * (1 + 1e-6)
+        keep &= alphas <= check_positive(alpha_max, "alpha_max", tensor=True) * (1 + 1e-6)
     if not bool(keep.any()):
         raise ValueError(f"no grid value lies in [alpha_min, alpha_max] = [{alpha_min}, {alpha_max}]; grid: {alphas.tolist()}")
     values = grid.trail["metric"] if maximize else -grid.trail["metric"]
@@ -637,22 +637,6 @@ def restrict_grid(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _real(value: Any, name: str) -> float:
-    """``value`` as float: a real number (numpy's included) or a one-element real tensor."""
-    if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, name: str) -> float:
-    value = _real(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
 
 
 def _float64(value: Any, name: str, what: str) -> Tensor:

@@ -29,7 +29,8 @@ from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import _check_exact_tensor, _check_float_tensor, _check_isotropic, div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
-from lbreg.solvers.result import check_alpha, check_int, check_positive
+from lbreg._checks import check_int, check_positive
+from lbreg.solvers.result import check_alpha
 
 __all__ = [
     "SourceConditionInstance",

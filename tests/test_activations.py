@@ -378,8 +378,8 @@ def test_prox_rejects_non_positive_or_infinite_t(act, t):
 @pytest.mark.parametrize("make, pattern", [
     (lambda: LeakyReLU(0.0), r"slope must lie in \(0, 1\]"),
     (lambda: LeakyReLU(1.5), r"slope must lie in \(0, 1\]"),
-    (lambda: SoftShrink(-0.1), "lam must be a finite number >= 0"),
-    (lambda: SoftShrink(math.inf), "lam must be a finite number >= 0"),
+    (lambda: SoftShrink(-0.1), "lam must be finite and >= 0"),
+    (lambda: SoftShrink(math.inf), "lam must be finite and >= 0"),
 ], ids=["LeakyReLU(0)", "LeakyReLU(1.5)", "SoftShrink(-0.1)", "SoftShrink(inf)"])
 def test_activation_parameters_outside_their_range_are_rejected(make, pattern):
     with pytest.raises(ValueError, match=pattern):

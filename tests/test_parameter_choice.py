@@ -518,13 +518,17 @@ def test_geometric_alphas_takes_numbers_and_one_element_tensors_alike(convert):
     assert geometric_alphas(*args).tolist() == [0.5, 0.25, 0.125, 0.0625]
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"alpha_max": torch.tensor([1e-2, 1e-3])}, "alpha_max"), ({"alpha_min": float("nan")}, "alpha_min"),
-    ({"factor": True}, "factor"), ({"factor": torch.tensor(float("inf"))}, "factor"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"alpha_max": torch.tensor([1e-2, 1e-3])}, ValueError, r"alpha_max must be one number, got a tensor of shape \(2,\)"),
+    ({"alpha_min": float("nan")}, ValueError, "alpha_min must be finite and > 0, got nan"),
+    ({"factor": True}, TypeError, "factor must be a real number, got bool"),
+    ({"factor": torch.tensor(True)}, TypeError, "factor must be a real number, got a tensor of dtype torch.bool"),
+    ({"factor": torch.tensor(float("inf"))}, ValueError, "factor must be finite, got inf"),
 ])
-def test_geometric_alphas_rejects_what_is_not_one_finite_real(kwargs, name):
+def test_geometric_alphas_rejects_what_is_not_one_finite_real(kwargs, error, message):
+    """A wrong type is a TypeError, a wrong value a ValueError; both name the argument."""
     args = {"alpha_max": 1e-2, "alpha_min": 1e-4, "factor": 0.5, **kwargs}
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(error, match=message):
         geometric_alphas(**args)
 
 
@@ -639,7 +643,7 @@ def test_rules_reject_numbers_of_the_wrong_type_by_name():
         discrepancy_principle(net, y_delta, "0.1", solver=exact)
     with pytest.raises(TypeError, match="delta must be a real number"):
         discrepancy_principle(net, y_delta, True, solver=exact)
-    with pytest.raises(ValueError, match="band must be a finite real number"):
+    with pytest.raises(TypeError, match="band must be a real number, got str"):
         discrepancy_principle(net, y_delta, delta, solver=exact, band="x")
     with pytest.raises(TypeError, match="warm_start must be a bool"):
         discrepancy_principle(net, y_delta, delta, solver=exact, warm_start="no")

@@ -22,16 +22,15 @@ from ..activations import Activation
 from ..network import _EXACT_NORM_MAX, AffineMap, LiftedNetwork
 from ..operators import gram_norm_sq
 from ..regularizers import Regularizer
+from .._checks import check_int, check_positive, check_real
 from .result import (
     IterationLog,
     Result,
     bview,
     check_alpha,
     check_data,
-    check_int,
     check_perceptron,
     check_regularizer,
-    check_positive,
     check_start,
     sample_norm,
 )
@@ -399,11 +398,9 @@ def admm(
     """
     network = check_perceptron(network, "admm")
     reg = check_regularizer(reg, network)
-    if isinstance(relax, bool) or not isinstance(relax, Real):
-        raise TypeError(f"relax must be a real number in (0, 2), got {type(relax).__name__}")
-    if not 0.0 < float(relax) < 2.0:
+    relax = check_real(relax, "relax")
+    if not 0.0 < relax < 2.0:
         raise ValueError(f"relax must lie in (0, 2) for over-relaxed ADMM to converge, got {relax}")
-    relax = float(relax)
     max_iter = check_int(max_iter, "max_iter")
     tol = check_positive(tol, "tol", allow_zero=True)
     check_every = check_int(check_every, "check_every", minimum=1)

@@ -8,14 +8,13 @@ import torch
 from torch import Tensor
 
 from ..network import LiftedNetwork
+from .._checks import check_int, check_positive
 from .result import (
     IterationLog,
     Result,
     check_data,
     check_discrepancy_factor,
-    check_int,
     check_network,
-    check_positive,
     check_start,
     freeze,
     sample_norm,

@@ -12,16 +12,15 @@ from ..network import Layer, LiftedNetwork
 from ..regularizers import Regularizer
 from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups, _splitting_from
 from .pdhg import _dual_start, _step, default_steps
+from .._checks import check_int, check_positive
 from .result import (
     IterationLog,
     Result,
     bview,
     check_alpha,
     check_data,
-    check_int,
     check_iterate,
     check_network,
-    check_positive,
     check_regularizer,
     check_start,
     freeze,

@@ -12,16 +12,15 @@ from ..activations import Activation, activation_of
 from ..network import AffineMap, LiftedNetwork
 from ..operators import _check_not_meta
 from ..regularizers import TV, Regularizer
+from .._checks import check_int, check_positive
 from .result import (
     IterationLog,
     Result,
     bview,
     check_alpha,
     check_data,
-    check_int,
     check_iterate,
     check_perceptron,
-    check_positive,
     check_regularizer,
     check_start,
     freeze_,

@@ -10,18 +10,18 @@ is never synchronised per iteration.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._checks import check_positive
 from ..network import LiftedNetwork
 from ..operators import _check_exact_tensor
 from ..regularizers import TV, Regularizer
@@ -112,27 +112,6 @@ def check_regularizer(reg: Any, network: LiftedNetwork) -> Regularizer:
         raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
     reg.dual_shape(network.input_shape)  # raises for inputs the regulariser cannot act on
     return reg
-
-
-def check_int(value: Any, name: str, *, minimum: int = 0) -> int:
-    """Return ``value`` as int; TypeError if not an integer, ValueError if below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as float; TypeError if not a real number, ValueError unless > 0 (or >= 0)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or not math.isfinite(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value}")
-    return value
 
 
 def check_discrepancy_factor(value: Any, name: str) -> float:

@@ -1,0 +1,94 @@
+"""lbreg._checks: one wording per scalar error, and the functions that rely on it.
+
+A wrong type is a TypeError, a wrong value a ValueError, and both name the argument, whichever
+module the argument belongs to.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lbreg._checks import check_int, check_positive, check_real, check_seed
+from lbreg.data import as_generator, mnist_tensors
+from lbreg.instances import random_perceptron
+from lbreg.operators import power_norm
+from lbreg.solvers import admm
+
+
+@pytest.mark.parametrize("value", [0.25, 1, np.float32(0.25), np.int64(3), -2.0])
+def test_check_real_returns_the_value_as_a_python_float(value):
+    out = check_real(value, "v")
+    assert type(out) is float and out == float(value)
+
+
+@pytest.mark.parametrize("value, error, message", [
+    (True, TypeError, "v must be a real number, got bool"),
+    ("1", TypeError, "v must be a real number, got str"),
+    (1j, TypeError, "v must be a real number, got complex"),
+    (torch.tensor(0.5), TypeError, "v must be a real number, got Tensor"),  # tensors only with tensor=True
+    (math.nan, ValueError, "v must be finite, got nan"),
+    (-math.inf, ValueError, "v must be finite, got -inf"),
+])
+def test_check_real_refuses_what_is_not_one_finite_real_number(value, error, message):
+    with pytest.raises(error, match=message):
+        check_real(value, "v")
+
+
+def test_check_real_takes_a_one_element_real_tensor_only_when_asked():
+    assert check_real(torch.tensor([0.5]), "v", tensor=True) == 0.5
+    assert check_real(torch.tensor(3), "v", tensor=True) == 3.0
+    with pytest.raises(ValueError, match=r"v must be one number, got a tensor of shape \(2,\)"):
+        check_real(torch.ones(2), "v", tensor=True)
+    for bad in (torch.tensor(True), torch.tensor(1j)):
+        with pytest.raises(TypeError, match=f"v must be a real number, got a tensor of dtype {bad.dtype}"):
+            check_real(bad, "v", tensor=True)
+
+
+def test_check_real_bounds_are_strict_or_not_as_asked():
+    assert check_real(0.0, "v", minimum=0.0) == 0.0
+    with pytest.raises(ValueError, match="v must be finite and > 0, got 0.0"):
+        check_real(0.0, "v", minimum=0.0, strict=True)
+    with pytest.raises(ValueError, match="v must be finite and >= 1, got 0.5"):
+        check_real(0.5, "v", minimum=1.0)
+    assert check_positive(0.0, "v", allow_zero=True) == 0.0
+    with pytest.raises(ValueError, match="v must be finite and > 0, got -1.0"):
+        check_positive(-1, "v")
+
+
+def test_check_int_and_check_seed_take_integers_numpy_included_but_not_bools():
+    assert check_int(np.int32(4), "n", minimum=1) == 4
+    assert check_seed(np.int64(7)) == 7
+    with pytest.raises(TypeError, match="n must be an integer, got float"):
+        check_int(2.0, "n")
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        check_int(0, "n", minimum=1)
+    with pytest.raises(TypeError, match="seed must be an int, got bool"):
+        check_seed(True)
+
+
+def test_a_numpy_seed_draws_the_same_numbers_as_the_python_int():
+    a = torch.randn(5, generator=as_generator(np.int64(3)))
+    b = torch.randn(5, generator=as_generator(3))
+    assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or an int seed, got float"):
+        as_generator(3.0)
+
+
+def test_the_library_reports_wrong_types_as_type_errors_by_name():
+    """Arguments that once reported a wrong type as a ValueError, or not at all."""
+    with pytest.raises(TypeError, match="m must be an integer, got bool"):
+        random_perceptron((1, 4, 4), True)
+    with pytest.raises(ValueError, match="m must be >= 1, got 0"):
+        random_perceptron((1, 4, 4), 0)
+    with pytest.raises(TypeError, match="generator must be None, an int seed or a torch.Generator, got str"):
+        power_norm(lambda x: x, lambda x: x, (3,), generator="0")
+    net = random_perceptron((1, 4, 4), 8, generator=0)
+    y = net(torch.zeros(1, 1, 4, 4, dtype=torch.float64)).relu()
+    with pytest.raises(TypeError, match="relax must be a real number, got str"):
+        admm(net, y, 0.1, relax="1.5")
+    with pytest.raises(ValueError, match="n must be >= 0, got -1"):
+        mnist_tensors(False, n=-1)
