@@ -1,7 +1,8 @@
-"""Checks of scalar arguments, shared by every module so that each error reads the same.
+"""Argument checks shared by every module, so that each error reads the same wherever it comes from.
 
-A wrong *type* raises ``TypeError``; a value of the right type that is out of range (NaN, an
-infinity, below a bound) raises ``ValueError``. Every message names the argument.
+A wrong *type* (of a number, a flag, a tensor's dtype) raises ``TypeError``; a value of the right
+type that is wrong (NaN, an infinity, a bound, a shape, the ``meta`` device) raises
+``ValueError``. Every message names the argument.
 """
 
 from __future__ import annotations
@@ -10,10 +11,23 @@ import math
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 import torch
 from torch import Tensor
 
-__all__ = ["check_int", "check_positive", "check_real", "check_seed"]
+__all__ = [
+    "check_batch",
+    "check_bool",
+    "check_exact_tensor",
+    "check_finite",
+    "check_float_tensor",
+    "check_int",
+    "check_not_meta",
+    "check_positive",
+    "check_real",
+    "check_seed",
+]
 
 
 def check_real(value: Any, name: str, *, minimum: float | None = None, strict: bool = False,
@@ -69,3 +83,64 @@ def check_seed(seed: Any, name: str = "seed", expected: str = "an int") -> int:
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"{name} must be {expected}, got {type(seed).__name__}")
     return int(seed)
+
+
+def check_bool(value: Any, name: str, meaning: str = "") -> bool:
+    """A flag as bool: a Python or NumPy bool only (``"no"`` or a tensor would read as true);
+    ``meaning`` (e.g. " (True: training split)") follows "must be a bool" in the message."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool{meaning}, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tensor:
+    """``t`` if it is a real floating tensor of at least ``min_dim`` dimensions (``layout``
+    describes them in the messages)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must have a real floating dtype, got {t.dtype}")
+    if t.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimensions {layout}, got shape {tuple(t.shape)}")
+    return t
+
+
+def check_not_meta(t: Tensor, name: str) -> None:
+    """Raise unless ``t`` holds values (the ``meta`` device holds shapes only)."""
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device, which holds shapes but no values: "
+                         "move it to a real device (cpu, cuda, ...)")
+
+
+def check_finite(t: Tensor, name: str) -> None:
+    """Raise unless every entry of ``t`` is finite."""
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+
+
+def check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: torch.dtype | None = None,
+                       context: str = "", hint: str = "") -> Tensor:
+    """``t``, checked to be a finite floating tensor of exactly ``shape`` (and ``dtype`` if given);
+    ``context`` and ``hint`` frame the message of a wrong shape."""
+    check_float_tensor(t, name, 0, str(shape))
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{context}{name} must have shape {shape}, got {tuple(t.shape)}{hint}")
+    check_not_meta(t, name)
+    check_finite(t, name)
+    return t
+
+
+def check_batch(t: object, name: str, *, min_dim: int = 1, layout: str = "(B, ...)") -> Tensor:
+    """``t``, checked to be a finite floating tensor of at least ``min_dim`` dimensions whose
+    leading batch axis holds at least one sample."""
+    check_float_tensor(t, name, min_dim, layout)
+    if t.dim() == 0 or t.shape[0] == 0:
+        raise ValueError(f"{name} holds no samples (batch size 0), got shape {tuple(t.shape)}")
+    check_not_meta(t, name)
+    check_finite(t, name)
+    return t

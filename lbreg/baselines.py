@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .data import as_generator
 from .network import LiftedNetwork
 from .operators import grad2d
-from ._checks import check_int, check_positive
+from ._checks import check_batch, check_finite, check_int, check_positive
 from .solvers.result import IterationLog, Result, bview, check_alpha, freeze
 
 __all__ = ["decoder", "autograd_tv", "deep_image_prior", "tv_smooth"]
@@ -35,18 +35,6 @@ Forward = LiftedNetwork | nn.Module | Callable[[Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _check_y(y: Any) -> Tensor:
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor of shape (B, ...), got {type(y).__name__}")
-    if not y.is_floating_point():
-        raise TypeError(f"y must have a real floating dtype, got {y.dtype}")
-    if y.dim() < 2 or y.shape[0] == 0:
-        raise ValueError(f"y must have shape (B, ...) with a batch axis B >= 1, got shape {tuple(y.shape)}")
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError("y must be finite (it holds NaN or Inf)")
-    return y
 
 
 def _forward_map(network: Any, input_shape: Any) -> tuple[Callable[[Tensor], Tensor], tuple[int, ...]]:
@@ -73,8 +61,7 @@ def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
         raise TypeError(f"x0 must be a torch.Tensor of shape {full}, got {type(x0).__name__}")
     if x0.numel() != math.prod(full) or x0.shape[0] != y.shape[0]:
         raise ValueError(f"x0 must have shape {full}, got {tuple(x0.shape)}")
-    if not bool(torch.isfinite(x0).all()):
-        raise ValueError("x0 must be finite (it holds NaN or Inf)")
+    check_finite(x0, "x0")
     return x0.detach().reshape(full).to(dtype=y.dtype, device=y.device).clone()
 
 
@@ -120,7 +107,7 @@ def decoder(model: nn.Module | Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
     Returns:
         The decoded images, ``(B, *image_shape)``, without gradient.
     """
-    y = _check_y(y)
+    y = check_batch(y, "y", min_dim=2)
     dec = getattr(model, "decoder", model)
     if not callable(dec):
         raise TypeError(
@@ -215,7 +202,7 @@ def autograd_tv(
         :math:`\|\mathcal N(x^k) - y^\delta\|` per iteration; ``params`` the settings.
     """
     forward, shape = _forward_map(network, input_shape)
-    y = _check_y(y).detach()
+    y = check_batch(y, "y", min_dim=2).detach()
     batch = y.shape[0]
     alpha_t = check_alpha(alpha, batch, y, allow_zero=True)
     eps = check_positive(eps, "eps")
@@ -375,7 +362,7 @@ def deep_image_prior(
         ``input_dim``, ``activation``, ``scale``, ``tau``, ``delta``.
     """
     forward, shape = _forward_map(network, input_shape)
-    y = _check_y(y)
+    y = check_batch(y, "y", min_dim=2)
     batch, dtype, device = y.shape[0], y.dtype, y.device
     level = _check_delta(delta, batch, y)
     tau = check_positive(tau, "tau")

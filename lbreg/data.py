@@ -29,7 +29,7 @@ from urllib.error import URLError
 import torch
 from torch import Tensor, nn
 
-from lbreg._checks import check_int, check_positive, check_seed
+from lbreg._checks import check_batch, check_bool, check_int, check_positive, check_seed
 from lbreg.activations import Activation, activation_of
 
 if TYPE_CHECKING:  # torchvision is an optional dependency (extra "data")
@@ -261,8 +261,7 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
 
 def _check_train(train: object) -> None:
     """Raise TypeError unless ``train`` is a bool (a string such as "test" is truthy)."""
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool (True: training split, False: test split), got {train!r}")
+    check_bool(train, "train", " (True: training split, False: test split)")
 
 
 def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> MNIST:
@@ -436,7 +435,7 @@ def add_noise(
             negative, not finite or a tensor of several values.
     """
     std = _check_std(std)
-    _check_clean_data(y)
+    check_batch(y, "y")
     if activation is not None:
         if not isinstance(activation, (Activation, nn.Module)):
             raise TypeError(f"activation must be an lbreg.activations.Activation or a torch.nn activation "
@@ -457,17 +456,3 @@ def _check_std(std: Any) -> float:
         raise ValueError(f"std must be one number for the whole batch, got a tensor of shape {tuple(std.shape)}; "
                          "for a level per sample, call add_noise on each sample")
     return check_positive(std, "std", allow_zero=True, tensor=True)
-
-
-def _check_clean_data(y: Any) -> None:
-    """Raise unless ``y`` is a finite real floating tensor ``(B, ...)`` with B >= 1."""
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor of shape (B, ...), got {type(y).__name__}")
-    if not y.is_floating_point():
-        raise TypeError(f"y must have a real floating dtype (Gaussian noise is real), got {y.dtype}")
-    if y.ndim < 1:
-        raise ValueError(f"y must have a leading batch dimension, got shape {tuple(y.shape)}")
-    if y.shape[0] == 0:
-        raise ValueError(f"y holds no samples (batch size 0), got shape {tuple(y.shape)}")
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError("y contains NaN or infinite entries")

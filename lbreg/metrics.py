@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from lbreg._checks import check_finite
+
 __all__ = ["psnr"]
 
 
@@ -58,5 +60,4 @@ def _check_images(x: object, name: str) -> None:
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, ...), got {type(x).__name__}")
     if x.is_complex():
         raise TypeError(f"{name} must be real, got dtype {x.dtype}: PSNR compares real pixel values")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite entries")
+    check_finite(x, name)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lbreg.data import ChecksumError, MNIST_MEAN, mnist_root, mnist_tensors
-from lbreg._checks import check_int, check_positive, check_seed
+from lbreg._checks import check_finite, check_float_tensor, check_int, check_positive, check_seed
 
 __all__ = [
     "CONFIGS",
@@ -153,10 +153,7 @@ class ConvAutoencoder(nn.Module):
 def _check_images(model: nn.Module, images: Any) -> None:
     """Raise unless ``images`` is a finite ``(N, 1, 28, 28)`` batch, N >= 1, in the dtype of
     ``model``'s parameters."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor of shape (N, 1, 28, 28), got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must have a real floating dtype, got {images.dtype}")
+    check_float_tensor(images, "images", 0, "(N, 1, 28, 28)")
     param = next(model.parameters(), None)
     dtype = torch.get_default_dtype() if param is None else param.dtype
     if images.dtype != dtype:
@@ -164,8 +161,7 @@ def _check_images(model: nn.Module, images: Any) -> None:
                         f"(images.to({dtype}) or model.to({images.dtype}))")
     if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28) or images.shape[0] == 0:
         raise ValueError(f"images must have shape (N, 1, 28, 28) with N >= 1, got shape {tuple(images.shape)}")
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("images contains NaN or infinite entries")
+    check_finite(images, "images")
 
 
 def train_autoencoder(

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lbreg.activations import Activation, Identity, activation_of
-from lbreg.operators import _check_not_meta, gram_norm_sq, power_norm
+from lbreg._checks import check_finite, check_float_tensor, check_not_meta
+from lbreg.operators import gram_norm_sq, power_norm
 
 __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
 
@@ -120,16 +121,10 @@ def _meta_shape(fn, in_shape: tuple[int, ...], dtype: torch.dtype, name: str) ->
 
 
 def _check_data(x: object, shape: tuple[int, ...], name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (B, *{shape}), got {type(x).__name__}"
-        )
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
-    _check_not_meta(x, name)
+    check_float_tensor(x, name, 0, f"(B, *{shape})")
+    check_not_meta(x, name)
     x = _reshape_batch(x, shape, shape, name)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite entries")
+    check_finite(x, name)
     return x
 
 
@@ -736,7 +731,7 @@ class LiftedNetwork:
                 t = getattr(layer.affine, name)
                 if t is None:
                     continue
-                _check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
+                check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
                 if not bool(torch.isfinite(t).all()):
                     raise ValueError(
                         f"layers[{i}] ({layer.affine._kind()}): its {name} has NaN or infinite "

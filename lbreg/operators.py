@@ -15,11 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from lbreg._checks import check_int, check_positive, check_seed
+from lbreg._checks import check_bool, check_float_tensor, check_int, check_positive, check_seed
 
 __all__ = ["grad2d", "div2d", "add_div_", "tv", "mixed_norm", "project_dual_ball", "power_norm", "gram",
            "gram_norm_sq"]
@@ -29,43 +28,9 @@ GRAM_BLOCKS = 4
 GRAM_MIN_ROWS = 256
 
 
-def _check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must have a real floating dtype, got {t.dtype}")
-    if t.dim() < min_dim:
-        raise ValueError(
-            f"{name} must have at least {min_dim} dimensions {layout}, "
-            f"got shape {tuple(t.shape)}"
-        )
-    return t
-
-
-def _check_not_meta(t: Tensor, name: str) -> None:
-    if t.device.type == "meta":
-        raise ValueError(f"{name} is on the 'meta' device, which holds shapes but no values: "
-                         "move it to a real device (cpu, cuda, ...)")
-
-
-def _check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: torch.dtype | None = None,
-                        context: str = "", hint: str = "") -> Tensor:
-    """``t``, checked to be a finite floating tensor of exactly ``shape`` (and ``dtype`` if given);
-    ``context`` and ``hint`` frame the message of a wrong shape."""
-    _check_float_tensor(t, name, 0, str(shape))
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{context}{name} must have shape {shape}, got {tuple(t.shape)}{hint}")
-    _check_not_meta(t, name)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite entries")
-    return t
-
-
 def _check_field(p: object, min_dim: int, layout: str) -> Tensor:
     """A floating gradient field ``p``: at least ``min_dim`` axes, 2 components on axis -3."""
-    _check_float_tensor(p, "p", min_dim, layout)
+    check_float_tensor(p, "p", min_dim, layout)
     if p.shape[-3] != 2:
         raise ValueError(
             f"p must have shape {layout} with 2 gradient components on axis -3, "
@@ -89,7 +54,7 @@ def grad2d(x: Tensor) -> Tensor:
     Returns:
         Tensor of shape ``(..., 2, H, W)``; component 0 along ``H``, component 1 along ``W``.
     """
-    _check_float_tensor(x, "x", 2, "(..., H, W)")
+    check_float_tensor(x, "x", 2, "(..., H, W)")
     if x.requires_grad and torch.is_grad_enabled():  # out= does not record autograd
         g = x.new_zeros(*x.shape[:-2], 2, *x.shape[-2:])
         g[..., 0, :-1, :] = x[..., 1:, :] - x[..., :-1, :]
@@ -159,14 +124,6 @@ def add_div_(out: Tensor, p: Tensor, scale: float | Tensor, value: float = 1.0) 
     return out
 
 
-def _check_isotropic(isotropic: object) -> bool:
-    """The TV flavour flag as a bool; TypeError unless a Python or NumPy bool (``"no"`` or a
-    tensor would read as true)."""
-    if not isinstance(isotropic, (bool, np.bool_)):
-        raise TypeError(f"isotropic must be True or False, got {isotropic!r} ({type(isotropic).__name__})")
-    return bool(isotropic)
-
-
 def tv(x: Tensor, isotropic: bool = True) -> Tensor:
     r"""Total variation per sample (PAPER_MATH §3, the regulariser of eq. (11)).
 
@@ -184,7 +141,7 @@ def tv(x: Tensor, isotropic: bool = True) -> Tensor:
     Returns:
         Tensor of shape ``(B,)``.
     """
-    _check_float_tensor(x, "x", 3, "(B, ..., H, W)")
+    check_float_tensor(x, "x", 3, "(B, ..., H, W)")
     return mixed_norm(grad2d(x), isotropic)
 
 
@@ -206,7 +163,7 @@ def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
     p0, p1 = p[..., 0, :, :], p[..., 1, :, :]
     # hypot of the two components, not vector_norm(dim=-3): a strided reduction over a
     # length-2 axis is 20-30x slower on CPU (measured in float64 on 64x64 fields, batch 1 and 64)
-    pix = torch.hypot(p0, p1) if _check_isotropic(isotropic) else p0.abs() + p1.abs()
+    pix = torch.hypot(p0, p1) if check_bool(isotropic, "isotropic") else p0.abs() + p1.abs()
     return pix.reshape(p.shape[0], -1).sum(dim=1)
 
 
@@ -233,8 +190,8 @@ def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor 
     """
     if not isinstance(radius, Tensor) and not radius > 0:
         raise ValueError(f"radius must be positive, got {radius}")
-    if not _check_isotropic(isotropic):
-        p = _check_float_tensor(p, "p", 3, "(..., 2, H, W)")
+    if not check_bool(isotropic, "isotropic"):
+        p = check_float_tensor(p, "p", 3, "(..., 2, H, W)")
         return torch.clamp(p, -radius, radius, out=out)
     _check_field(p, 3, "(..., 2, H, W)")
     norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).unsqueeze(-3)
@@ -338,7 +295,7 @@ def gram(A: Tensor) -> Tensor:
     Returns:
         ``(m, m)`` tensor, dtype and device of ``A``.
     """
-    _check_float_tensor(A, "A", 2, "(m, n)")
+    check_float_tensor(A, "A", 2, "(m, n)")
     if A.dim() != 2:
         raise ValueError(f"A must be a matrix (m, n), got shape {tuple(A.shape)}")
     m = A.shape[0]
@@ -366,7 +323,7 @@ def gram_norm_sq(W: Tensor) -> float:
     Returns:
         The eigenvalue as a Python float.
     """
-    _check_float_tensor(W, "W", 2, "(m, n)")
+    check_float_tensor(W, "W", 2, "(m, n)")
     if W.dim() != 2:
         raise ValueError(f"W must be a matrix (m, n), got shape {tuple(W.shape)}")
     return float(torch.linalg.eigvalsh(gram(W if W.shape[0] <= W.shape[1] else W.T))[-1])

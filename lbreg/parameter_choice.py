@@ -36,7 +36,7 @@ from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, admm, lifted_cd, pdhg
-from lbreg._checks import check_int, check_positive, check_real
+from lbreg._checks import check_bool, check_int, check_positive, check_real
 from lbreg.solvers.result import check_data, check_discrepancy_factor, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
@@ -297,8 +297,7 @@ def discrepancy_principle(
     if not 0.0 <= band < 1.0:
         raise ValueError(f"band must lie in [0, 1), got {band}")
     max_refine = check_int(max_refine, "max_refine")
-    if not isinstance(warm_start, bool):
-        raise TypeError(f"warm_start must be a bool, got {warm_start!r}")
+    warm_start = check_bool(warm_start, "warm_start")
     sequence = geometric_alphas(alpha_max, alpha_min, factor)
     solve = make_solve(network, solver, reg, **solver_kwargs)
     batch = y_delta.shape[0]

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg.operators import _check_field, _check_isotropic, add_div_, grad2d, mixed_norm, project_dual_ball
+from lbreg._checks import check_bool
+from lbreg.operators import _check_field, add_div_, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
     "Regularizer",
@@ -125,7 +126,7 @@ class TV(Regularizer):
     norm_K_sq = 8.0
 
     def __init__(self, isotropic: bool = True) -> None:
-        self.isotropic = _check_isotropic(isotropic)
+        self.isotropic = check_bool(isotropic, "isotropic")
 
     def __repr__(self) -> str:
         return f"TV(isotropic={self.isotropic})"

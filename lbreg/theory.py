@@ -26,10 +26,10 @@ from torch import Tensor
 from lbreg.activations import Activation, ReLU, activation_of
 from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
-from lbreg.operators import _check_exact_tensor, _check_float_tensor, _check_isotropic, div2d, grad2d
+from lbreg.operators import div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
-from lbreg._checks import check_int, check_positive
+from lbreg._checks import check_bool, check_exact_tensor, check_finite, check_float_tensor, check_int, check_positive
 from lbreg.solvers.result import check_alpha
 
 __all__ = [
@@ -66,18 +66,17 @@ def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str)
 def _check_rows(activation: Activation, y_delta: Tensor, v_dag: Tensor) -> Tensor:
     r"""Check :math:`y^\delta` ``(B, m)`` (in dom Ψ) and :math:`v^\dagger` ``(m,)`` or ``(B, m)``;
     return :math:`v^\dagger` as ``(B, m)``."""
-    _check_float_tensor(y_delta, "y_delta", 2, "(B, m)")
+    check_float_tensor(y_delta, "y_delta", 2, "(B, m)")
     if y_delta.dim() != 2:
         raise ValueError(f"y_delta must have shape (B, m), got {tuple(y_delta.shape)}")
     activation.check_domain(y_delta, "y_delta")
     batch, m = y_delta.shape
-    _check_float_tensor(v_dag, "v_dag", 1, f"({m},) or ({batch}, {m})")
+    check_float_tensor(v_dag, "v_dag", 1, f"({m},) or ({batch}, {m})")
     if tuple(v_dag.shape) not in ((m,), (1, m), (batch, m)):
         raise ValueError(
             f"v_dag must have shape ({m},) or ({batch}, {m}) like y_delta, got {tuple(v_dag.shape)}"
         )
-    if not bool(torch.isfinite(v_dag).all()):
-        raise ValueError("v_dag contains NaN or infinite entries")
+    check_finite(v_dag, "v_dag")
     return v_dag.expand_as(y_delta)
 
 
@@ -300,7 +299,7 @@ def theorem2_lhs(
     """
     _check_c(c)
     x_dag = instance.x_dag
-    _check_exact_tensor(x_alpha, "x_alpha", tuple(x_dag.shape), dtype=x_dag.dtype)
+    check_exact_tensor(x_alpha, "x_alpha", tuple(x_dag.shape), dtype=x_dag.dtype)
     alpha_t = check_alpha(alpha, x_dag.shape[0], x_dag)
     d_symm = symmetric_distance(SquaredNorm(), x_alpha, x_dag, x_alpha, x_dag)
     data = instance.activation.bregman(instance.y_delta, x_alpha @ instance.W.T + instance.b)
@@ -520,7 +519,7 @@ def _check_conjugate_args(activation: Activation, y: Tensor, w: Tensor) -> None:
     activation.check_domain(y, "y")
     if y.dim() < 1:
         raise ValueError(f"y must have a leading batch axis (B, ...), got shape {tuple(y.shape)}")
-    _check_exact_tensor(w, "w", tuple(y.shape), dtype=y.dtype)
+    check_exact_tensor(w, "w", tuple(y.shape), dtype=y.dtype)
 
 
 def numerical_bregman_conjugate(
@@ -588,7 +587,7 @@ def conjugate_gradient(activation: Activation, z: Tensor) -> Tensor:
     Returns:
         A tensor of the shape of ``z``.
     """
-    _check_float_tensor(z, "z", 0, "(...)")
+    check_float_tensor(z, "z", 0, "(...)")
     z = z.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(activation.conj(z).sum(), z)
     return grad
@@ -613,7 +612,7 @@ def tv_subgradient(x: Tensor, isotropic: bool = True) -> Tensor:
         A tensor of the shape of ``x``.
     """
     g = grad2d(x)
-    if _check_isotropic(isotropic):
+    if check_bool(isotropic, "isotropic"):
         norm = torch.linalg.vector_norm(g, dim=-3, keepdim=True)
         safe = norm.clamp_min(torch.finfo(g.dtype).tiny)
         xi = torch.where(norm > 0, g / safe, torch.zeros_like(g))

@@ -522,7 +522,7 @@ def test_a_dual_start_resumes_admm_as_its_docstring_says():
 def test_a_bad_dual_start_is_refused_naming_z0():
     with pytest.raises(ValueError, match=r"z0 must have shape \(2, 1, 2, 4, 4\)"):
         admm(NET, Y, 0.1, z0=torch.zeros(2, 2, 4, 4))
-    with pytest.raises(ValueError, match="z0 must be finite"):
+    with pytest.raises(ValueError, match="z0 contains NaN or infinite entries"):
         admm(NET, Y, 0.1, z0=torch.full((2, 1, 2, 4, 4), math.nan))
 
 

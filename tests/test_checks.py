@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from lbreg._checks import check_int, check_positive, check_real, check_seed
+from lbreg._checks import (
+    check_batch,
+    check_bool,
+    check_exact_tensor,
+    check_int,
+    check_positive,
+    check_real,
+    check_seed,
+)
 from lbreg.data import as_generator, mnist_tensors
 from lbreg.instances import random_perceptron
 from lbreg.operators import power_norm
@@ -92,3 +100,49 @@ def test_the_library_reports_wrong_types_as_type_errors_by_name():
         admm(net, y, 0.1, relax="1.5")
     with pytest.raises(ValueError, match="n must be >= 0, got -1"):
         mnist_tensors(False, n=-1)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("no", r"flag must be a bool, got 'no' \(str\)"),
+    (0, r"flag must be a bool, got 0 \(int\)"),
+    (torch.tensor(True), r"flag must be a bool, got tensor\(True\) \(Tensor\)"),
+])
+def test_check_bool_takes_python_and_numpy_bools_only(value, message):
+    assert check_bool(np.True_, "flag") is True and check_bool(False, "flag") is False
+    with pytest.raises(TypeError, match=message):
+        check_bool(value, "flag")
+
+
+@pytest.mark.parametrize("value, error, message", [
+    ([1.0], TypeError, r"y must be a torch.Tensor of shape \(B, ...\), got list"),
+    (torch.zeros(2, 3, dtype=torch.int64), TypeError, "y must have a real floating dtype, got torch.int64"),
+    (torch.zeros(3), ValueError, r"y must have at least 2 dimensions \(B, ...\), got shape \(3,\)"),
+    (torch.zeros(0, 3), ValueError, r"y holds no samples \(batch size 0\), got shape \(0, 3\)"),
+    (torch.zeros(2, 3, device="meta"), ValueError, "y is on the 'meta' device"),
+    (torch.tensor([[0.0, math.inf]]), ValueError, "y contains NaN or infinite entries"),
+])
+def test_check_batch_names_what_is_wrong_with_a_batch(value, error, message):
+    with pytest.raises(error, match=message):
+        check_batch(value, "y", min_dim=2)
+
+
+def test_check_exact_tensor_checks_dtype_shape_and_values():
+    t = torch.zeros(2, 3)
+    assert check_exact_tensor(t, "t", (2, 3)) is t
+    with pytest.raises(TypeError, match="t must have dtype torch.float64, got torch.float32"):
+        check_exact_tensor(t, "t", (2, 3), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"layer 1: t must have shape \(3, 2\), got \(2, 3\); transpose it"):
+        check_exact_tensor(t, "t", (3, 2), context="layer 1: ", hint="; transpose it")
+    with pytest.raises(ValueError, match="t contains NaN or infinite entries"):
+        check_exact_tensor(torch.full((2, 3), math.nan), "t", (2, 3))
+
+
+def test_the_baselines_and_the_noise_refuse_a_bad_batch_alike():
+    """decoder and add_noise once worded these errors each their own way."""
+    from lbreg.baselines import decoder
+    from lbreg.data import add_noise
+
+    bad = torch.tensor([[0.0, math.nan]])
+    for call in (lambda: decoder(lambda v: v, bad), lambda: add_noise(bad, 0.1, 0)):
+        with pytest.raises(ValueError, match="y contains NaN or infinite entries"):
+            call()

@@ -10,9 +10,8 @@ from torch import Tensor
 
 from ..activations import Activation, activation_of
 from ..network import AffineMap, LiftedNetwork
-from ..operators import _check_not_meta
 from ..regularizers import TV, Regularizer
-from .._checks import check_int, check_positive
+from .._checks import check_exact_tensor, check_int, check_positive
 from .result import (
     IterationLog,
     Result,
@@ -510,13 +509,5 @@ def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: 
     shape = (y.shape[0], *reg.dual_shape(network.input_shape))
     if z0 is None:
         return torch.zeros(shape, device=y.device, dtype=y.dtype)
-    if not isinstance(z0, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(z0).__name__}")
-    if not z0.is_floating_point():
-        raise TypeError(f"{name} must have a real floating dtype, got {z0.dtype}")
-    _check_not_meta(z0, name)
-    if tuple(z0.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(z0.shape)}")
-    if not bool(torch.isfinite(z0).all()):
-        raise ValueError(f"{name} must be finite (it holds NaN or Inf)")
+    check_exact_tensor(z0, name, shape)
     return z0.to(device=y.device, dtype=y.dtype).clone()

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_positive
+from .._checks import check_exact_tensor, check_positive
 from ..network import LiftedNetwork
-from ..operators import _check_exact_tensor
 from ..regularizers import TV, Regularizer
 
 __all__ = ["Result", "IterationLog"]
@@ -202,7 +201,7 @@ def check_iterate(t: Any, name: str, sample_shape: Sequence[int], batch: int | N
     defaults to ``t``'s leading size."""
     if batch is None:
         batch = t.shape[0] if isinstance(t, Tensor) and t.dim() else 0
-    return _check_exact_tensor(t, name, (batch, *sample_shape))
+    return check_exact_tensor(t, name, (batch, *sample_shape))
 
 
 def bview(values: Tensor, like: Tensor) -> Tensor:
