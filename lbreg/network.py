@@ -354,47 +354,51 @@ class AffineMap:
         """
         _check_plain(module, "")
         _check_weights(module, "")
-        shape = _as_shape(input_shape, "input_shape")
-        if isinstance(module, nn.Linear):
-            n = math.prod(shape)
-            if n != module.in_features:
-                per_row = len(shape) > 1 and shape[-1] == module.in_features
-                raise ValueError(
-                    f"input_shape {shape} has {n} entries but Linear expects "
-                    f"in_features={module.in_features} (lbreg applies it to the flattened input"
-                    + (", while torch applies it to each row along the last axis, which lbreg "
-                       "does not lift; flatten first if the Linear should see the whole input)"
-                       if per_row else ")")
-                )
-            w = module.weight.detach().clone()
-            b = None if module.bias is None else module.bias.detach().clone()
-            dense = _DenseMap.__new__(_DenseMap)
-            dense._init((n,), (module.out_features,), w, b)
-            # torch keeps the leading axes of the input (all of size 1 here): (1, .., 1, out)
-            out = (*shape[:-1], module.out_features) if shape[-1] == n else (module.out_features,)
-            return dense._with_shapes(in_shape=shape, out_shape=out)
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            cname = type(module).__name__
-            if module.padding_mode != "zeros":
-                raise ValueError(
-                    f"{cname} with padding_mode={module.padding_mode!r} is not supported: "
-                    f"padding_mode must be 'zeros'"
-                )
-            if len(shape) != 3 or shape[0] != module.in_channels:
-                raise ValueError(
-                    f"input_shape must be (C, H, W) with C = in_channels = "
-                    f"{module.in_channels} for {cname}, got {shape}"
-                )
-            if isinstance(module, nn.ConvTranspose2d):
-                return _ConvTransposeMap.build(module, shape)
-            return _ConvMap.build(module, shape)
-        if isinstance(module, nn.AvgPool2d):
-            if len(shape) != 3:
-                raise ValueError(f"input_shape must be (C, H, W) for AvgPool2d, got {shape}")
-            return _AvgPoolMap.build(module, shape)
-        raise TypeError(
-            f"{type(module).__name__} is not an affine module; supported: {_AFFINE_NAMES}"
-        )
+        return _affine_of(module, _as_shape(input_shape, "input_shape"))
+
+
+def _affine_of(module: nn.Module, shape: tuple[int, ...]) -> AffineMap:
+    """`AffineMap.from_module` for a module already checked (`_check_plain`, `_check_weights`)."""
+    if isinstance(module, nn.Linear):
+        n = math.prod(shape)
+        if n != module.in_features:
+            per_row = len(shape) > 1 and shape[-1] == module.in_features
+            raise ValueError(
+                f"input_shape {shape} has {n} entries but Linear expects "
+                f"in_features={module.in_features} (lbreg applies it to the flattened input"
+                + (", while torch applies it to each row along the last axis, which lbreg "
+                   "does not lift; flatten first if the Linear should see the whole input)"
+                   if per_row else ")")
+            )
+        w = module.weight.detach().clone()
+        b = None if module.bias is None else module.bias.detach().clone()
+        dense = _DenseMap.__new__(_DenseMap)
+        dense._init((n,), (module.out_features,), w, b)
+        # torch keeps the leading axes of the input (all of size 1 here): (1, .., 1, out)
+        out = (*shape[:-1], module.out_features) if shape[-1] == n else (module.out_features,)
+        return dense._with_shapes(in_shape=shape, out_shape=out)
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        cname = type(module).__name__
+        if module.padding_mode != "zeros":
+            raise ValueError(
+                f"{cname} with padding_mode={module.padding_mode!r} is not supported: "
+                f"padding_mode must be 'zeros'"
+            )
+        if len(shape) != 3 or shape[0] != module.in_channels:
+            raise ValueError(
+                f"input_shape must be (C, H, W) with C = in_channels = "
+                f"{module.in_channels} for {cname}, got {shape}"
+            )
+        if isinstance(module, nn.ConvTranspose2d):
+            return _ConvTransposeMap.build(module, shape)
+        return _ConvMap.build(module, shape)
+    if isinstance(module, nn.AvgPool2d):
+        if len(shape) != 3:
+            raise ValueError(f"input_shape must be (C, H, W) for AvgPool2d, got {shape}")
+        return _AvgPoolMap.build(module, shape)
+    raise TypeError(
+        f"{type(module).__name__} is not an affine module; supported: {_AFFINE_NAMES}"
+    )
 
 
 class _DenseMap(AffineMap):
@@ -832,9 +836,9 @@ class LiftedNetwork:
             if isinstance(m, _AFFINE_MODULES):
                 if pending is not None:
                     layers.append(Layer(pending, Identity()))
-                _check_weights(m, index)
+                _check_weights(m, index)  # _flatten_sequential ran _check_plain
                 try:
-                    a = AffineMap.from_module(m, cur)
+                    a = _affine_of(m, cur)
                 except ValueError as err:
                     raise ValueError(
                         f"{_describe(index, m)} does not fit its input of shape {cur} "
