@@ -25,6 +25,7 @@ __all__ = [
     "check_int",
     "check_not_meta",
     "check_positive",
+    "check_positive_values",
     "check_real",
     "check_seed",
 ]
@@ -66,6 +67,15 @@ def check_real(value: Any, name: str, *, minimum: float | None = None, strict: b
 def check_positive(value: Any, name: str, *, allow_zero: bool = False, tensor: bool = False) -> float:
     """``value`` as float, finite and > 0 (>= 0 with ``allow_zero``); see :func:`check_real`."""
     return check_real(value, name, minimum=0.0, strict=not allow_zero, tensor=tensor)
+
+
+def check_positive_values(t: Tensor, name: str, *, allow_zero: bool = False) -> Tensor:
+    """``t`` if every entry is finite and > 0 (>= 0 with ``allow_zero``); the message lists the
+    entries that are not."""
+    bad = ~torch.isfinite(t) | (t < 0 if allow_zero else t <= 0)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {t[bad].tolist()}")
+    return t
 
 
 def check_int(value: Any, name: str, *, minimum: int = 0) -> int:

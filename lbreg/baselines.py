@@ -65,21 +65,6 @@ def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
     return x0.detach().reshape(full).to(dtype=y.dtype, device=y.device).clone()
 
 
-def _check_delta(delta: Any, batch: int, y: Tensor) -> Tensor | None:
-    if delta is None:
-        return None
-    if isinstance(delta, Tensor):
-        d = delta.detach().reshape(-1)
-        if d.shape[0] not in (1, batch):
-            raise ValueError(
-                f"delta must be a number or have shape ({batch},), got shape {tuple(delta.shape)}"
-            )
-        if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
-            raise ValueError(f"delta must be finite and >= 0, got {d.tolist()}")
-        return d.to(dtype=y.dtype, device=y.device).expand(batch).clone()
-    return torch.full((batch,), check_positive(delta, "delta", allow_zero=True), dtype=y.dtype, device=y.device)
-
-
 def _residual(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
     """Per-sample :math:`\\mathcal N(x) - y^\\delta`, flattened to ``(B, m)``; ``y`` must hold as
     many values per sample as the network's output (a shape check only, no host synchronisation)."""
@@ -364,7 +349,7 @@ def deep_image_prior(
     forward, shape = _forward_map(network, input_shape)
     y = check_batch(y, "y", min_dim=2)
     batch, dtype, device = y.shape[0], y.dtype, y.device
-    level = _check_delta(delta, batch, y)
+    level = None if delta is None else check_alpha(delta, batch, y, name="delta", allow_zero=True)
     tau = check_positive(tau, "tau")
     width = check_int(width, "width", minimum=1)
     input_dim = check_int(input_dim, "input_dim", minimum=1)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lbreg.activations import Activation, Identity, activation_of
-from lbreg._checks import check_finite, check_float_tensor, check_not_meta
+from lbreg._checks import check_finite, check_float_tensor, check_not_meta, check_positive_values
 from lbreg.operators import gram_norm_sq, power_norm
 
 __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
@@ -943,8 +943,8 @@ class LiftedNetwork:
                     f"alpha must be a number or hold one value per sample ({total.shape[0]}), "
                     f"got shape {tuple(a.shape)}"
                 )
-            if check and not bool((torch.isfinite(a) & (a >= 0)).all()):
-                raise ValueError(f"alpha must be finite and >= 0, got {a.tolist()}")
+            if check:
+                check_positive_values(a, "alpha", allow_zero=True)
             total = total + a * reg.value(xs[0])
         return total
 

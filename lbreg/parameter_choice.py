@@ -36,7 +36,7 @@ from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, admm, lifted_cd, pdhg
-from lbreg._checks import check_bool, check_int, check_positive, check_real
+from lbreg._checks import check_bool, check_int, check_positive, check_positive_values, check_real
 from lbreg.solvers.result import check_data, check_discrepancy_factor, check_network, sample_norm
 from lbreg.theory import example1_alpha
 
@@ -557,8 +557,7 @@ def grid_search(
     grid = _float64(alphas, "alphas", "positive real numbers (a sequence or a 1-D tensor)").reshape(-1)
     if grid.numel() == 0:
         raise ValueError("alphas must hold at least one grid value, got an empty grid")
-    if not bool(torch.isfinite(grid).all()) or bool((grid <= 0).any()):
-        raise ValueError(f"alphas must be finite and > 0, got {grid.tolist()}")
+    check_positive_values(grid, "alphas")
     if grid.unique().numel() != grid.numel():
         raise ValueError(f"alphas must be distinct (each value is solved once), got {grid.tolist()}")
     batch = y_delta.shape[0]
@@ -658,8 +657,7 @@ def _per_sample(value: float | Tensor, batch: int, name: str) -> Tensor:
         t = t.expand(batch)
     if t.numel() != batch:
         raise ValueError(f"{name} must be a number or hold one value per sample ({batch}), got {t.numel()} values")
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
-        raise ValueError(f"{name} must be finite and >= 0, got {t.tolist()}")
+    check_positive_values(t, name, allow_zero=True)
     return t.clone()
 
 

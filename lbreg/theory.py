@@ -29,7 +29,7 @@ from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
-from lbreg._checks import check_bool, check_exact_tensor, check_finite, check_float_tensor, check_int, check_positive
+from lbreg._checks import check_bool, check_exact_tensor, check_finite, check_float_tensor, check_int, check_positive, check_positive_values
 from lbreg.solvers.result import check_alpha
 
 __all__ = [
@@ -220,8 +220,7 @@ def source_condition_instance(
     v = torch.randn(n_sources, m, generator=g, dtype=dtype) * support
     v = v * (v_norm / torch.linalg.vector_norm(v, dim=1, keepdim=True))
     std = _as_batch(noise_std, b, "noise_std")
-    if bool((std < 0).any()) or not bool(torch.isfinite(std).all()):
-        raise ValueError(f"noise_std must be finite and >= 0, got {std.tolist()}")
+    check_positive_values(std, "noise_std", allow_zero=True)
     v = v.repeat_interleave(std.numel(), dim=0)
     std = std.repeat(n_sources)
     x_dag = v @ W
@@ -455,13 +454,7 @@ def _real_values(values: float | Tensor, name: str, *, allow_zero: bool = False)
         return torch.tensor(check_positive(values, name, allow_zero=allow_zero), dtype=torch.float64)
     if not values.is_floating_point():
         raise TypeError(f"{name} must be a number or a floating tensor, got {values.dtype}")
-    t = values.to(torch.float64)
-    bad = ~torch.isfinite(t) | (t < 0 if allow_zero else t <= 0)
-    if bool(bad.any()):
-        raise ValueError(
-            f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {t[bad].tolist()}"
-        )
-    return t
+    return check_positive_values(values.to(torch.float64), name, allow_zero=allow_zero)
 
 
 def example1_admissible(

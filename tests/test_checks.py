@@ -18,6 +18,7 @@ from lbreg._checks import (
     check_exact_tensor,
     check_int,
     check_positive,
+    check_positive_values,
     check_real,
     check_seed,
 )
@@ -146,3 +147,31 @@ def test_the_baselines_and_the_noise_refuse_a_bad_batch_alike():
     for call in (lambda: decoder(lambda v: v, bad), lambda: add_noise(bad, 0.1, 0)):
         with pytest.raises(ValueError, match="y contains NaN or infinite entries"):
             call()
+
+
+@pytest.mark.parametrize("delta, error, message", [
+    (torch.tensor([math.nan, 0.1]), ValueError, r"delta must be finite and >= 0, got \[nan\]"),
+    (-0.1, ValueError, "delta must be finite and >= 0, got -0.1"),
+    (torch.tensor([1, 2]), TypeError, "delta must be a floating tensor, got torch.int64"),
+    (torch.ones(2, 2), ValueError, r"delta must be a number or a tensor of shape \(2,\) \(one per sample\)"),
+])
+def test_landweber_and_the_deep_image_prior_check_the_noise_level_alike(delta, error, message):
+    """Both stop by the discrepancy principle and read delta as alpha is read (check_alpha)."""
+    from lbreg.baselines import deep_image_prior
+    from lbreg.solvers import landweber
+
+    net = random_perceptron((1, 4, 4), 8, generator=0)
+    y = net(torch.rand(2, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))).relu()
+    for solve in (landweber, lambda n, v, d: deep_image_prior(n, v, d, width=4, input_dim=2, max_iter=1)):
+        with pytest.raises(error, match=message):
+            solve(net, y, delta)
+
+
+def test_check_positive_values_lists_the_entries_at_fault():
+    t = torch.tensor([0.5, 0.0, -1.0, math.inf])
+    with pytest.raises(ValueError, match=r"a must be finite and > 0, got \[0.0, -1.0, inf\]"):
+        check_positive_values(t, "a")
+    with pytest.raises(ValueError, match=r"a must be finite and >= 0, got \[-1.0, inf\]"):
+        check_positive_values(t, "a", allow_zero=True)
+    head = t[:2]
+    assert check_positive_values(head, "a", allow_zero=True) is head

@@ -114,7 +114,7 @@ CASES = [
                                                torch.zeros(1, dtype=torch.float64)), ValueError, "tau"),
     ("negative delta", lambda: landweber(NET, Y, delta=-0.1), ValueError, "delta"),
     ("delta of a shape unlike (B,)", lambda: landweber(NET, Y, delta=torch.ones(2, 2)), ValueError,
-        r"delta must be a number or have shape \(2,\), got \(2, 2\)"),
+        r"delta must be a number or a tensor of shape \(2,\) \(one per sample\), got shape \(2, 2\)"),
     ("negative step", lambda: landweber(NET, Y, step=-1.0), ValueError, "step"),
     ("discrepancy factor below 1", lambda: landweber(NET, Y, delta=0.1, eta=0.5), ValueError, "eta must be >= 1"),
     ("Bregman Landweber on a deep network", lambda: landweber(deep(), torch.rand(1, 6, dtype=torch.float64)), ValueError, "variant"),

@@ -12,6 +12,7 @@ from .._checks import check_int, check_positive
 from .result import (
     IterationLog,
     Result,
+    check_alpha,
     check_data,
     check_discrepancy_factor,
     check_network,
@@ -91,7 +92,7 @@ def landweber(
     y = check_data(network, y)
     network = network.to(device=y.device, dtype=y.dtype)
     batch = y.shape[0]
-    level = _check_delta(delta, batch, y)
+    level = None if delta is None else check_alpha(delta, batch, y, name="delta", allow_zero=True)
     if step is None:
         lip = 1.0
         for layer in network.layers:
@@ -138,18 +139,3 @@ def _gradient(network: LiftedNetwork, variant: str, x: Tensor, y: Tensor) -> tup
         return layer.affine.adjoint(out - y), out
     out, vjp = torch.func.vjp(network.forward, x)
     return vjp(out - y)[0], out
-
-
-def _check_delta(delta: float | Tensor | None, batch: int, y: Tensor) -> Tensor | None:
-    """Per-sample noise levels ``(B,)`` or None."""
-    if delta is None:
-        return None
-    if isinstance(delta, Tensor):
-        if delta.numel() not in (1, batch):
-            raise ValueError(f"delta must be a number or have shape ({batch},), got {tuple(delta.shape)}")
-        delta = delta.reshape(-1)
-        if not bool(torch.isfinite(delta).all()) or bool((delta < 0).any()):
-            raise ValueError("delta must be finite and >= 0")
-        return delta.to(device=y.device, dtype=y.dtype).expand(batch).clone()
-    value = check_positive(delta, "delta", allow_zero=True)
-    return torch.full((batch,), value, device=y.device, dtype=y.dtype)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_exact_tensor, check_positive
+from .._checks import check_exact_tensor, check_positive, check_positive_values
 from ..network import LiftedNetwork
 from ..regularizers import TV, Regularizer
 
@@ -150,9 +150,7 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
             )
         if not torch.is_floating_point(alpha):
             raise TypeError(f"{name} must be a floating tensor, got {alpha.dtype}")
-        low = alpha < 0 if allow_zero else alpha <= 0
-        if not bool(torch.isfinite(alpha).all()) or bool(low.any()):
-            raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {alpha.tolist()}")
+        check_positive_values(alpha, name, allow_zero=allow_zero)
         check_range(alpha.detach().cpu().double())
         return alpha.to(device=like.device, dtype=like.dtype).expand(batch).clone()
     if not isinstance(alpha, Real) and hasattr(alpha, "__len__"):  # a list, a tuple, a NumPy array
