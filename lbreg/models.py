@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
 import time
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lbreg.data import ChecksumError, MNIST_MEAN, mnist_root, mnist_tensors
+from lbreg.data import ChecksumError, MNIST_MEAN, _hexdigest, mnist_root, mnist_tensors
 from lbreg._checks import check_finite, check_float_tensor, check_int, check_positive, check_seed
 
 __all__ = [
@@ -313,14 +312,6 @@ def _check_name(name: str) -> None:
         raise ValueError(f"name must be one of {sorted(_MODEL_CLASSES)}, got {name!r}")
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_weights(
     name: str,
     out_dir: str | Path,
@@ -370,7 +361,7 @@ def build_weights(
     record = {
         "name": name,
         "file": pt_path.name,
-        "sha256": _sha256(pt_path),
+        "sha256": _hexdigest(pt_path, "sha256"),
         "config": asdict(config) | {"lr": lr, "requested_lr": config.lr},
         "mnist_mean": MNIST_MEAN if config.center else None,
         "torch_version": torch.__version__,
@@ -405,7 +396,7 @@ def load_weights(name: str, weights_dir: str | Path = WEIGHTS_DIR) -> tuple[nn.M
     if missing:
         raise ValueError(f"weights record {json_path} lacks the keys {missing}")
     pt_path = weights_dir / record["file"]
-    actual = _sha256(pt_path)
+    actual = _hexdigest(pt_path, "sha256")
     if actual != record["sha256"]:
         raise ChecksumError(
             f"weights file {pt_path} has sha256 {actual}, but {json_path} records {record['sha256']}"

