@@ -46,7 +46,7 @@ def check_real(value: Any, name: str, *, minimum: float | None = None, strict: b
     Raises:
         TypeError: not a real number (nor, with ``tensor``, a one-element real tensor).
         ValueError: NaN or infinite; below ``minimum`` (or equal to it with ``strict``); with
-            ``tensor``, a tensor of more than one element.
+            ``tensor``, a tensor that does not hold exactly one element.
     """
     if tensor and isinstance(value, Tensor):
         if value.numel() != 1:
@@ -114,7 +114,8 @@ def check_float_tensor(t: object, name: str, min_dim: int, layout: str) -> Tenso
     if not t.is_floating_point():
         raise TypeError(f"{name} must have a real floating dtype, got {t.dtype}")
     if t.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimensions {layout}, got shape {tuple(t.shape)}")
+        raise ValueError(f"{name} must have at least {min_dim} dimension{'s' if min_dim > 1 else ''} {layout}, "
+                         f"got shape {tuple(t.shape)}")
     return t
 
 

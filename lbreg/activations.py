@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbreg._checks import check_real
+from lbreg._checks import check_positive, check_positive_values, check_real
 
 __all__ = [
     "Activation",
@@ -292,13 +292,10 @@ class Activation(ABC):
             Tensor of the shape of ``v`` (broadcast with ``t``), in dom Ψ.
         """
         _require_float(v, "v")
-        if check:
-            if isinstance(t, Tensor):
-                ok = bool(torch.all((t > 0) & torch.isfinite(t)))
-            else:
-                ok = isinstance(t, (int, float)) and 0 < t < _INF
-            if not ok:
-                raise ValueError(f"t must be positive and finite for prox_{{tΨ}}, got {t!r}")
+        if check and isinstance(t, Tensor):
+            check_positive_values(t, "t")
+        elif check:
+            t = check_positive(t, "t")
         # a number becomes a CPU scalar tensor, which kernels on any device take as a number
         # (made on v's device, it would be copied to a GPU at every call)
         t = torch.as_tensor(t, dtype=v.dtype, device=v.device if isinstance(t, Tensor) else "cpu")

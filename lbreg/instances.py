@@ -25,12 +25,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from lbreg._checks import check_exact_tensor, check_int, check_positive, check_seed
 from lbreg.activations import Activation, ReLU
 from lbreg.data import add_noise, as_generator, disc
 from lbreg.network import AffineMap, Layer, LiftedNetwork, _as_shape
 from lbreg.operators import div2d, grad2d, tv
 from lbreg.regularizers import TV
-from lbreg._checks import check_exact_tensor, check_int, check_positive, check_seed
 from lbreg.solvers.result import check_alpha
 
 __all__ = ["LAWS", "random_perceptron", "CircleProblem", "circle_problem"]
@@ -171,7 +171,7 @@ class CircleProblem:
         """
         for t, name, shape in ((x, "x", self.network.input_shape), (z, "z", TV().dual_shape(self.network.input_shape))):
             check_exact_tensor(t, name, (1, *shape), context="kkt certifies one sample: ",
-                                hint=" (for a batch, pass one sample at a time: x[i:i+1], z[i:i+1])")
+                               hint=" (for a batch, pass one sample at a time: x[i:i+1], z[i:i+1])")
         alpha = check_positive(alpha, "alpha")
         layer = self.network.layers[0]
         affine, act = layer.affine, layer.activation

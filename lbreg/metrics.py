@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from lbreg._checks import check_finite
+from lbreg._checks import check_finite, check_positive
 
 __all__ = ["psnr"]
 
@@ -44,8 +44,7 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
         raise ValueError(f"x and x_ref must have the same shape, got {tuple(x.shape)} and {tuple(x_ref.shape)}")
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"x must have a leading batch dimension with at least one sample, got shape {tuple(x.shape)}")
-    if not 0 < peak < math.inf:
-        raise ValueError(f"peak must be positive and finite, got peak={peak}")
+    peak = check_positive(peak, "peak")
     if x.is_floating_point() and x_ref.is_floating_point():
         dtype = torch.promote_types(torch.promote_types(x.dtype, x_ref.dtype), torch.float32)
     else:

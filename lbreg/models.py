@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lbreg.data import ChecksumError, MNIST_MEAN, _hexdigest, mnist_root, mnist_tensors
 from lbreg._checks import check_finite, check_float_tensor, check_int, check_positive, check_seed
+from lbreg.data import ChecksumError, MNIST_MEAN, _hexdigest, mnist_root, mnist_tensors
 
 __all__ = [
     "CONFIGS",

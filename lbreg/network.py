@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbreg.activations import Activation, Identity, activation_of
 from lbreg._checks import check_finite, check_float_tensor, check_not_meta, check_positive_values
+from lbreg.activations import Activation, Identity, activation_of
 from lbreg.operators import gram_norm_sq, power_norm
 
 __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
@@ -736,11 +736,7 @@ class LiftedNetwork:
                 if t is None:
                     continue
                 check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
-                if not bool(torch.isfinite(t).all()):
-                    raise ValueError(
-                        f"layers[{i}] ({layer.affine._kind()}): its {name} has NaN or infinite "
-                        "entries"
-                    )
+                check_finite(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
         for i in range(1, len(layers)):
             prev, cur = layers[i - 1].affine.out_shape, layers[i].affine.in_shape
             if prev != cur:

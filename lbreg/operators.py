@@ -188,8 +188,8 @@ def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor 
     Returns:
         Tensor of the shape of ``p`` (``out`` if given).
     """
-    if not isinstance(radius, Tensor) and not radius > 0:
-        raise ValueError(f"radius must be positive, got {radius}")
+    if not isinstance(radius, Tensor):  # a tensor (the solvers' per-sample radius) is not checked: no host sync
+        radius = check_positive(radius, "radius")
     if not check_bool(isotropic, "isotropic"):
         p = check_float_tensor(p, "p", 3, "(..., 2, H, W)")
         return torch.clamp(p, -radius, radius, out=out)

@@ -32,11 +32,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from lbreg._checks import check_bool, check_int, check_positive, check_positive_values, check_real
 from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
 from lbreg.solvers import Result, admm, lifted_cd, pdhg
-from lbreg._checks import check_bool, check_int, check_positive, check_positive_values, check_real
 from lbreg.solvers.result import check_data, check_discrepancy_factor, check_network, sample_norm
 from lbreg.theory import example1_alpha
 

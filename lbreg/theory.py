@@ -23,13 +23,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lbreg._checks import (
+    check_bool,
+    check_exact_tensor,
+    check_finite,
+    check_float_tensor,
+    check_int,
+    check_positive,
+    check_positive_values,
+    check_real,
+)
 from lbreg.activations import Activation, ReLU, activation_of
 from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d
 from lbreg.regularizers import SquaredNorm, burbea_rao, symmetric_distance
 from lbreg.solvers import Result, pdhg
-from lbreg._checks import check_bool, check_exact_tensor, check_finite, check_float_tensor, check_int, check_positive, check_positive_values
 from lbreg.solvers.result import check_alpha
 
 __all__ = [
@@ -386,7 +395,7 @@ def theorem2_bound(
 
 
 def _check_c(c: float) -> None:
-    if not 0.0 < c <= 1.0:
+    if not 0.0 < check_real(c, "c") <= 1.0:
         raise ValueError(f"c must lie in (0, 1] for Theorem 2, got {c}")
 
 

@@ -371,7 +371,7 @@ def test_integer_tensors_raise_type_error():
 def test_prox_rejects_non_positive_or_infinite_t(act, t):
     """prox_{tΨ} needs t > 0 and finite in every entry: a tensor t holding a 0 is rejected like
     the number 0 (t = 0 is no proximal step; the Newton solve of sigmoid/tanh divides by t)."""
-    with pytest.raises(ValueError, match="t must be positive and finite"):
+    with pytest.raises(ValueError, match="t must be finite and > 0, got"):
         act.prox(torch.zeros(2, dtype=F64), t)
 
 

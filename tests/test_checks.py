@@ -153,7 +153,7 @@ def test_the_baselines_and_the_noise_refuse_a_bad_batch_alike():
     (torch.tensor([math.nan, 0.1]), ValueError, r"delta must be finite and >= 0, got \[nan\]"),
     (-0.1, ValueError, "delta must be finite and >= 0, got -0.1"),
     (torch.tensor([1, 2]), TypeError, "delta must be a floating tensor, got torch.int64"),
-    (torch.ones(2, 2), ValueError, r"delta must be a number or a tensor of shape \(2,\) \(one per sample\)"),
+    (torch.ones(2, 2), ValueError, r"delta must be a number or hold one value per sample \(2\), got shape \(2, 2\)"),
 ])
 def test_landweber_and_the_deep_image_prior_check_the_noise_level_alike(delta, error, message):
     """Both stop by the discrepancy principle and read delta as alpha is read (check_alpha)."""
@@ -175,3 +175,40 @@ def test_check_positive_values_lists_the_entries_at_fault():
         check_positive_values(t, "a", allow_zero=True)
     head = t[:2]
     assert check_positive_values(head, "a", allow_zero=True) is head
+
+
+def test_a_keepdim_noise_level_is_one_per_sample_and_is_detached():
+    """delta of shape (B, 1) (a norm with keepdim) reads as (B,); a delta that requires grad
+    is a constant to the solvers (the deep image prior optimises with autograd)."""
+    from lbreg.baselines import deep_image_prior
+    from lbreg.solvers import landweber
+
+    net = random_perceptron((1, 4, 4), 8, generator=0)
+    y = net(torch.rand(2, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))).relu()
+    delta = torch.tensor([[0.1], [0.2]], dtype=torch.float64, requires_grad=True)
+    a = landweber(net, y, delta, max_iter=3)
+    b = deep_image_prior(net, y, delta, width=4, input_dim=2, max_iter=3)
+    for result in (a, b):
+        assert result.params["delta"].tolist() == [0.1, 0.2]
+        assert not result.params["delta"].requires_grad
+
+
+def test_numbers_given_as_numpy_scalars_work_and_bools_are_refused():
+    """prox's step, psnr's peak, project_dual_ball's radius and Theorem 2's c: a NumPy scalar
+    is a number; True, once read as 1 (or refused by a bare comparison), is a TypeError."""
+    from lbreg.activations import Sigmoid
+    from lbreg.metrics import psnr
+    from lbreg.operators import project_dual_ball
+    from lbreg.theory import example1_alpha
+
+    v = torch.linspace(-2, 2, 5, dtype=torch.float64)
+    assert torch.equal(Sigmoid().prox(v, np.float32(0.5)), Sigmoid().prox(v, 0.5))
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(psnr(x, x.flip(0), peak=np.float64(2.0)), psnr(x, x.flip(0), peak=2.0))
+    p = torch.randn(1, 1, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(project_dual_ball(p, radius=np.float64(0.5)), project_dual_ball(p, radius=0.5))
+    for call, name in ((lambda: Sigmoid().prox(v, True), "t"), (lambda: psnr(x, x, peak=True), "peak"),
+                       (lambda: project_dual_ball(p, radius=True), "radius"),
+                       (lambda: example1_alpha(0.1, 1.0, c=True), "c")):
+        with pytest.raises(TypeError, match=f"{name} must be a real number, got bool"):
+            call()

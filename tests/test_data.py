@@ -460,5 +460,5 @@ def test_psnr_rejects_complex_and_non_finite_images():
         psnr(x, bad)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         psnr(x.tolist(), ref)
-    with pytest.raises(ValueError, match="peak must be positive and finite"):
+    with pytest.raises(ValueError, match="peak must be finite and > 0"):
         psnr(x, ref, peak=math.inf)

@@ -179,7 +179,7 @@ def test_projection_onto_a_ball_of_radius_r_is_r_times_the_unit_projection(isotr
     torch.testing.assert_close(project_dual_ball(p, isotropic, radius=r), expected, rtol=1e-14, atol=0)
     torch.testing.assert_close(project_dual_ball(p, isotropic, radius=0.5),
                                0.5 * project_dual_ball(2.0 * p, isotropic), rtol=1e-14, atol=0)
-    with pytest.raises(ValueError, match="radius must be positive"):
+    with pytest.raises(ValueError, match="radius must be finite and > 0"):
         project_dual_ball(p, isotropic, radius=0.0)
 
 

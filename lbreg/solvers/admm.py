@@ -18,11 +18,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_positive, check_real
 from ..activations import Activation
 from ..network import _EXACT_NORM_MAX, AffineMap, LiftedNetwork
 from ..operators import gram_norm_sq
 from ..regularizers import Regularizer
-from .._checks import check_int, check_positive, check_real
 from .result import (
     IterationLog,
     Result,

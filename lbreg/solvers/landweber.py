@@ -7,13 +7,13 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
-from ..network import LiftedNetwork
 from .._checks import check_int, check_positive
+from ..network import LiftedNetwork
 from .result import (
     IterationLog,
     Result,
-    check_alpha,
     check_data,
+    check_delta,
     check_discrepancy_factor,
     check_network,
     check_start,
@@ -60,7 +60,8 @@ def landweber(
     Args:
         network: a `LiftedNetwork`.
         y: noisy data :math:`y^\delta`, ``(B, *output_shape)``.
-        delta: noise level :math:`\|y^\delta - y\|`, a number or one per sample ``(B,)``.
+        delta: noise level :math:`\|y^\delta - y\|`, a number or a floating tensor of one value
+            per sample (``(B,)``, ``(B, 1)``, ...), each >= 0.
         eta: discrepancy factor :math:`\eta \ge 1`, the :math:`\tau` of
             `lbreg.parameter_choice.discrepancy_principle` (PAPER_MATH §5 item 5: 1).
         step: step size :math:`\tau`; default as above.
@@ -92,7 +93,7 @@ def landweber(
     y = check_data(network, y)
     network = network.to(device=y.device, dtype=y.dtype)
     batch = y.shape[0]
-    level = None if delta is None else check_alpha(delta, batch, y, name="delta", allow_zero=True)
+    level = check_delta(delta, batch, y)
     if step is None:
         lip = 1.0
         for layer in network.layers:

@@ -8,11 +8,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_positive
 from ..network import Layer, LiftedNetwork
 from ..regularizers import Regularizer
 from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups, _splitting_from
 from .pdhg import _dual_start, _step, default_steps
-from .._checks import check_int, check_positive
 from .result import (
     IterationLog,
     Result,

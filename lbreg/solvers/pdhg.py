@@ -8,10 +8,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .._checks import check_exact_tensor, check_int, check_positive
 from ..activations import Activation, activation_of
 from ..network import AffineMap, LiftedNetwork
 from ..regularizers import TV, Regularizer
-from .._checks import check_exact_tensor, check_int, check_positive
 from .result import (
     IterationLog,
     Result,

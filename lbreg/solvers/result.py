@@ -161,6 +161,20 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
     return torch.full((batch,), value, device=like.device, dtype=like.dtype)
 
 
+def check_delta(delta: Any, batch: int, like: Tensor) -> Tensor | None:
+    r"""The noise levels :math:`\delta` of the discrepancy principle as ``(B,)`` on ``like``'s device
+    and dtype (``None`` stays ``None``): a number >= 0, or a floating tensor of 1 or ``B`` values
+    >= 0 in any shape (e.g. ``(B, 1)`` from a norm with ``keepdim``), detached; see `check_alpha`."""
+    if delta is None:
+        return None
+    if isinstance(delta, Tensor):
+        if delta.numel() not in (1, batch):
+            raise ValueError(f"delta must be a number or hold one value per sample ({batch}), "
+                             f"got shape {tuple(delta.shape)}")
+        delta = delta.detach().reshape(-1)
+    return check_alpha(delta, batch, like, name="delta", allow_zero=True)
+
+
 def check_data(network: LiftedNetwork, y: Any, *, name: str = "y") -> Tensor:
     """Validate noisy data ``y`` (float32 or float64, finite, right shape, inside dom Ψ_L); reshape
     to ``(B, *output_shape)``. The solvers run in ``y``'s dtype."""
