@@ -8,6 +8,7 @@ type that is wrong (NaN, an infinity, a bound, a shape, the ``meta`` device) rai
 from __future__ import annotations
 
 import math
+import reprlib
 from numbers import Integral, Real
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_positive",
     "check_positive_values",
     "check_real",
+    "check_real_tensor",
     "check_seed",
 ]
 
@@ -76,6 +78,25 @@ def check_positive_values(t: Tensor, name: str, *, allow_zero: bool = False) -> 
     if bool(bad.any()):
         raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {t[bad].tolist()}")
     return t
+
+
+def check_real_tensor(values: Any, name: str, what: str = "real numbers") -> Tensor:
+    """Real numbers (a number, a sequence of numbers, a NumPy array or a tensor) as a float64
+    tensor; TypeError, saying that ``name`` must be ``what``, for a string, a bool (also inside
+    a sequence, where ``torch.as_tensor`` would read True as 1) or complex values."""
+    if not isinstance(values, Tensor) and isinstance(values, (list, tuple)):
+        for v in values:
+            if isinstance(v, Tensor) and v.dim() == 0:
+                v = v.item()
+            if isinstance(v, bool) or not isinstance(v, Real):
+                raise TypeError(f"{name} must be {what}, got {reprlib.repr(values)}")
+    try:
+        kind = torch.as_tensor(values).dtype
+    except (TypeError, ValueError, RuntimeError):
+        kind = None
+    if kind is None or kind == torch.bool or kind.is_complex:
+        raise TypeError(f"{name} must be {what}, got {reprlib.repr(values)}")
+    return torch.as_tensor(values, dtype=torch.float64)  # Python floats straight to float64
 
 
 def check_int(value: Any, name: str, *, minimum: int = 0) -> int:

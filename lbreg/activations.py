@@ -293,6 +293,14 @@ class Activation(ABC):
         """
         _require_float(v, "v")
         if check and isinstance(t, Tensor):
+            if t.is_complex() or t.dtype == torch.bool:
+                raise TypeError(f"t must be a real number or a real tensor, got a tensor of dtype {t.dtype}")
+            try:
+                fits = torch.broadcast_shapes(t.shape, v.shape) == v.shape
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(f"t must broadcast to the shape of v {tuple(v.shape)}, got shape {tuple(t.shape)}")
             check_positive_values(t, "t")
         elif check:
             t = check_positive(t, "t")

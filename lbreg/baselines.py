@@ -23,9 +23,9 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_batch, check_finite, check_int, check_positive
+from ._checks import check_batch, check_finite, check_float_tensor, check_int, check_not_meta, check_positive
 from .data import as_generator
-from .network import LiftedNetwork
+from .network import LiftedNetwork, _as_shape
 from .operators import grad2d
 from .solvers.result import IterationLog, Result, bview, check_alpha, check_delta, freeze
 
@@ -47,22 +47,19 @@ def _forward_map(network: Any, input_shape: Any) -> tuple[Callable[[Tensor], Ten
         )
     if input_shape is None:
         raise ValueError("input_shape must be given when network is not a LiftedNetwork")
-    shape = tuple(int(n) for n in input_shape)
-    if not shape or any(n <= 0 for n in shape):
-        raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got {input_shape!r}")
-    return network, shape
+    return network, _as_shape(input_shape, "input_shape")
 
 
 def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
     full = (y.shape[0], *shape)
     if x0 is None:
         return torch.zeros(full, dtype=y.dtype, device=y.device)
-    if not isinstance(x0, Tensor):
-        raise TypeError(f"x0 must be a torch.Tensor of shape {full}, got {type(x0).__name__}")
-    if x0.numel() != math.prod(full) or x0.shape[0] != y.shape[0]:
-        raise ValueError(f"x0 must have shape {full}, got {tuple(x0.shape)}")
+    check_float_tensor(x0, "x0", 1, str(full))
+    if tuple(x0.shape) not in (full, (y.shape[0], math.prod(shape))):
+        raise ValueError(f"x0 must have shape {full} (or {(y.shape[0], math.prod(shape))}), got {tuple(x0.shape)}")
+    check_not_meta(x0, "x0")
     check_finite(x0, "x0")
-    return x0.detach().reshape(full).to(dtype=y.dtype, device=y.device).clone()
+    return x0.detach().reshape(full).to(dtype=y.dtype, device=y.device).clone(memory_format=torch.contiguous_format)
 
 
 def _residual(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -124,6 +121,7 @@ def tv_smooth(x: Tensor, eps: float) -> Tensor:
     Returns:
         ``(B,)``.
     """
+    check_float_tensor(x, "x", 3, "(B, ..., H, W)")
     eps = check_positive(eps, "eps", allow_zero=True)
     g = grad2d(x)
     pix = torch.sqrt(g[..., 0, :, :].square() + g[..., 1, :, :].square() + eps * eps) - eps
@@ -187,6 +185,8 @@ def autograd_tv(
         :math:`\|\mathcal N(x^k) - y^\delta\|` per iteration; ``params`` the settings.
     """
     forward, shape = _forward_map(network, input_shape)
+    if len(shape) < 2:  # TV needs image axes; on a vector, grad2d would difference the samples
+        raise ValueError(f"input_shape must end in the image axes (..., H, W) for TV, got {shape}")
     y = check_batch(y, "y", min_dim=2).detach()
     batch = y.shape[0]
     alpha_t = check_alpha(alpha, batch, y, allow_zero=True)

@@ -356,6 +356,7 @@ def mnist_tensors(
     if n is not None and indices is not None:
         raise ValueError("give at most one of n and indices")
     train = _check_train(train)
+    center = check_bool(center, "center")
     size = MNIST_SIZES[train]
     if n is not None:
         n = check_int(n, "n")

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbreg._checks import check_finite, check_float_tensor, check_not_meta, check_positive_values
+from lbreg._checks import check_finite, check_float_tensor, check_not_meta, check_positive_values, check_real_tensor
 from lbreg.activations import Activation, Identity, activation_of
 from lbreg.operators import gram_norm_sq, power_norm
 
@@ -59,19 +59,21 @@ _AFFINE_NAMES = ", ".join(f"nn.{c.__name__}" for c in _AFFINE_MODULES)  # for er
 
 
 def _as_shape(shape: object, name: str) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        shape = (shape,)
-    if isinstance(shape, torch.Size):
-        shape = tuple(shape)
+    """A shape as a tuple of ints >= 1 (an int ``n`` is ``(n,)``); TypeError for anything but
+    integers (a float that int() would cut, a bool), ValueError for an empty shape or a size < 1."""
+    if isinstance(shape, (int, torch.Size)):
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}")
-    try:
-        out = tuple(operator.index(n) for n in shape)  # an int, not a float that int() would cut
-    except TypeError:
-        raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}") from None
-    if len(out) == 0 or any(n < 1 for n in out):
+    if len(shape) == 0:
         raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
-    return out
+    for i, n in enumerate(shape):
+        if isinstance(n, bool) or not isinstance(n, Integral):
+            raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r} ({name}[{i}] is a "
+                            f"{type(n).__name__})")
+        if n < 1:
+            raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
+    return tuple(int(n) for n in shape)
 
 
 def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -324,7 +326,7 @@ class AffineMap:
         m, n = W.shape
         bias = None
         if b is not None:
-            b = torch.as_tensor(b, dtype=W.dtype, device=W.device)
+            b = check_real_tensor(b, "b").to(device=W.device, dtype=W.dtype)
             if b.numel() != m:
                 raise ValueError(f"b must have m={m} entries, got shape {tuple(b.shape)}")
             bias = b.detach().reshape(m).clone()
@@ -933,7 +935,7 @@ class LiftedNetwork:
             term = layer.activation.bregman(x_next, layer.affine(x_prev), check=check)
             total = term if total is None else total + term
         if reg is not None:
-            a = torch.as_tensor(alpha, dtype=total.dtype, device=total.device)
+            a = check_real_tensor(alpha, "alpha", "a real number or one per sample").to(total)
             if a.dim() > 1 or a.numel() not in (1, total.shape[0]):
                 raise ValueError(
                     f"alpha must be a number or hold one value per sample ({total.shape[0]}), "

@@ -190,10 +190,9 @@ def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor 
     """
     if not isinstance(radius, Tensor):  # a tensor (the solvers' per-sample radius) is not checked: no host sync
         radius = check_positive(radius, "radius")
-    if not check_bool(isotropic, "isotropic"):
-        p = check_float_tensor(p, "p", 3, "(..., 2, H, W)")
-        return torch.clamp(p, -radius, radius, out=out)
     _check_field(p, 3, "(..., 2, H, W)")
+    if not check_bool(isotropic, "isotropic"):
+        return torch.clamp(p, -radius, radius, out=out)
     norm = torch.hypot(p[..., 0, :, :], p[..., 1, :, :]).unsqueeze(-3)
     if isinstance(radius, Tensor) or radius != 1.0:
         norm = norm.div_(radius)

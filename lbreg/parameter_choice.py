@@ -24,7 +24,6 @@ keyword arguments for it, or a callable
 from __future__ import annotations
 
 import math
-import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,7 +31,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lbreg._checks import check_bool, check_int, check_positive, check_positive_values, check_real
+from lbreg._checks import (
+    check_bool,
+    check_int,
+    check_positive,
+    check_positive_values,
+    check_real,
+    check_real_tensor,
+)
 from lbreg.metrics import psnr
 from lbreg.network import LiftedNetwork
 from lbreg.regularizers import Regularizer
@@ -448,7 +454,7 @@ def a_priori_alpha(delta: float | Tensor, v_norm: float | Tensor, c: float = 1.0
             broadcast, or ``c`` outside (0, 1].
     """
     what = "a real number or a tensor of them"
-    return example1_alpha(_float64(delta, "delta", what), _float64(v_norm, "v_norm", what), c)
+    return example1_alpha(check_real_tensor(delta, "delta", what), check_real_tensor(v_norm, "v_norm", what), c)
 
 
 def a_priori(
@@ -550,11 +556,12 @@ def grid_search(
             does not return a real tensor.
     """
     check_network(network)
+    maximize = check_bool(maximize, "maximize")
     y_delta = check_data(network, y_delta, name="y_delta")
     reference = network.check_input(reference, "reference")
     if not callable(metric):
         raise TypeError(f"metric must be a callable metric(x, reference) -> (N,), got {type(metric).__name__}")
-    grid = _float64(alphas, "alphas", "positive real numbers (a sequence or a 1-D tensor)").reshape(-1)
+    grid = check_real_tensor(alphas, "alphas", "positive real numbers (a sequence or a 1-D tensor)").reshape(-1)
     if grid.numel() == 0:
         raise ValueError("alphas must hold at least one grid value, got an empty grid")
     check_positive_values(grid, "alphas")
@@ -614,6 +621,7 @@ def restrict_grid(
         ValueError: ``grid`` is not a grid search, or no grid value lies in the bounds.
     """
     _check_grid(grid, "metric")
+    maximize = check_bool(maximize, "maximize")
     alphas = grid.trail["alpha"][:, 0]
     keep = torch.ones_like(alphas, dtype=torch.bool)
     if alpha_min is not None:
@@ -637,22 +645,10 @@ def restrict_grid(
 # --------------------------------------------------------------------------- helpers
 
 
-def _float64(value: Any, name: str, what: str) -> Tensor:
-    """``value`` (real numbers: a number, a sequence or a tensor) as a float64 tensor; TypeError
-    naming ``name``, which must be ``what``, for anything else (a string, a bool, complex)."""
-    try:
-        kind = torch.as_tensor(value).dtype
-    except (TypeError, ValueError, RuntimeError):
-        kind = None
-    if kind is None or kind == torch.bool or kind.is_complex:
-        raise TypeError(f"{name} must be {what}, got {reprlib.repr(value)}")
-    return torch.as_tensor(value, dtype=torch.float64)  # Python floats straight to float64
-
-
 def _per_sample(value: float | Tensor, batch: int, name: str) -> Tensor:
     """A float64 CPU ``(B,)`` tensor of finite values >= 0 from a number or ``(B,)``."""
     what = f"a real number or a tensor of one value per sample ({batch})"
-    t = _float64(value, name, what).detach().cpu().reshape(-1)
+    t = check_real_tensor(value, name, what).detach().cpu().reshape(-1)
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:

@@ -32,6 +32,7 @@ from lbreg._checks import (
     check_positive,
     check_positive_values,
     check_real,
+    check_real_tensor,
 )
 from lbreg.activations import Activation, ReLU, activation_of
 from lbreg.data import as_generator
@@ -66,7 +67,7 @@ def _sum_samples(t: Tensor) -> Tensor:
 
 def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str) -> Tensor:
     """A ``(B,)`` tensor of ``values`` in ``like``'s dtype (a number gives ``B = 1``)."""
-    t = torch.as_tensor(values, dtype=like.dtype, device=like.device).reshape(-1)
+    t = check_real_tensor(values, name).to(device=like.device, dtype=like.dtype).reshape(-1)
     if t.numel() == 0:
         raise ValueError(f"{name} must hold at least one value")
     return t
@@ -201,6 +202,8 @@ def source_condition_instance(
     m, n = check_int(m, "m", minimum=1), check_int(n, "n", minimum=1)
     n_sources = check_int(n_sources, "n_sources", minimum=1)
     v_norm = check_positive(v_norm, "v_norm")
+    margin = check_real(margin, "margin")
+    cond = None if cond is None else check_real(cond, "cond", minimum=1.0)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     activation = ReLU() if activation is None else activation_of(activation)
@@ -209,8 +212,6 @@ def source_condition_instance(
         W = torch.randn(m, n, generator=g, dtype=dtype)
         W = W / torch.linalg.matrix_norm(W, ord=2)
     else:
-        if not cond >= 1:
-            raise ValueError(f"cond must be >= 1, got {cond}")
         if m < n:
             raise ValueError(
                 f"cond needs m >= n for an SVD with n singular values, got m={m}, n={n}"
@@ -270,7 +271,7 @@ def solve_tikhonov(
         The solver's `Result`; ``result.x`` is ``(B, n)``.
     """
     batch = instance.y_delta.shape[0]
-    alpha_t = torch.as_tensor(alpha, dtype=instance.y_delta.dtype).reshape(-1)
+    alpha_t = check_real_tensor(alpha, "alpha").to(instance.y_delta.dtype).reshape(-1)
     if alpha_t.numel() == 1:
         alpha_t = alpha_t.expand(batch)
     if alpha_t.numel() != batch:

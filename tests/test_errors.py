@@ -282,3 +282,74 @@ THEORY_CASES = _theory_cases()
 def test_theory_instances_and_operators_raise_named_errors(description, call, exc, fragment):
     with pytest.raises(exc, match=fragment):
         call()
+
+
+# --------------------------------------------------------------------------- bools, flags, shapes
+
+
+def _probe_cases() -> list:
+    """Inputs that were read silently (True as 1, "no" as true, a vector's samples as image rows,
+    a complex bias cut to its real part, None as the zero iterate) or failed with a raw torch error."""
+    from lbreg.baselines import autograd_tv, tv_smooth
+    from lbreg.operators import project_dual_ball
+    from lbreg.parameter_choice import restrict_grid
+    from lbreg.solvers import pdhg_step
+    from lbreg.theory import solve_tikhonov
+
+    inst = source_condition_instance(20, 4, generator=0)
+    vec = random_perceptron((16,), 8)
+    y_vec = vec(torch.rand(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))).relu()
+    grid = grid_search(NET, Y, [1e-2, 1e-1], X, solver="pdhg", max_iter=5)
+    return [
+        ("energy with alpha True", lambda: NET.energy([X], Y, True, TV()), TypeError, "alpha must be a real number"),
+        ("solve_tikhonov with alpha [True, 0.1]", lambda: solve_tikhonov(inst, [True, 0.1]), TypeError, "alpha must be"),
+        ("grid_search with True in the grid", lambda: grid_search(NET, Y, [True, 0.5], X, solver="pdhg"), TypeError,
+            "alphas must be"),
+        ("discrepancy_principle with True in delta", lambda: discrepancy_principle(NET, Y, [True, 0.2], solver="pdhg"),
+            TypeError, "delta must be"),
+        ("source_condition_instance with noise_std True", lambda: source_condition_instance(20, 4, noise_std=True),
+            TypeError, "noise_std must be"),
+        ("source_condition_instance with margin True", lambda: source_condition_instance(20, 4, margin=True),
+            TypeError, "margin must be a real number"),
+        ("source_condition_instance with an infinite cond", lambda: source_condition_instance(20, 4, cond=float("inf")),
+            ValueError, "cond must be finite and >= 1"),
+        ("random_perceptron with True in input_shape", lambda: random_perceptron((True, 4, 4), 8), TypeError,
+            r"input_shape\[0\] is a bool"),
+        ("from_module with input_shape True", lambda: LiftedNetwork.from_module(nn.Linear(1, 8), True), TypeError,
+            "input_shape"),
+        ("autograd_tv with a fractional input_shape", lambda: autograd_tv(lambda v: v.flatten(1), Y, 0.1,
+            input_shape=(1, 4.5, 4)), TypeError, "input_shape"),
+        ("prox with a bool tensor t", lambda: Sigmoid().prox(torch.zeros(2, 5), torch.tensor([True])), TypeError,
+            "t must be a real number or a real tensor"),
+        ("prox with a t that does not broadcast to v", lambda: ReLU().prox(torch.zeros(2, 5), torch.ones(4, 2, 5)),
+            ValueError, r"t must broadcast to the shape of v \(2, 5\)"),
+        ("aux_step with a bool tau", lambda: aux_step(deep().layers[0], deep().layers[1], torch.rand(2, 8),
+            torch.rand(2, 8), torch.rand(2, 6), torch.tensor([True, True])), TypeError, "tau must have a real floating"),
+        ("grid_search with maximize 'no'", lambda: grid_search(NET, Y, [1e-2], X, solver="pdhg", maximize="no"),
+            TypeError, "maximize must be a bool"),
+        ("restrict_grid with maximize 0", lambda: restrict_grid(grid, maximize=0), TypeError, "maximize must be a bool"),
+        ("pdhg with progress 'no'", lambda: pdhg(NET, Y, 0.1, max_iter=2, progress="no"), TypeError,
+            "progress must be a bool"),
+        ("mnist_tensors with center 'no'", lambda: __import__("lbreg.data").data.mnist_tensors(False, n=1, center="no"),
+            TypeError, "center must be a bool"),
+        ("tv_smooth of vectors", lambda: tv_smooth(torch.rand(2, 16), 1e-3), ValueError, "x must have at least 3 dimensions"),
+        ("autograd_tv on a vector input", lambda: autograd_tv(vec, y_vec, 0.1, max_iter=2), ValueError,
+            r"input_shape must end in the image axes \(..., H, W\) for TV, got \(16,\)"),
+        ("autograd_tv with an x0 of another layout", lambda: autograd_tv(NET, Y, 0.1, max_iter=2,
+            x0=torch.zeros(2, 4, 4, 1, dtype=torch.float64)), ValueError, r"x0 must have shape \(2, 1, 4, 4\)"),
+        ("from_matrix with a complex bias", lambda: AffineMap.from_matrix(torch.ones(8, 16, dtype=torch.float64),
+            torch.ones(8, dtype=torch.complex128)), TypeError, "b must be real numbers"),
+        ("primal_dual_gap with x None", lambda: primal_dual_gap(NET, Y, None, torch.zeros(2, 1, 2, 4, 4), 0.1),
+            TypeError, "x must be a torch.Tensor"),
+        ("anisotropic projection of a tensor without gradient axis", lambda: project_dual_ball(torch.rand(2, 1, 4, 4),
+            isotropic=False), ValueError, "p must have shape"),
+    ]
+
+
+PROBE_CASES = _probe_cases()
+
+
+@pytest.mark.parametrize("description, call, exc, fragment", PROBE_CASES, ids=[c[0] for c in PROBE_CASES])
+def test_bools_flags_and_shapes_are_checked(description, call, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        call()

@@ -907,7 +907,7 @@ def test_the_single_step_functions_name_a_misshapen_non_finite_or_out_of_domain_
     aux = lambda **kw: aux_step(deep.layers[0], deep.layers[1], kw.get("x_l", x1), kw.get("u", u),
                                 kw.get("x_next", x2), kw.get("tau", tau))
     for kwargs, match in [({"u": u[:1]}, r"u must have shape \(2, 8\)"), ({"x_next": -x2}, "x_next must lie in dom Ψ"),
-                          ({"x_l": x1 * float("nan")}, "x_l contains NaN or infinite entries"), ({"tau": tau[:1]}, "tau must be a tensor of 2")]:
+                          ({"x_l": x1 * float("nan")}, "x_l contains NaN or infinite entries"), ({"tau": tau[:1]}, r"tau must hold one step per sample, shape \(2,\)")]:
         with pytest.raises(ValueError, match=match):
             aux(**kwargs)
 
@@ -940,3 +940,35 @@ def test_a_list_of_alphas_is_refused_with_the_tensor_it_should_be():
     net = perceptron(30, (1, 5, 5), ReLU(), seed=0)
     with pytest.raises(TypeError, match=r"alpha must be a number or a torch tensor of shape \(2,\).*torch.tensor\(alpha\)"):
         pdhg(net, image_data(net, 2, seed=1), [0.1, 0.2], max_iter=1)
+
+
+def test_a_start_in_another_memory_layout_gives_a_contiguous_result_and_the_same_numbers():
+    """x0 (and z0, aux0) are copied into the standard layout: a permuted start once carried its
+    strides through the whole solve, and the last bits of the result with them."""
+    from lbreg.instances import random_perceptron
+
+    net = random_perceptron((3, 4, 4), 8, generator=0)
+    gen = torch.Generator().manual_seed(1)
+    y = net(torch.rand(2, 3, 4, 4, generator=gen)).relu()
+    x0 = torch.rand(4, 4, 2, 3, generator=gen).permute(2, 3, 0, 1)  # (2, 3, 4, 4), not contiguous
+    for solve in (lambda s: pdhg(net, y, 0.1, x0=s, max_iter=30),
+                  lambda s: lifted_cd(net, y, 0.1, x0=s, max_iter=5),
+                  lambda s: landweber(net, y, x0=s, max_iter=30)):
+        permuted, plain = solve(x0).x, solve(x0.contiguous()).x
+        assert permuted.is_contiguous()
+        assert torch.equal(permuted, plain)
+
+
+def test_pdhg_step_treats_inputs_that_require_grad_as_constants():
+    """It runs without autograd, as the solvers do (its in-place projection once raised
+    'functions with out=... arguments don't support automatic differentiation')."""
+    W = torch.randn(6, 16, generator=torch.Generator().manual_seed(0))
+    affine = AffineMap.from_matrix(W, in_shape=(1, 4, 4))
+    gen = torch.Generator().manual_seed(2)
+    y, x, z = torch.rand(2, 6, generator=gen), torch.rand(2, 1, 4, 4, generator=gen), torch.zeros(2, 1, 2, 4, 4)
+    args = (affine, ReLU(), y, x, z, 0.1, TV(), 0.01, 0.5)
+    plain = pdhg_step(*args)
+    graded = pdhg_step(affine, ReLU(), y.requires_grad_(), x.clone().requires_grad_(), z.clone().requires_grad_(),
+                       torch.full((2,), 0.1, requires_grad=True), TV(), 0.01, 0.5)
+    for a, b in zip(plain, graded):
+        assert torch.equal(a, b.detach()) and not b.requires_grad

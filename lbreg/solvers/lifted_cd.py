@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_positive
+from .._checks import check_float_tensor, check_int, check_positive, check_positive_values
 from ..network import Layer, LiftedNetwork
 from ..regularizers import Regularizer
 from .admm import ADMM_CHECK_EVERY, ADMM_RELAX, Splitting, _admm, _Groups, _splitting_from
@@ -70,9 +70,10 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
     check_iterate(u, "u", layer.affine.out_shape, batch)
     check_iterate(x_next, "x_next", next_layer.affine.out_shape, batch)
     next_layer.activation.check_domain(x_next, name="x_next")
-    if (not isinstance(tau, Tensor) or tuple(tau.shape) != (batch,)
-            or not bool(torch.all((tau > 0) & torch.isfinite(tau)))):
-        raise ValueError(f"tau must be a tensor of {batch} positive, finite step sizes (B,), got {tau!r}")
+    check_float_tensor(tau, "tau", 1, f"({batch},)")
+    if tuple(tau.shape) != (batch,):
+        raise ValueError(f"tau must hold one step per sample, shape ({batch},), got {tuple(tau.shape)}")
+    check_positive_values(tau, "tau")
     v = next_layer.affine.forward(x_l)
     g = next_layer.affine.adjoint(next_layer.activation.bregman_grad(x_next, v))
     return _prox_step(layer, x_l, u, g, tau)
@@ -313,7 +314,7 @@ def _aux_start(network: LiftedNetwork, aux0: Sequence[Tensor] | None, x: Tensor,
         name = f"aux0[{l - 1}] (x_{l})"
         t = check_iterate(t, name, layer.affine.out_shape, y.shape[0]).to(device=y.device, dtype=y.dtype)
         layer.activation.check_domain(t, name=name)
-        aux.append(t.clone())
+        aux.append(t.clone(memory_format=torch.contiguous_format))
     return aux
 
 

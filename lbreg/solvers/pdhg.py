@@ -62,6 +62,7 @@ def default_steps(norm_W: float, alpha: Tensor, reg: Regularizer) -> tuple[Tenso
     return tau_x, tau_z
 
 
+@torch.no_grad()
 def pdhg_step(
     affine: AffineMap,
     activation: Activation,
@@ -97,6 +98,7 @@ def pdhg_step(
         :math:`B_\Psi(y, Wx^k+b) + \alpha R(Kx^k)` and ``residual`` the norm of the
         Lagrangian's gradient :math:`\|W^\top(\sigma(Wx^k+b)-y) + \alpha K^\top z^k\|`, both
         per sample at the *incoming* iterate ``(x^k, z^k)``.
+        Computed without autograd, as in the solvers: inputs that require grad are constants.
     """
     activation = activation_of(activation)
     if not isinstance(reg, Regularizer):
@@ -309,6 +311,9 @@ def primal_dual_gap(
     network = check_perceptron(network, "primal_dual_gap")
     reg = check_regularizer(reg, network)
     y = check_data(network, y)
+    for t, name in ((x, "x"), (z, "z")):
+        if not isinstance(t, Tensor):  # None would be the solvers' zero start, not an iterate
+            raise TypeError(f"{name} must be a torch.Tensor (an iterate), got {type(t).__name__}")
     x, z = check_start(network, x, y, name="x"), _dual_start(reg, network, z, y, name="z")
     if reg.conj_value(z) is None:
         raise TypeError(f"reg must be TV or SquaredNorm (known conjugate R*), got {type(reg).__name__}")
@@ -510,4 +515,4 @@ def _dual_start(reg: Regularizer, network: LiftedNetwork, z0: Tensor | None, y: 
     if z0 is None:
         return torch.zeros(shape, device=y.device, dtype=y.dtype)
     check_exact_tensor(z0, name, shape)
-    return z0.to(device=y.device, dtype=y.dtype).clone()
+    return z0.to(device=y.device, dtype=y.dtype).clone(memory_format=torch.contiguous_format)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_exact_tensor, check_positive, check_positive_values
+from .._checks import check_bool, check_exact_tensor, check_positive, check_positive_values
 from ..network import LiftedNetwork
 from ..regularizers import TV, Regularizer
 
@@ -204,7 +204,7 @@ def check_start(network: LiftedNetwork, x0: Tensor | None, y: Tensor, *, name: s
     network.check_input(x0, name=name)
     if x0.shape[0] != y.shape[0]:
         raise ValueError(f"{name} must have the batch size of y ({y.shape[0]}), got shape {tuple(x0.shape)}")
-    return x0.reshape(shape).to(device=y.device, dtype=y.dtype).clone()
+    return x0.reshape(shape).to(device=y.device, dtype=y.dtype).clone(memory_format=torch.contiguous_format)
 
 
 def check_iterate(t: Any, name: str, sample_shape: Sequence[int], batch: int | None = None) -> Tensor:
@@ -271,7 +271,7 @@ class IterationLog:
         self._time_its: list[int] = []
         self._record_its: list[int] = []
         self.stopped_by_callback = False
-        self._bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False)
+        self._bar = tqdm(total=max_iter, desc=desc, disable=not check_bool(progress, "progress"), leave=False)
         self._bar_pos = 0
 
     def record(self, at: int | None = None, **values: Tensor) -> None:
