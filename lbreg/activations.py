@@ -373,6 +373,8 @@ class Activation(ABC):
             raise ValueError(
                 f"y and z must have the same shape, got y: {tuple(y.shape)} and z: {tuple(z.shape)}"
             )
+        if y.dtype != z.dtype:  # float32 y against float64 z loses B >= 0 to rounding
+            raise TypeError(f"y and z must have the same dtype, got y: {y.dtype} and z: {z.dtype}")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())

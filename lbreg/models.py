@@ -308,6 +308,8 @@ _REQUIRED_KEYS = ("name", "file", "sha256", "config", "torch_version", "train_ms
 
 
 def _check_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, one of {sorted(_MODEL_CLASSES)}, got {type(name).__name__}")
     if name not in _MODEL_CLASSES:
         raise ValueError(f"name must be one of {sorted(_MODEL_CLASSES)}, got {name!r}")
 

@@ -323,6 +323,8 @@ class AffineMap:
             raise ValueError(f"W must be a matrix of shape (m, n), got shape {tuple(W.shape)}")
         if not W.is_floating_point():
             raise TypeError(f"W must have a real floating dtype, got {W.dtype}")
+        if W.numel() == 0:
+            raise ValueError(f"W must have at least one row and one column, got shape {tuple(W.shape)}")
         m, n = W.shape
         bias = None
         if b is not None:
@@ -926,6 +928,10 @@ class LiftedNetwork:
         xs = [_reshape_batch(x, s, s, f"xs[{i}]") for i, (x, s) in enumerate(zip(xs, shapes))]
         targets = [*xs[1:], _reshape_batch(y, self.output_shape, self.output_shape, "y")]
         names = [f"xs[{i}]" for i in range(1, self.depth)] + ["y"]
+        sizes = [t.shape[0] for t in (xs[0], *targets)]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"xs and y must hold the same number of samples, got {sizes} for "
+                             f"{['xs[0]', *names]}")
         if check:
             _check_data(xs[0], shapes[0], "xs[0]")
         total = None

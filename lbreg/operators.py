@@ -55,6 +55,8 @@ def grad2d(x: Tensor) -> Tensor:
         Tensor of shape ``(..., 2, H, W)``; component 0 along ``H``, component 1 along ``W``.
     """
     check_float_tensor(x, "x", 2, "(..., H, W)")
+    if x.shape[-2] == 0 or x.shape[-1] == 0:
+        raise ValueError(f"x must have images of at least one pixel (..., H, W), got shape {tuple(x.shape)}")
     if x.requires_grad and torch.is_grad_enabled():  # out= does not record autograd
         g = x.new_zeros(*x.shape[:-2], 2, *x.shape[-2:])
         g[..., 0, :-1, :] = x[..., 1:, :] - x[..., :-1, :]
@@ -164,7 +166,7 @@ def mixed_norm(p: Tensor, isotropic: bool = True) -> Tensor:
     # hypot of the two components, not vector_norm(dim=-3): a strided reduction over a
     # length-2 axis is 20-30x slower on CPU (measured in float64 on 64x64 fields, batch 1 and 64)
     pix = torch.hypot(p0, p1) if check_bool(isotropic, "isotropic") else p0.abs() + p1.abs()
-    return pix.reshape(p.shape[0], -1).sum(dim=1)
+    return pix.flatten(1).sum(dim=1)  # flatten, not reshape(B, -1): an empty batch gives (0,)
 
 
 def project_dual_ball(p: Tensor, isotropic: bool = True, radius: float | Tensor = 1.0,
@@ -267,7 +269,10 @@ def power_norm(
                 f"adjoint(forward(v)) must have the shape of v {shape}, got {tuple(w.shape)}"
             )
         lam, w_norm = torch.stack([torch.sum(v * w), torch.linalg.vector_norm(w)]).tolist()
-        if w_norm == 0.0 or not math.isfinite(w_norm):
+        if not (math.isfinite(w_norm) and math.isfinite(lam)):
+            raise ValueError("adjoint(forward(v)) has NaN or infinite entries: the operator's "
+                             "weights or the functions given are not finite")
+        if w_norm == 0.0:
             break
         v = w / w_norm
         if lam_prev is not None and abs(lam - lam_prev) <= tol * abs(lam):
@@ -323,6 +328,6 @@ def gram_norm_sq(W: Tensor) -> float:
         The eigenvalue as a Python float.
     """
     check_float_tensor(W, "W", 2, "(m, n)")
-    if W.dim() != 2:
-        raise ValueError(f"W must be a matrix (m, n), got shape {tuple(W.shape)}")
+    if W.dim() != 2 or W.numel() == 0:
+        raise ValueError(f"W must be a matrix (m, n) with m, n >= 1, got shape {tuple(W.shape)}")
     return float(torch.linalg.eigvalsh(gram(W if W.shape[0] <= W.shape[1] else W.T))[-1])

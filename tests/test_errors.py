@@ -353,3 +353,40 @@ PROBE_CASES = _probe_cases()
 def test_bools_flags_and_shapes_are_checked(description, call, exc, fragment):
     with pytest.raises(exc, match=fragment):
         call()
+
+
+def _probe_cases_raw() -> list:
+    """Inputs that failed deep inside torch or Python with a message that named nothing, or
+    (mixed dtypes in B_Ψ) gave a Bregman distance below zero."""
+    from lbreg.models import load_weights
+    from lbreg.operators import gram_norm_sq, grad2d
+
+    y32 = torch.rand(1, 10)
+    return [
+        ("bregman of float32 y and float64 z", lambda: Sigmoid().bregman(y32, torch.logit(y32.double())), TypeError,
+            "y and z must have the same dtype"),
+        ("power_norm of an operator that returns NaN", lambda: power_norm(lambda v: v * float("nan"), lambda u: u,
+            (1, 16)), ValueError, r"adjoint\(forward\(v\)\) has NaN or infinite entries"),
+        ("energy with a batch mismatch", lambda: deep().energy([X[:1], torch.rand(2, 8, dtype=torch.float64)],
+            torch.rand(2, 6, dtype=torch.float64), 0.1), ValueError, "xs and y must hold the same number of samples"),
+        ("from_matrix with no rows", lambda: AffineMap.from_matrix(torch.ones(0, 16)), ValueError,
+            "W must have at least one row and one column"),
+        ("gram_norm_sq of an empty matrix", lambda: gram_norm_sq(torch.ones(0, 4)), ValueError, "m, n >= 1"),
+        ("grad2d of empty images", lambda: grad2d(torch.ones(1, 0, 4)), ValueError, "at least one pixel"),
+        ("load_weights with name None", lambda: load_weights(None), TypeError, "name must be a string"),
+    ]
+
+
+RAW_CASES = _probe_cases_raw()
+
+
+@pytest.mark.parametrize("description, call, exc, fragment", RAW_CASES, ids=[c[0] for c in RAW_CASES])
+def test_what_failed_inside_torch_is_named(description, call, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        call()
+
+
+def test_tv_of_an_empty_batch_is_empty():
+    from lbreg.operators import tv
+
+    assert tv(torch.zeros(0, 1, 4, 4)).shape == (0,)
