@@ -55,6 +55,7 @@ def check_real(value: Any, name: str, *, minimum: float | None = None, strict: b
             raise ValueError(f"{name} must be one number, got a tensor of shape {tuple(value.shape)}")
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real number, got a tensor of dtype {value.dtype}")
+        check_not_meta(value, name)
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -74,6 +75,7 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False, tensor: b
 def check_positive_values(t: Tensor, name: str, *, allow_zero: bool = False) -> Tensor:
     """``t`` if every entry is finite and > 0 (>= 0 with ``allow_zero``); the message lists the
     entries that are not."""
+    check_not_meta(t, name)
     bad = ~torch.isfinite(t) | (t < 0 if allow_zero else t <= 0)
     if bool(bad.any()):
         raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {t[bad].tolist()}")
@@ -84,7 +86,9 @@ def check_real_tensor(values: Any, name: str, what: str = "real numbers") -> Ten
     """Real numbers (a number, a sequence of numbers, a NumPy array or a tensor) as a float64
     tensor; TypeError, saying that ``name`` must be ``what``, for a string, a bool (also inside
     a sequence, where ``torch.as_tensor`` would read True as 1) or complex values."""
-    if not isinstance(values, Tensor) and isinstance(values, (list, tuple)):
+    if isinstance(values, Tensor):
+        check_not_meta(values, name)
+    elif isinstance(values, (list, tuple)):
         for v in values:
             if isinstance(v, Tensor) and v.dim() == 0:
                 v = v.item()
@@ -148,7 +152,8 @@ def check_not_meta(t: Tensor, name: str) -> None:
 
 
 def check_finite(t: Tensor, name: str) -> None:
-    """Raise unless every entry of ``t`` is finite."""
+    """Raise unless every entry of ``t`` is finite (and known: not on the ``meta`` device)."""
+    check_not_meta(t, name)
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite entries")
 

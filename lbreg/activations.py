@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbreg._checks import check_positive, check_positive_values, check_real
+from lbreg._checks import check_not_meta, check_positive, check_positive_values, check_real
 
 __all__ = [
     "Activation",
@@ -66,6 +66,7 @@ def _count_entries(n: int) -> str:
 
 
 def _check_finite(x: Tensor, name: str) -> None:
+    check_not_meta(x, name)
     n_bad = int((~torch.isfinite(x)).sum())
     if n_bad:
         raise ValueError(f"{name} contains {_count_entries(n_bad)} (of {x.numel()})")
@@ -323,6 +324,7 @@ class Activation(ABC):
     def check_domain(self, y: Tensor, name: str = "y") -> None:
         """Raise ValueError naming ``name`` unless every entry of y is finite and in dom Ψ."""
         _require_float(y, name)
+        check_not_meta(y, name)
         dom = self._domain_str()
         n_bad = int((~torch.isfinite(y)).sum())
         if n_bad:

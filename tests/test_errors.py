@@ -390,3 +390,41 @@ def test_tv_of_an_empty_batch_is_empty():
     from lbreg.operators import tv
 
     assert tv(torch.zeros(0, 1, 4, 4)).shape == (0,)
+
+
+def _meta_cases() -> list:
+    """A tensor on the 'meta' device (shapes, no values) reached .item() or a copy deep inside."""
+    from lbreg.data import add_noise
+    from lbreg.metrics import psnr
+    from lbreg.operators import gram_norm_sq
+    from lbreg.theory import solve_tikhonov
+
+    inst = source_condition_instance(20, 4, generator=0)
+
+    def meta(*shape):
+        return torch.ones(*shape, dtype=torch.float64, device="meta")
+
+    return [
+        ("pdhg", lambda: pdhg(NET, Y, meta(2), max_iter=2), "alpha"),
+        ("admm", lambda: admm(NET, Y, meta(2), max_iter=2), "alpha"),
+        ("landweber", lambda: landweber(NET, Y, meta(2), max_iter=2), "delta"),
+        ("discrepancy_principle", lambda: discrepancy_principle(NET, Y, meta(2), solver="pdhg"), "delta"),
+        ("check_domain", lambda: ReLU().check_domain(meta(2, 3)), "y"),
+        ("bregman", lambda: Sigmoid().bregman(meta(2, 3), meta(2, 3)), "y"),
+        ("prox", lambda: ReLU().prox(torch.zeros(2, 3, dtype=torch.float64), meta(2, 3)), "t"),
+        ("psnr", lambda: psnr(meta(2, 3), meta(2, 3)), "x"),
+        ("add_noise", lambda: add_noise(Y, meta(1), 0), "std"),
+        ("example1_alpha", lambda: example1_alpha(meta(2), 1.0), "delta"),
+        ("solve_tikhonov", lambda: solve_tikhonov(inst, meta(1)), "alpha"),
+        ("gram_norm_sq", lambda: gram_norm_sq(meta(3, 4)), "W"),
+        ("energy", lambda: NET.energy([X], Y, meta(2), TV()), "alpha"),
+    ]
+
+
+META_CASES = _meta_cases()
+
+
+@pytest.mark.parametrize("description, call, name", META_CASES, ids=[c[0] for c in META_CASES])
+def test_a_meta_tensor_is_refused_by_name(description, call, name):
+    with pytest.raises(ValueError, match=f"{name} is on the 'meta' device"):
+        call()
