@@ -117,6 +117,8 @@ def check_seed(seed: Any, name: str = "seed", expected: str = "an int") -> int:
     saying that ``name`` must be ``expected``."""
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"{name} must be {expected}, got {type(seed).__name__}")
+    if not -(2**63) <= seed < 2**64:  # the range of torch.Generator.manual_seed
+        raise ValueError(f"{name} must lie in [-2**63, 2**64) to seed a torch.Generator, got {seed}")
     return int(seed)
 
 

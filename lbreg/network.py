@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from lbreg._checks import check_finite, check_float_tensor, check_not_meta, check_positive_values, check_real_tensor
 from lbreg.activations import Activation, Identity, activation_of
 from lbreg.operators import gram_norm_sq, power_norm
+from lbreg.regularizers import Regularizer
 
 __all__ = ["AffineMap", "Layer", "LiftedNetwork"]
 
@@ -265,7 +266,7 @@ class AffineMap:
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> AffineMap:
         """A copy on ``device`` with floating ``dtype``; ``self`` if nothing changes."""
-        if dtype is not None and not dtype.is_floating_point:
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
         if self.weight is None:
             return self
@@ -318,7 +319,10 @@ class AffineMap:
         ``in_shape`` (default ``(n,)``, e.g. ``(1, 64, 64)`` for an image) and ``out_shape``
         (default ``(m,)``) only fix how inputs and outputs are reshaped (row-major).
         """
-        W = torch.as_tensor(W)
+        try:
+            W = torch.as_tensor(W)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"W must be a matrix (a tensor, or nested lists of numbers), got {type(W).__name__}") from None
         if W.dim() != 2:
             raise ValueError(f"W must be a matrix of shape (m, n), got shape {tuple(W.shape)}")
         if not W.is_floating_point():
@@ -729,6 +733,8 @@ class LiftedNetwork:
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
+        if not isinstance(layers, Sequence) or isinstance(layers, str):
+            raise TypeError(f"layers must be a list of Layer, got {type(layers).__name__}")
         layers = list(layers)
         if not layers:
             raise ValueError("layers must contain at least one Layer")
@@ -941,6 +947,8 @@ class LiftedNetwork:
             term = layer.activation.bregman(x_next, layer.affine(x_prev), check=check)
             total = term if total is None else total + term
         if reg is not None:
+            if not isinstance(reg, Regularizer):
+                raise TypeError(f"reg must be a lbreg.regularizers.Regularizer (or None), got {type(reg).__name__}")
             a = check_real_tensor(alpha, "alpha", "a real number or one per sample").to(total)
             if a.dim() > 1 or a.numel() not in (1, total.shape[0]):
                 raise ValueError(

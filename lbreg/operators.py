@@ -253,6 +253,8 @@ def power_norm(
     """
     if not callable(forward) or not callable(adjoint):
         raise TypeError("forward and adjoint must be callables mapping tensors to tensors")
+    if not isinstance(shape, Sequence) or isinstance(shape, str):
+        raise TypeError(f"shape must be a tuple of ints (the input shape of forward), got {type(shape).__name__}")
     shape = tuple(check_int(s, f"shape[{i}]", minimum=1) for i, s in enumerate(shape))
     n_iter = check_int(n_iter, "n_iter", minimum=1)
     tol = check_positive(tol, "tol", allow_zero=True)

@@ -139,7 +139,7 @@ def make_solve(
             "if x0 is None else x0)"
         )
     functions = {"pdhg": pdhg, "admm": admm, "lifted_cd": lifted_cd}
-    if solver not in functions:
+    if not isinstance(solver, str) or solver not in functions:
         raise ValueError(f"solver must be 'pdhg', 'admm', 'lifted_cd' or a callable, got {solver!r}")
     function = functions[solver]
     check_network(network)

@@ -245,6 +245,12 @@ def source_condition_instance(
 # --------------------------------------------------------------------------- solving
 
 
+def _check_instance(instance: object) -> None:
+    if not isinstance(instance, SourceConditionInstance):
+        raise TypeError(f"instance must be a SourceConditionInstance (from source_condition_instance), "
+                        f"got {type(instance).__name__}")
+
+
 def solve_tikhonov(
     instance: SourceConditionInstance,
     alpha: float | Sequence[float] | Tensor,
@@ -270,6 +276,7 @@ def solve_tikhonov(
     Returns:
         The solver's `Result`; ``result.x`` is ``(B, n)``.
     """
+    _check_instance(instance)
     batch = instance.y_delta.shape[0]
     alpha_t = check_real_tensor(alpha, "alpha").to(instance.y_delta.dtype).reshape(-1)
     if alpha_t.numel() == 1:
@@ -306,6 +313,7 @@ def theorem2_lhs(
     Returns:
         ``(B,)``.
     """
+    _check_instance(instance)
     _check_c(c)
     x_dag = instance.x_dag
     check_exact_tensor(x_alpha, "x_alpha", tuple(x_dag.shape), dtype=x_dag.dtype)
@@ -341,6 +349,7 @@ def psi_bracket(
     Returns:
         ``(B,)``.
     """
+    activation = activation_of(activation)
     _check_c(c)
     v = _check_rows(activation, y_delta, v_dag)
     return _bracket(activation, y_delta, v, check_alpha(alpha, y_delta.shape[0], y_delta), c)
@@ -386,6 +395,7 @@ def theorem2_bound(
     Returns:
         ``(B,)``; :math:`+\infty` where the bracket is infinite.
     """
+    activation = activation_of(activation)
     _check_c(c)
     v = _check_rows(activation, y_delta, v_dag)
     alpha_t = check_alpha(alpha, y_delta.shape[0], y_delta)
@@ -513,6 +523,7 @@ def lemma1_conjugate(activation: Activation, y: Tensor, w: Tensor) -> Tensor:
         ``(B,)``, summed over components (:math:`+\infty` if
         :math:`y+w\notin\operatorname{dom}\Psi`).
     """
+    activation = activation_of(activation)
     _check_conjugate_args(activation, y, w)
     return _sum_samples(_F(activation, y + w) - _F(activation, y))
 
@@ -549,6 +560,7 @@ def numerical_bregman_conjugate(
     Raises:
         ValueError: the maximiser of some component is not inside the search interval.
     """
+    activation = activation_of(activation)
     _check_conjugate_args(activation, y, w)
     bound = check_positive(bound, "bound")
     iters = check_int(iters, "iters", minimum=1)
@@ -590,6 +602,7 @@ def conjugate_gradient(activation: Activation, z: Tensor) -> Tensor:
     Returns:
         A tensor of the shape of ``z``.
     """
+    activation = activation_of(activation)
     check_float_tensor(z, "z", 0, "(...)")
     z = z.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(activation.conj(z).sum(), z)

@@ -428,3 +428,53 @@ META_CASES = _meta_cases()
 def test_a_meta_tensor_is_refused_by_name(description, call, name):
     with pytest.raises(ValueError, match=f"{name} is on the 'meta' device"):
         call()
+
+
+def _type_cases() -> list:
+    """Objects of the wrong kind that failed with an AttributeError (or a message naming
+    nothing) somewhere inside, instead of a TypeError naming the argument."""
+    from lbreg.data import add_noise
+    from lbreg.parameter_choice import make_solve
+    from lbreg.solvers import bregman_prox, default_steps, pdhg_step
+    from lbreg.theory import solve_tikhonov
+
+    y = torch.rand(2, 3, dtype=torch.float64)
+    return [
+        ("energy with reg 'tv'", lambda: NET.energy([X], Y, 0.1, reg="tv"), TypeError, "reg must be a lbreg.regularizers"),
+        ("pdhg_step with a string map", lambda: pdhg_step("A", ReLU(), Y, X, torch.zeros(2, 1, 2, 4, 4), 0.1, TV(), 0.1, 0.1),
+            TypeError, "affine must be a lbreg.network.AffineMap"),
+        ("aux_step with a string layer", lambda: aux_step("a", deep().layers[1], torch.rand(2, 8), torch.rand(2, 8),
+            torch.rand(2, 6), torch.full((2,), 0.1)), TypeError, "layer must be a lbreg.network.Layer"),
+        ("default_steps with reg 'TV'", lambda: default_steps(1.0, torch.ones(1), "TV"), TypeError, "reg must be"),
+        ("solve_tikhonov of a string", lambda: solve_tikhonov("inst", 0.1), TypeError, "instance must be a SourceConditionInstance"),
+        ("theorem2_lhs of a string", lambda: theorem2_lhs("x", X, 0.1, 1.0), TypeError, "instance must be"),
+        ("net.to a string dtype", lambda: NET.to(dtype="float32"), TypeError, "dtype must be a floating dtype"),
+        ("LiftedNetwork of None", lambda: LiftedNetwork(None), TypeError, "layers must be a list of Layer"),
+        ("from_matrix of a string", lambda: AffineMap.from_matrix("W"), TypeError, "W must be a matrix"),
+        ("make_solve with a list", lambda: make_solve(NET, ["pdhg"]), ValueError, "solver must be 'pdhg'"),
+        ("power_norm with an int shape", lambda: power_norm(lambda v: v, lambda v: v, 16), TypeError,
+            "shape must be a tuple of ints"),
+        ("add_noise with a seed beyond 64 bits", lambda: add_noise(y, 0.1, 2**70), ValueError, "generator must lie in"),
+    ]
+
+
+TYPE_CASES = _type_cases()
+
+
+@pytest.mark.parametrize("description, call, exc, fragment", TYPE_CASES, ids=[c[0] for c in TYPE_CASES])
+def test_an_object_of_the_wrong_kind_is_named(description, call, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        call()
+
+
+@pytest.mark.parametrize("fn", ["psi_bracket", "theorem2_bound", "lemma1_conjugate", "conjugate_gradient"])
+def test_the_theory_helpers_take_a_torch_activation_as_the_solvers_do(fn):
+    """A torch module is lifted (activation_of), not read as an lbreg Activation."""
+    import lbreg.theory as theory
+
+    y = torch.rand(3, 4, dtype=torch.float64)
+    v = torch.rand(4, dtype=torch.float64)
+    args = {"psi_bracket": (y, v, 0.1, 1.0), "theorem2_bound": (y, v, 0.1, torch.zeros(3, dtype=torch.float64), 1.0),
+            "lemma1_conjugate": (y, 0.1 * y), "conjugate_gradient": (y,)}[fn]
+    f = getattr(theory, fn)
+    assert torch.equal(f(nn.ReLU(), *args), f(ReLU(), *args))

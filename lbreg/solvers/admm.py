@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_positive, check_real
-from ..activations import Activation
+from ..activations import Activation, activation_of
 from ..network import _EXACT_NORM_MAX, AffineMap, LiftedNetwork
 from ..operators import gram_norm_sq
 from ..regularizers import Regularizer
@@ -69,6 +69,7 @@ def bregman_prox(activation: Activation, y: Tensor, w: Tensor, rho: float) -> Te
     Returns:
         Tensor of the shape of ``w``.
     """
+    activation = activation_of(activation)
     rho = check_positive(rho, "rho")
     if not isinstance(w, Tensor) or not w.is_floating_point():
         raise TypeError(f"w must be a real floating tensor, got {getattr(w, 'dtype', type(w).__name__)}")

@@ -66,6 +66,9 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
     Returns:
         :math:`x_l^{k+1}`.
     """
+    for lay, name in ((layer, "layer"), (next_layer, "next_layer")):
+        if not isinstance(lay, Layer):
+            raise TypeError(f"{name} must be a lbreg.network.Layer, got {type(lay).__name__}")
     batch = check_iterate(x_l, "x_l", layer.affine.out_shape).shape[0]
     check_iterate(u, "u", layer.affine.out_shape, batch)
     check_iterate(x_next, "x_next", next_layer.affine.out_shape, batch)

@@ -57,6 +57,8 @@ def default_steps(norm_W: float, alpha: Tensor, reg: Regularizer) -> tuple[Tenso
     Returns:
         ``(tau_x, tau_z)``, each ``(B,)``.
     """
+    if not isinstance(reg, Regularizer):
+        raise TypeError(f"reg must be a lbreg.regularizers.Regularizer, got {type(reg).__name__}")
     tau_z = 1.0 / (alpha * reg.norm_K_sq)
     tau_x = 1.0 / (norm_W**2 + alpha)
     return tau_x, tau_z
@@ -101,6 +103,8 @@ def pdhg_step(
         Computed without autograd, as in the solvers: inputs that require grad are constants.
     """
     activation = activation_of(activation)
+    if not isinstance(affine, AffineMap):
+        raise TypeError(f"affine must be a lbreg.network.AffineMap, got {type(affine).__name__}")
     if not isinstance(reg, Regularizer):
         raise TypeError(f"reg must be an lbreg Regularizer such as TV(), got {type(reg).__name__}")
     batch = check_iterate(x, "x", affine.in_shape).shape[0]
