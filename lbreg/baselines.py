@@ -349,6 +349,8 @@ def deep_image_prior(
     """
     forward, shape = _forward_map(network, input_shape)
     y = check_batch(y, "y", min_dim=2)
+    if y.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"y must be float32 or float64, got {y.dtype}")
     batch, dtype, device = y.shape[0], y.dtype, y.device
     level = check_delta(delta, batch, y)
     tau = check_positive(tau, "tau")

@@ -747,6 +747,13 @@ class LiftedNetwork:
                     continue
                 check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
                 check_finite(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
+        weights = [(i, layer.affine.weight) for i, layer in enumerate(layers) if layer.affine.weight is not None]
+        for i, w in weights[1:]:
+            j, first = weights[0]
+            if (w.dtype, w.device) != (first.dtype, first.device):
+                raise TypeError(f"layers[{i}] is {w.dtype} on {w.device} but layers[{j}] is {first.dtype} on "
+                                f"{first.device}: one network computes in one dtype on one device (convert the "
+                                "layers' maps with .to(device=..., dtype=...))")
         for i in range(1, len(layers)):
             prev, cur = layers[i - 1].affine.out_shape, layers[i].affine.in_shape
             if prev != cur:

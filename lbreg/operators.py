@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg._checks import check_bool, check_float_tensor, check_int, check_not_meta, check_positive, check_seed
+from lbreg._checks import check_bool, check_float_tensor, check_finite, check_int, check_positive, check_seed
 
 __all__ = ["grad2d", "div2d", "add_div_", "tv", "mixed_norm", "project_dual_ball", "power_norm", "gram",
            "gram_norm_sq"]
@@ -332,5 +332,5 @@ def gram_norm_sq(W: Tensor) -> float:
     check_float_tensor(W, "W", 2, "(m, n)")
     if W.dim() != 2 or W.numel() == 0:
         raise ValueError(f"W must be a matrix (m, n) with m, n >= 1, got shape {tuple(W.shape)}")
-    check_not_meta(W, "W")
+    check_finite(W, "W")
     return float(torch.linalg.eigvalsh(gram(W if W.shape[0] <= W.shape[1] else W.T))[-1])

@@ -204,8 +204,8 @@ def source_condition_instance(
     v_norm = check_positive(v_norm, "v_norm")
     margin = check_real(margin, "margin")
     cond = None if cond is None else check_real(cond, "cond", minimum=1.0)
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64 (the solvers' dtypes), got {dtype!r}")
     activation = ReLU() if activation is None else activation_of(activation)
     g = as_generator(generator)
     if cond is None:

@@ -323,8 +323,9 @@ def _probe_cases() -> list:
             "t must be a real number or a real tensor"),
         ("prox with a t that does not broadcast to v", lambda: ReLU().prox(torch.zeros(2, 5), torch.ones(4, 2, 5)),
             ValueError, r"t must broadcast to the shape of v \(2, 5\)"),
-        ("aux_step with a bool tau", lambda: aux_step(deep().layers[0], deep().layers[1], torch.rand(2, 8),
-            torch.rand(2, 8), torch.rand(2, 6), torch.tensor([True, True])), TypeError, "tau must have a real floating"),
+        ("aux_step with a bool tau", lambda: aux_step(deep().layers[0], deep().layers[1],
+            torch.rand(2, 8, dtype=torch.float64), torch.rand(2, 8, dtype=torch.float64),
+            torch.rand(2, 6, dtype=torch.float64), torch.tensor([True, True])), TypeError, "tau must have a real floating"),
         ("grid_search with maximize 'no'", lambda: grid_search(NET, Y, [1e-2], X, solver="pdhg", maximize="no"),
             TypeError, "maximize must be a bool"),
         ("restrict_grid with maximize 0", lambda: restrict_grid(grid, maximize=0), TypeError, "maximize must be a bool"),
@@ -478,3 +479,31 @@ def test_the_theory_helpers_take_a_torch_activation_as_the_solvers_do(fn):
             "lemma1_conjugate": (y, 0.1 * y), "conjugate_gradient": (y,)}[fn]
     f = getattr(theory, fn)
     assert torch.equal(f(nn.ReLU(), *args), f(ReLU(), *args))
+
+
+def test_dtypes_and_devices_are_checked_where_they_meet():
+    """A network of layers in two dtypes, an iterate in another dtype than the weights, float16
+    data, NaN weights: once refused deep inside torch, or blaming the user's x."""
+    from lbreg.baselines import deep_image_prior
+    from lbreg.operators import gram_norm_sq
+
+    W = torch.randn(4, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mixed = [Layer(AffineMap.from_matrix(W, in_shape=(1, 4, 4)), ReLU()), Layer(AffineMap.from_matrix(W[:3, :4].float()), ReLU())]
+    with pytest.raises(TypeError, match=r"layers\[1\] is torch.float32 on cpu but layers\[0\] is torch.float64"):
+        LiftedNetwork.from_layers(mixed)
+    d = deep()
+    with pytest.raises(TypeError, match="x_l is torch.float32 on cpu but the weights are torch.float64"):
+        aux_step(d.layers[0], d.layers[1], torch.rand(2, 8), torch.rand(2, 8).double(), torch.rand(2, 6).double(),
+                 torch.full((2,), 0.1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        source_condition_instance(20, 4, dtype=torch.float16)
+    with pytest.raises(TypeError, match="y must be float32 or float64, got torch.float16"):
+        deep_image_prior(NET, Y.half(), 0.1, width=4, input_dim=2, max_iter=1)
+    with pytest.raises(ValueError, match="W contains NaN or infinite entries"):
+        gram_norm_sq(torch.full((3, 4), float("nan")))
+
+
+def test_the_gap_certificate_has_no_autograd_history():
+    z = torch.zeros(2, 1, 2, 4, 4, dtype=torch.float64)
+    gap = primal_dual_gap(NET, Y, X.clone().requires_grad_(), z, 0.1)
+    assert not gap.requires_grad and gap.grad_fn is None

@@ -70,6 +70,7 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
         if not isinstance(lay, Layer):
             raise TypeError(f"{name} must be a lbreg.network.Layer, got {type(lay).__name__}")
     batch = check_iterate(x_l, "x_l", layer.affine.out_shape).shape[0]
+    next_layer.affine._operand(x_l, "x_l")  # the weights' dtype and device, named as x_l
     check_iterate(u, "u", layer.affine.out_shape, batch)
     check_iterate(x_next, "x_next", next_layer.affine.out_shape, batch)
     next_layer.activation.check_domain(x_next, name="x_next")

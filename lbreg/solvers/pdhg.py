@@ -267,6 +267,7 @@ def _objectives(activation: Activation, y_rows: Tensor, pending: list[tuple[Tens
     return bregman.view(n, batch) + alpha * torch.stack([r for _, r in pending])
 
 
+@torch.no_grad()
 def primal_dual_gap(
     network: LiftedNetwork,
     y: Tensor,
@@ -310,7 +311,8 @@ def primal_dual_gap(
         radius: :math:`\rho`; default :math:`\sqrt n`.
 
     Returns:
-        ``(B,)`` gaps.
+        ``(B,)`` gaps, without autograd history (a certificate, computed as the solvers compute:
+        under ``torch.no_grad()``).
     """
     network = check_perceptron(network, "primal_dual_gap")
     reg = check_regularizer(reg, network)
