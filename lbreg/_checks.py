@@ -88,12 +88,8 @@ def check_real_tensor(values: Any, name: str, what: str = "real numbers") -> Ten
     a sequence, where ``torch.as_tensor`` would read True as 1) or complex values."""
     if isinstance(values, Tensor):
         check_not_meta(values, name)
-    elif isinstance(values, (list, tuple)):
-        for v in values:
-            if isinstance(v, Tensor) and v.dim() == 0:
-                v = v.item()
-            if isinstance(v, bool) or not isinstance(v, Real):
-                raise TypeError(f"{name} must be {what}, got {reprlib.repr(values)}")
+    elif isinstance(values, (list, tuple)) and not _entries_are_real(values, name):
+        raise TypeError(f"{name} must be {what}, got {reprlib.repr(values)}")
     try:
         kind = torch.as_tensor(values).dtype
     except (TypeError, ValueError, RuntimeError):
@@ -101,6 +97,21 @@ def check_real_tensor(values: Any, name: str, what: str = "real numbers") -> Ten
     if kind is None or kind == torch.bool or kind.is_complex:
         raise TypeError(f"{name} must be {what}, got {reprlib.repr(values)}")
     return torch.as_tensor(values, dtype=torch.float64)  # Python floats straight to float64
+
+
+def _entries_are_real(values: list | tuple, name: str) -> bool:
+    """Every entry of a (nested) list real: torch.as_tensor would read True inside a list as 1."""
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            if not _entries_are_real(v, name):
+                return False
+        elif isinstance(v, Tensor):
+            check_not_meta(v, name)
+            if v.dtype == torch.bool or v.is_complex():
+                return False
+        elif isinstance(v, bool) or not isinstance(v, Real):
+            return False
+    return True
 
 
 def check_int(value: Any, name: str, *, minimum: int = 0) -> int:

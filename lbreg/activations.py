@@ -232,7 +232,8 @@ class Activation(ABC):
         Returns:
             Tensor of the shape of ``y``.
         Raises:
-            TypeError: non-floating inputs. ValueError: shapes differ, y ∉ dom Ψ, NaN/Inf.
+            TypeError: non-floating inputs, or y and z of different dtypes. ValueError: shapes
+            differ, y ∉ dom Ψ, NaN/Inf.
         """
         self._check_pair(y, z)
         if check:
@@ -290,7 +291,8 @@ class Activation(ABC):
             check: validate ``t`` (for a tensor ``t``, one host synchronisation). A solver
                 that validated its steps once passes ``check=False`` in its loop.
         Returns:
-            Tensor of the shape of ``v`` (broadcast with ``t``), in dom Ψ.
+            Tensor of the shape of ``v``, in dom Ψ (with ``check``, a tensor ``t`` that does not
+            broadcast to ``v``'s shape is a ValueError).
         """
         _require_float(v, "v")
         if check and isinstance(t, Tensor):

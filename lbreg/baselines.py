@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_batch, check_finite, check_float_tensor, check_int, check_not_meta, check_positive
+from ._checks import check_batch, check_finite, check_float_tensor, check_int, check_positive
 from .data import as_generator
 from .network import LiftedNetwork, _as_shape
 from .operators import grad2d
@@ -57,8 +57,7 @@ def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
     check_float_tensor(x0, "x0", 1, str(full))
     if tuple(x0.shape) not in (full, (y.shape[0], math.prod(shape))):
         raise ValueError(f"x0 must have shape {full} (or {(y.shape[0], math.prod(shape))}), got {tuple(x0.shape)}")
-    check_not_meta(x0, "x0")
-    check_finite(x0, "x0")
+    check_finite(x0, "x0")  # also refuses the meta device
     return x0.detach().reshape(full).to(dtype=y.dtype, device=y.device).clone(memory_format=torch.contiguous_format)
 
 
@@ -324,7 +323,7 @@ def deep_image_prior(
     Args:
         network: a `LiftedNetwork`, or a differentiable `torch.nn.Module` / callable (then
             ``input_shape`` and ``lr`` are required).
-        y: data :math:`y^\delta` ``(B, ...)``.
+        y: data :math:`y^\delta` ``(B, ...)``, float32 or float64.
         delta: noise level :math:`\|y^\delta - y\|`, a number or a floating tensor of one
             value per sample (``(B,)``, ``(B, 1)``, ...), each >= 0; ``None`` for the
             fixed-iteration variant.

@@ -348,8 +348,8 @@ def mnist_tensors(
         ``images`` of shape (N, 1, 28, 28) and ``labels`` of shape (N,) (int64).
 
     Raises:
-        TypeError: ``train`` not a bool, ``n`` not an integer, ``indices`` not integers,
-            ``dtype`` not floating.
+        TypeError: ``train`` or ``center`` not a bool, ``n`` not an integer, ``indices`` not
+            integers, ``dtype`` not floating.
         ValueError: ``n`` negative or above the size of the split, ``indices`` not one-dimensional or
             outside [0, size of the split), both ``n`` and ``indices`` given.
     """
@@ -398,6 +398,7 @@ def as_generator(generator: torch.Generator | int, device: torch.device | str | 
 
     Raises:
         TypeError: ``generator`` is neither a ``torch.Generator`` nor an int seed.
+        ValueError: a seed outside [-2**63, 2**64), the range of ``torch.Generator.manual_seed``.
     """
     if isinstance(generator, torch.Generator):
         return generator

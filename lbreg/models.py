@@ -388,7 +388,9 @@ def load_weights(name: str, weights_dir: str | Path = WEIGHTS_DIR) -> tuple[nn.M
     Raises:
         FileNotFoundError: a file is missing.
         ChecksumError: the sha256 of the ``.pt`` file differs from the record.
-        ValueError: the record lacks a key, or the state dict does not fit the model.
+        ValueError: the record lacks a key, or the state dict does not fit the model, or
+            ``name`` is not a known model.
+        TypeError: ``name`` is not a string.
     """
     _check_name(name)
     weights_dir = Path(weights_dir)

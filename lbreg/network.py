@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -68,13 +69,19 @@ def _as_shape(shape: object, name: str) -> tuple[int, ...]:
         raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}")
     if len(shape) == 0:
         raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
+    out = []
     for i, n in enumerate(shape):
-        if isinstance(n, bool) or not isinstance(n, Integral):
+        try:
+            if isinstance(n, (bool, np.bool_)) or (isinstance(n, Tensor) and n.dtype == torch.bool):
+                raise TypeError
+            size = operator.index(n)  # an int (NumPy's, a 0-d integer tensor), not a float int() would cut
+        except TypeError:
             raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r} ({name}[{i}] is a "
-                            f"{type(n).__name__})")
-        if n < 1:
+                            f"{type(n).__name__})") from None
+        if size < 1:
             raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
-    return tuple(int(n) for n in shape)
+        out.append(size)
+    return tuple(out)
 
 
 def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -733,7 +740,7 @@ class LiftedNetwork:
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
-        if not isinstance(layers, Sequence) or isinstance(layers, str):
+        if not isinstance(layers, Iterable) or isinstance(layers, str):
             raise TypeError(f"layers must be a list of Layer, got {type(layers).__name__}")
         layers = list(layers)
         if not layers:
@@ -949,6 +956,7 @@ class LiftedNetwork:
             _check_data(xs[0], shapes[0], "xs[0]")
         total = None
         for layer, x_prev, x_next, name in zip(self.layers, xs, targets, names):
+            layer.affine._operand(x_next, name)  # the weights' dtype and device
             if check:
                 layer.activation.check_domain(x_next, name)
             term = layer.activation.bregman(x_next, layer.affine(x_prev), check=check)

@@ -13,7 +13,7 @@ and component 1 along ``W`` (columns, ``j``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -253,7 +253,7 @@ def power_norm(
     """
     if not callable(forward) or not callable(adjoint):
         raise TypeError("forward and adjoint must be callables mapping tensors to tensors")
-    if not isinstance(shape, Sequence) or isinstance(shape, str):
+    if not isinstance(shape, Iterable) or isinstance(shape, str):
         raise TypeError(f"shape must be a tuple of ints (the input shape of forward), got {type(shape).__name__}")
     shape = tuple(check_int(s, f"shape[{i}]", minimum=1) for i, s in enumerate(shape))
     n_iter = check_int(n_iter, "n_iter", minimum=1)
@@ -272,8 +272,8 @@ def power_norm(
             )
         lam, w_norm = torch.stack([torch.sum(v * w), torch.linalg.vector_norm(w)]).tolist()
         if not (math.isfinite(w_norm) and math.isfinite(lam)):
-            raise ValueError("adjoint(forward(v)) has NaN or infinite entries: the operator's "
-                             "weights or the functions given are not finite")
+            raise ValueError("adjoint(forward(v)) has NaN or infinite entries: the operator holds "
+                             "NaN or Inf, or its values overflow the dtype (iterate in float64)")
         if w_norm == 0.0:
             break
         v = w / w_norm

@@ -553,7 +553,7 @@ def grid_search(
             ``y_delta`` as in :func:`discrepancy_principle`; a solve that diverged (its iterate
             holds NaN or Inf); a ``metric`` that returns another shape than ``(N,)`` or NaN.
         TypeError: ``alphas`` that are not real numbers, a ``metric`` that is not callable or
-            does not return a real tensor.
+            does not return a real tensor, a ``maximize`` that is not a bool.
     """
     check_network(network)
     maximize = check_bool(maximize, "maximize")
@@ -617,7 +617,8 @@ def restrict_grid(
         `ParameterChoice` with ``rule="grid"``; ``index`` refers to rows of ``grid.trail``.
 
     Raises:
-        TypeError: ``grid`` is not a `ParameterChoice`.
+        TypeError: ``grid`` is not a `ParameterChoice`, ``maximize`` is not a bool, or a bound
+            is not a real number.
         ValueError: ``grid`` is not a grid search, or no grid value lies in the bounds.
     """
     _check_grid(grid, "metric")

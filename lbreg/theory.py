@@ -193,9 +193,10 @@ def source_condition_instance(
         A :class:`SourceConditionInstance` with ``B = n_sources * len(noise_std)`` rows.
 
     Raises:
-        ValueError: non-positive sizes or ``v_norm``, ``cond < 1``, ``cond`` with ``m < n``,
-            a negative standard deviation, or no unit in :math:`S`.
-        TypeError: sizes that are not integers, a non-floating ``dtype``, or an activation
+        ValueError: non-positive sizes or ``v_norm``, ``cond < 1`` or not finite, ``cond`` with
+            ``m < n``, a negative standard deviation, or no unit in :math:`S`.
+        TypeError: sizes that are not integers, ``margin``, ``cond`` or ``noise_std`` that are
+            not real numbers (a bool is not), a ``dtype`` other than float32/float64, or an activation
             that is neither an lbreg `Activation` nor a torch activation that
             :func:`~lbreg.activations.activation_of` converts.
     """

@@ -212,3 +212,37 @@ def test_numbers_given_as_numpy_scalars_work_and_bools_are_refused():
                        (lambda: example1_alpha(0.1, 1.0, c=True), "c")):
         with pytest.raises(TypeError, match=f"{name} must be a real number, got bool"):
             call()
+
+
+def test_check_real_tensor_reads_nested_lists_numpy_and_tensors_but_no_bools():
+    from lbreg._checks import check_real_tensor
+
+    assert check_real_tensor([[1.0], [2]], "b").tolist() == [[1.0], [2.0]]
+    assert check_real_tensor([torch.tensor(0.5), np.float32(0.25)], "a").tolist() == [0.5, 0.25]
+    assert check_real_tensor(np.arange(3), "a").dtype == torch.float64
+    for bad in ([True, 0.1], [[0.1], [False]], [np.True_], [torch.tensor(True)], "0.1", [1j]):
+        with pytest.raises(TypeError, match="a must be real numbers"):
+            check_real_tensor(bad, "a")
+
+
+def test_shapes_take_numpy_and_0d_integer_tensors_and_layer_lists_any_iterable():
+    from lbreg.network import LiftedNetwork, _as_shape
+
+    assert _as_shape((torch.tensor(4), np.int64(3)), "s") == (4, 3)
+    assert power_norm(lambda v: 2 * v, lambda v: 2 * v, np.array([1, 16])) == pytest.approx(2.0)  # ||2 I||
+    net = random_perceptron((1, 4, 4), 8, generator=0)
+    rebuilt = LiftedNetwork(layer for layer in net.layers)
+    assert rebuilt.depth == 1 and rebuilt.layers[0] is net.layers[0]
+
+
+@pytest.mark.parametrize("fn", ["numerical_bregman_conjugate", "bregman_prox"])
+def test_more_helpers_lift_a_torch_activation(fn):
+    from lbreg.activations import Sigmoid
+    from lbreg.solvers import bregman_prox
+    from lbreg.theory import numerical_bregman_conjugate
+
+    y = torch.rand(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)) * 0.8 + 0.1
+    w = 0.1 * y
+    call = {"numerical_bregman_conjugate": lambda act: numerical_bregman_conjugate(act, y, w),
+            "bregman_prox": lambda act: bregman_prox(act, y, w, 1.0)}[fn]
+    assert torch.equal(call(torch.nn.Sigmoid()), call(Sigmoid()))

@@ -507,3 +507,31 @@ def test_the_gap_certificate_has_no_autograd_history():
     z = torch.zeros(2, 1, 2, 4, 4, dtype=torch.float64)
     gap = primal_dual_gap(NET, Y, X.clone().requires_grad_(), z, 0.1)
     assert not gap.requires_grad and gap.grad_fn is None
+
+
+def test_an_iterate_in_another_dtype_is_named():
+    """Each public step names the argument whose dtype differs from the weights (B_Ψ of two
+    dtypes once failed as 'y and z must have the same dtype', or silently went below 0)."""
+    from lbreg.solvers import pdhg_step
+
+    f64 = torch.float64
+    d = deep()
+    x1, u, x2, tau = torch.rand(2, 8, dtype=f64), torch.rand(2, 8, dtype=f64), torch.rand(2, 6, dtype=f64), torch.full((2,), 0.1, dtype=f64)
+    for kwargs, name in (({"u": u.float()}, "u"), ({"x_next": x2.float()}, "x_next")):
+        args = {"x_l": x1, "u": u, "x_next": x2, **kwargs}
+        with pytest.raises(TypeError, match=f"{name} is torch.float32 on cpu but the weights are torch.float64"):
+            aux_step(d.layers[0], d.layers[1], args["x_l"], args["u"], args["x_next"], tau)
+    z = torch.zeros(2, 1, 2, 4, 4, dtype=f64)
+    with pytest.raises(TypeError, match="y is torch.float32 on cpu but the weights are torch.float64"):
+        pdhg_step(NET.layers[0].affine, ReLU(), Y.float(), X, z, 0.1, TV(), 0.1, 0.1)
+    with pytest.raises(TypeError, match=r"xs\[1\] is torch.float32 on cpu but the weights are torch.float64"):
+        d.energy([X, x1.float()], x2, 0.1)
+
+
+def test_seeds_at_the_ends_of_torch_range_are_taken():
+    from lbreg._checks import check_seed
+
+    assert check_seed(-(2**63)) == -(2**63) and check_seed(2**64 - 1) == 2**64 - 1
+    for seed in (-(2**63) - 1, 2**64):
+        with pytest.raises(ValueError, match=r"seed must lie in \[-2\*\*63, 2\*\*64\)"):
+            check_seed(seed)

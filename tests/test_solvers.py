@@ -972,3 +972,25 @@ def test_pdhg_step_treats_inputs_that_require_grad_as_constants():
                        torch.full((2,), 0.1, requires_grad=True), TV(), 0.01, 0.5)
     for a, b in zip(plain, graded):
         assert torch.equal(a, b.detach()) and not b.requires_grad
+
+
+def test_dual_and_auxiliary_starts_in_another_layout_resume_as_contiguous_ones():
+    """z0 and aux0 permuted in memory: the same numbers, bit for bit, as their contiguous copies
+    (aux0 once carried its strides into the sweeps and changed the last bits)."""
+    gen = torch.Generator().manual_seed(3)
+    net = LiftedNetwork.from_module(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 6),
+                                                  nn.ReLU()).double(), input_shape=(1, 4, 4))
+    y = net(torch.rand(2, 1, 4, 4, generator=gen, dtype=torch.float64))
+    first = lifted_cd(net, y, 0.05, max_iter=3)
+    aux0 = [first.aux[0].T.contiguous().T]  # (2, 8), column-major
+    assert not aux0[0].is_contiguous()
+    a = lifted_cd(net, y, 0.05, x0=first.x, z0=first.dual, aux0=aux0, max_iter=3)
+    b = lifted_cd(net, y, 0.05, x0=first.x, z0=first.dual, aux0=[aux0[0].contiguous()], max_iter=3)
+    assert torch.equal(a.x, b.x) and all(torch.equal(p, q) for p, q in zip(a.aux, b.aux))
+    z0 = first.dual.permute(4, 3, 2, 1, 0).contiguous().permute(4, 3, 2, 1, 0)
+    assert not z0.is_contiguous()
+    single = LiftedNetwork.from_layers(net.layers[:1])
+    y1 = single(first.x)
+    p = pdhg(single, y1, 0.05, x0=first.x, z0=z0, max_iter=20)
+    q = pdhg(single, y1, 0.05, x0=first.x, z0=z0.contiguous(), max_iter=20)
+    assert torch.equal(p.x, q.x) and torch.equal(p.dual, q.dual) and p.dual.is_contiguous()

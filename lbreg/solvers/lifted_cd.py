@@ -65,14 +65,21 @@ def aux_step(layer: Layer, next_layer: Layer, x_l: Tensor, u: Tensor, x_next: Te
 
     Returns:
         :math:`x_l^{k+1}`.
+
+    Raises:
+        TypeError: layers that are not `Layer`, a ``tau`` that is not a floating tensor, or
+            iterates in another dtype or on another device than the weights.
+        ValueError: shapes that do not fit the layers, NaN or Inf, ``x_next`` outside dom Ψ,
+            a step ``tau`` that is not finite and positive.
     """
     for lay, name in ((layer, "layer"), (next_layer, "next_layer")):
         if not isinstance(lay, Layer):
             raise TypeError(f"{name} must be a lbreg.network.Layer, got {type(lay).__name__}")
     batch = check_iterate(x_l, "x_l", layer.affine.out_shape).shape[0]
-    next_layer.affine._operand(x_l, "x_l")  # the weights' dtype and device, named as x_l
     check_iterate(u, "u", layer.affine.out_shape, batch)
     check_iterate(x_next, "x_next", next_layer.affine.out_shape, batch)
+    for t, name in ((x_l, "x_l"), (u, "u"), (x_next, "x_next")):
+        next_layer.affine._operand(t, name)  # the weights' dtype and device
     next_layer.activation.check_domain(x_next, name="x_next")
     check_float_tensor(tau, "tau", 1, f"({batch},)")
     if tuple(tau.shape) != (batch,):

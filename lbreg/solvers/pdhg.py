@@ -110,6 +110,8 @@ def pdhg_step(
     batch = check_iterate(x, "x", affine.in_shape).shape[0]
     check_iterate(z, "z (the dual iterate)", reg.dual_shape(affine.in_shape), batch)
     check_iterate(y, "y", affine.out_shape, batch)
+    for t, name in ((x, "x"), (y, "y")):
+        affine._operand(t, name)  # the weights' dtype and device
     activation.check_domain(y)
     alpha, tau_x, tau_z = (check_alpha(value, batch, x, name=name)
                            for value, name in ((alpha, "alpha"), (tau_x, "tau_x"), (tau_z, "tau_z")))
