@@ -232,8 +232,8 @@ class Activation(ABC):
         Returns:
             Tensor of the shape of ``y``.
         Raises:
-            TypeError: non-floating inputs, or y and z of different dtypes. ValueError: shapes
-            differ, y ∉ dom Ψ, NaN/Inf.
+            TypeError: non-floating inputs, or y and z of different dtypes.
+            ValueError: shapes differ, y ∉ dom Ψ, NaN/Inf.
         """
         self._check_pair(y, z)
         if check:
