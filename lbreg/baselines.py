@@ -50,6 +50,15 @@ def _forward_map(network: Any, input_shape: Any) -> tuple[Callable[[Tensor], Ten
     return network, _as_shape(input_shape, "input_shape")
 
 
+def _check_module_like(network: Any, y: Tensor) -> None:
+    """A torch module must compute in ``y``'s dtype on its device (a `LiftedNetwork` is converted
+    instead): a TypeError naming both, not torch's 'mat1 and mat2 must have the same dtype'."""
+    param = next(network.parameters(), None) if isinstance(network, nn.Module) else None
+    if param is not None and (param.dtype, param.device) != (y.dtype, y.device):
+        raise TypeError(f"network's parameters are {param.dtype} on {param.device} but y is {y.dtype} on {y.device}: "
+                        f"convert one to the other (network.to(y.device, y.dtype), or y.to({param.dtype}))")
+
+
 def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
     full = (y.shape[0], *shape)
     if x0 is None:
@@ -196,6 +205,7 @@ def autograd_tv(
     max_iter = check_int(max_iter, "max_iter", minimum=0)
     tol = check_positive(tol, "tol", allow_zero=True)
     check_every = check_int(check_every, "check_every", minimum=1)
+    _check_module_like(network, y)
     if isinstance(network, LiftedNetwork):
         network = network.to(device=y.device, dtype=y.dtype)
         forward = network.forward
@@ -361,6 +371,7 @@ def deep_image_prior(
     scale = check_positive(scale, "scale")
     max_iter = check_int(max_iter, "max_iter", minimum=0)
     check_every = check_int(check_every, "check_every", minimum=1)
+    _check_module_like(network, y)
     if isinstance(network, LiftedNetwork):
         network = network.to(device=device, dtype=dtype)
         forward = network.forward

@@ -429,7 +429,8 @@ def add_noise(
             stands for (``nn.ReLU()``, ...; :func:`lbreg.activations.activation_of`).
 
     Returns:
-        ``(y_delta, delta)``: ``y_delta`` like ``y``; ``delta`` of shape (B,).
+        ``(y_delta, delta)``: ``y_delta`` like ``y`` (keeping ``y``'s autograd history if it
+        requires grad); ``delta`` of shape (B,).
 
     Raises:
         TypeError: ``y`` is not a real floating tensor, ``std`` is not a real number,

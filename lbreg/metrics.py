@@ -31,7 +31,8 @@ def psnr(x: Tensor, x_ref: Tensor, peak: float = 1.0) -> Tensor:
 
     Returns:
         Tensor of shape (B,): float64 for integer images, else the dtype of ``x`` and
-        ``x_ref`` promoted together, and at least float32.
+        ``x_ref`` promoted together, and at least float32. Differentiable: with inputs that
+        require grad it keeps their autograd history (a PSNR can serve as a loss).
 
     Raises:
         TypeError: ``x`` or ``x_ref`` is not a tensor, or is complex.

@@ -77,8 +77,8 @@ def _check_rows(activation: Activation, y_delta: Tensor, v_dag: Tensor) -> Tenso
     r"""Check :math:`y^\delta` ``(B, m)`` (in dom Ψ) and :math:`v^\dagger` ``(m,)`` or ``(B, m)``;
     return :math:`v^\dagger` as ``(B, m)``."""
     check_float_tensor(y_delta, "y_delta", 2, "(B, m)")
-    if y_delta.dim() != 2:
-        raise ValueError(f"y_delta must have shape (B, m), got {tuple(y_delta.shape)}")
+    if y_delta.dim() != 2 or y_delta.numel() == 0:
+        raise ValueError(f"y_delta must have shape (B, m) with B, m >= 1, got {tuple(y_delta.shape)}")
     activation.check_domain(y_delta, "y_delta")
     batch, m = y_delta.shape
     check_float_tensor(v_dag, "v_dag", 1, f"({m},) or ({batch}, {m})")
@@ -647,8 +647,8 @@ def loglog_slope(x: Tensor | Sequence[float], y: Tensor | Sequence[float]) -> fl
     Returns:
         The fitted slope.
     """
-    lx = torch.log(torch.as_tensor(x, dtype=torch.float64).reshape(-1))
-    ly = torch.log(torch.as_tensor(y, dtype=torch.float64).reshape(-1))
+    lx = torch.log(check_real_tensor(x, "x").reshape(-1))
+    ly = torch.log(check_real_tensor(y, "y").reshape(-1))
     if lx.numel() != ly.numel() or lx.numel() < 2:
         raise ValueError(f"x and y need one length >= 2, got {lx.numel()} and {ly.numel()}")
     if not bool(torch.isfinite(lx).all() & torch.isfinite(ly).all()):

@@ -535,3 +535,20 @@ def test_seeds_at_the_ends_of_torch_range_are_taken():
     for seed in (-(2**63) - 1, 2**64):
         with pytest.raises(ValueError, match=r"seed must lie in \[-2\*\*63, 2\*\*64\)"):
             check_seed(seed)
+
+
+def test_the_last_raw_errors_of_the_probe_are_named():
+    """A float32 torch module against float64 data, an empty batch in Theorem 2's bound, strings
+    in a log-log slope: once torch's or Python's own messages."""
+    from lbreg.baselines import autograd_tv, deep_image_prior
+
+    module = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU())  # float32 parameters
+    with pytest.raises(TypeError, match="network's parameters are torch.float32 on cpu but y is torch.float64"):
+        autograd_tv(module, Y, 0.1, input_shape=(1, 4, 4), max_iter=2)
+    with pytest.raises(TypeError, match="network's parameters are torch.float32"):
+        deep_image_prior(module, Y, None, input_shape=(1, 4, 4), lr=0.1, width=4, input_dim=2, max_iter=1)
+    with pytest.raises(ValueError, match=r"y_delta must have shape \(B, m\) with B, m >= 1, got \(0, 4\)"):
+        theorem2_bound(ReLU(), torch.zeros(0, 4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), 0.1,
+                       0.0, 1.0)
+    with pytest.raises(TypeError, match="x must be real numbers"):
+        loglog_slope("abc", [1.0, 2.0, 3.0])
