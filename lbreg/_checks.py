@@ -180,7 +180,6 @@ def check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: t
         raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
     if tuple(t.shape) != shape:
         raise ValueError(f"{context}{name} must have shape {shape}, got {tuple(t.shape)}{hint}")
-    check_not_meta(t, name)
     check_finite(t, name)
     return t
 
@@ -191,6 +190,5 @@ def check_batch(t: object, name: str, *, min_dim: int = 1, layout: str = "(B, ..
     check_float_tensor(t, name, min_dim, layout)
     if t.dim() == 0 or t.shape[0] == 0:
         raise ValueError(f"{name} holds no samples (batch size 0), got shape {tuple(t.shape)}")
-    check_not_meta(t, name)
     check_finite(t, name)
     return t

@@ -63,8 +63,10 @@ _AFFINE_NAMES = ", ".join(f"nn.{c.__name__}" for c in _AFFINE_MODULES)  # for er
 def _as_shape(shape: object, name: str) -> tuple[int, ...]:
     """A shape as a tuple of ints >= 1 (an int ``n`` is ``(n,)``); TypeError for anything but
     integers (a float that int() would cut, a bool), ValueError for an empty shape or a size < 1."""
-    if isinstance(shape, (int, torch.Size)):
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if isinstance(shape, int):
+        shape = (shape,)
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}")
     if len(shape) == 0:
@@ -752,8 +754,7 @@ class LiftedNetwork:
                 t = getattr(layer.affine, name)
                 if t is None:
                     continue
-                check_not_meta(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
-                check_finite(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")
+                check_finite(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")  # meta refused too
         weights = [(i, layer.affine.weight) for i, layer in enumerate(layers) if layer.affine.weight is not None]
         for i, w in weights[1:]:
             j, first = weights[0]

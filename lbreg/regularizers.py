@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg._checks import check_bool
+from lbreg._checks import check_bool, check_positive
 from lbreg.operators import _check_field, add_div_, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
@@ -187,9 +187,7 @@ class TV(Regularizer):
 def _check_step(s: float | Tensor) -> float | Tensor:
     r"""A step :math:`s \ge 0` of :math:`\operatorname{prox}_{sR^*}`; a tensor (the solvers'
     checked per-sample steps) is not inspected, which would synchronise the host."""
-    if not isinstance(s, Tensor) and not 0 <= s < math.inf:
-        raise ValueError(f"the step s of prox_(sR*) must be finite and >= 0, got {s}")
-    return s
+    return s if isinstance(s, Tensor) else check_positive(s, "the step s of prox_(sR*)", allow_zero=True)
 
 
 class SquaredNorm(Regularizer):
