@@ -201,12 +201,6 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("description, call, exc, fragment", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_raises_a_named_error(description, call, exc, fragment):
-    with pytest.raises(exc, match=fragment):
-        call()
-
-
 # --------------------------------------------------------------------------- theory, instances, operators
 
 
@@ -275,15 +269,6 @@ def _theory_cases() -> list:
     ]
 
 
-THEORY_CASES = _theory_cases()
-
-
-@pytest.mark.parametrize("description, call, exc, fragment", THEORY_CASES, ids=[c[0] for c in THEORY_CASES])
-def test_theory_instances_and_operators_raise_named_errors(description, call, exc, fragment):
-    with pytest.raises(exc, match=fragment):
-        call()
-
-
 # --------------------------------------------------------------------------- bools, flags, shapes
 
 
@@ -347,15 +332,6 @@ def _probe_cases() -> list:
     ]
 
 
-PROBE_CASES = _probe_cases()
-
-
-@pytest.mark.parametrize("description, call, exc, fragment", PROBE_CASES, ids=[c[0] for c in PROBE_CASES])
-def test_bools_flags_and_shapes_are_checked(description, call, exc, fragment):
-    with pytest.raises(exc, match=fragment):
-        call()
-
-
 def _probe_cases_raw() -> list:
     """Inputs that failed deep inside torch or Python with a message that named nothing, or
     (mixed dtypes in B_Ψ) gave a Bregman distance below zero."""
@@ -378,15 +354,6 @@ def _probe_cases_raw() -> list:
     ]
 
 
-RAW_CASES = _probe_cases_raw()
-
-
-@pytest.mark.parametrize("description, call, exc, fragment", RAW_CASES, ids=[c[0] for c in RAW_CASES])
-def test_what_failed_inside_torch_is_named(description, call, exc, fragment):
-    with pytest.raises(exc, match=fragment):
-        call()
-
-
 def test_tv_of_an_empty_batch_is_empty():
     from lbreg.operators import tv
 
@@ -405,7 +372,7 @@ def _meta_cases() -> list:
     def meta(*shape):
         return torch.ones(*shape, dtype=torch.float64, device="meta")
 
-    return [
+    rows = [
         ("pdhg", lambda: pdhg(NET, Y, meta(2), max_iter=2), "alpha"),
         ("admm", lambda: admm(NET, Y, meta(2), max_iter=2), "alpha"),
         ("landweber", lambda: landweber(NET, Y, meta(2), max_iter=2), "delta"),
@@ -420,15 +387,8 @@ def _meta_cases() -> list:
         ("gram_norm_sq", lambda: gram_norm_sq(meta(3, 4)), "W"),
         ("energy", lambda: NET.energy([X], Y, meta(2), TV()), "alpha"),
     ]
-
-
-META_CASES = _meta_cases()
-
-
-@pytest.mark.parametrize("description, call, name", META_CASES, ids=[c[0] for c in META_CASES])
-def test_a_meta_tensor_is_refused_by_name(description, call, name):
-    with pytest.raises(ValueError, match=f"{name} is on the 'meta' device"):
-        call()
+    return [(f"a meta {name} in {where}", call, ValueError, f"{name} is on the 'meta' device")
+            for where, call, name in rows]
 
 
 def _type_cases() -> list:
@@ -436,7 +396,7 @@ def _type_cases() -> list:
     nothing) somewhere inside, instead of a TypeError naming the argument."""
     from lbreg.data import add_noise
     from lbreg.parameter_choice import make_solve
-    from lbreg.solvers import bregman_prox, default_steps, pdhg_step
+    from lbreg.solvers import default_steps, pdhg_step
     from lbreg.theory import solve_tikhonov
 
     y = torch.rand(2, 3, dtype=torch.float64)
@@ -459,11 +419,11 @@ def _type_cases() -> list:
     ]
 
 
-TYPE_CASES = _type_cases()
+ALL_CASES = CASES + _theory_cases() + _probe_cases() + _probe_cases_raw() + _meta_cases() + _type_cases()
 
 
-@pytest.mark.parametrize("description, call, exc, fragment", TYPE_CASES, ids=[c[0] for c in TYPE_CASES])
-def test_an_object_of_the_wrong_kind_is_named(description, call, exc, fragment):
+@pytest.mark.parametrize("description, call, exc, fragment", ALL_CASES, ids=[c[0] for c in ALL_CASES])
+def test_bad_input_raises_a_named_error(description, call, exc, fragment):
     with pytest.raises(exc, match=fragment):
         call()
 
