@@ -82,10 +82,13 @@ def check_positive_values(t: Tensor, name: str, *, allow_zero: bool = False) -> 
     return t
 
 
-def check_real_tensor(values: Any, name: str, what: str = "real numbers") -> Tensor:
+def check_real_tensor(
+    values: Any, name: str, what: str = "real numbers", *, like: Tensor | None = None
+) -> Tensor:
     """Real numbers (a number, a sequence of numbers, a NumPy array or a tensor) as a float64
-    tensor; TypeError, saying that ``name`` must be ``what``, for a string, a bool (also inside
-    a sequence, where ``torch.as_tensor`` would read True as 1) or complex values."""
+    tensor, or in ``like``'s dtype and on its device (no copy when ``values`` already is);
+    TypeError, saying that ``name`` must be ``what``, for a string, a bool (also inside a
+    sequence, where ``torch.as_tensor`` would read True as 1) or complex values."""
     if isinstance(values, Tensor):
         check_not_meta(values, name)
     elif isinstance(values, (list, tuple)) and not _entries_are_real(values, name):
@@ -96,6 +99,8 @@ def check_real_tensor(values: Any, name: str, what: str = "real numbers") -> Ten
         kind = None
     if kind is None or kind == torch.bool or kind.is_complex:
         raise TypeError(f"{name} must be {what}, got {reprlib.repr(values)}")
+    if like is not None:
+        return torch.as_tensor(values, dtype=like.dtype, device=like.device)
     return torch.as_tensor(values, dtype=torch.float64)  # Python floats straight to float64
 
 

@@ -341,7 +341,7 @@ class AffineMap:
         m, n = W.shape
         bias = None
         if b is not None:
-            b = check_real_tensor(b, "b").to(device=W.device, dtype=W.dtype)
+            b = check_real_tensor(b, "b", like=W)
             if b.numel() != m:
                 raise ValueError(f"b must have m={m} entries, got shape {tuple(b.shape)}")
             bias = b.detach().reshape(m).clone()
@@ -965,7 +965,7 @@ class LiftedNetwork:
         if reg is not None:
             if not isinstance(reg, Regularizer):
                 raise TypeError(f"reg must be a lbreg.regularizers.Regularizer (or None), got {type(reg).__name__}")
-            a = check_real_tensor(alpha, "alpha", "a real number or one per sample").to(total)
+            a = check_real_tensor(alpha, "alpha", "a real number or one per sample", like=total)
             if a.dim() > 1 or a.numel() not in (1, total.shape[0]):
                 raise ValueError(
                     f"alpha must be a number or hold one value per sample ({total.shape[0]}), "

@@ -67,7 +67,7 @@ def _sum_samples(t: Tensor) -> Tensor:
 
 def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str) -> Tensor:
     """A ``(B,)`` tensor of ``values`` in ``like``'s dtype (a number gives ``B = 1``)."""
-    t = check_real_tensor(values, name).to(device=like.device, dtype=like.dtype).reshape(-1)
+    t = check_real_tensor(values, name, like=like).reshape(-1)
     if t.numel() == 0:
         raise ValueError(f"{name} must hold at least one value")
     return t
@@ -279,7 +279,7 @@ def solve_tikhonov(
     """
     _check_instance(instance)
     batch = instance.y_delta.shape[0]
-    alpha_t = check_real_tensor(alpha, "alpha").to(instance.y_delta.dtype).reshape(-1)
+    alpha_t = check_real_tensor(alpha, "alpha", like=instance.y_delta).reshape(-1)
     if alpha_t.numel() == 1:
         alpha_t = alpha_t.expand(batch)
     if alpha_t.numel() != batch:
