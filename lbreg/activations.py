@@ -505,34 +505,49 @@ class LeakyReLU(Activation):
 
 
 class HardTanh(Activation):
-    r"""Hard tanh $\sigma(z) = \operatorname{clamp}(z, -1, 1)$, the projection onto $[-1, 1]$.
+    r"""Hard tanh $\sigma(z) = \operatorname{clamp}(z, a, b)$, the projection onto $[a, b]$
+    (torch's ``nn.Hardtanh(min_val=a, max_val=b)``; ``nn.ReLU6`` is $[0, 6]$).
 
     With $r = z - \sigma(z)$:
-    $$\Psi = \chi_{[-1,1]},\quad \operatorname{dom}\Psi = [-1,1],\quad
-    F^*(z) = \tfrac12z^2\ (|z|\le1),\ |z| - \tfrac12\ \text{else (Huber)},$$
+    $$\Psi = \chi_{[a,b]},\quad \operatorname{dom}\Psi = [a,b],\quad
+    F^*(z) = z\,\sigma(z) - \tfrac12\sigma(z)^2\ \ (\tfrac12z^2\text{ on }[a,b];\ |z| - \tfrac12
+    \text{ outside for }[-1,1]\text{, Huber}),$$
     $$B_\Psi(y,z) = \tfrac12y^2 + F^*(z) - yz = \tfrac12(y-\sigma(z))^2 + r\,(\sigma(z) - y)
     \quad\text{(eq. (4))},\qquad \operatorname{prox}_{t\Psi} = \sigma\ \text{(eq. (17))}.$$
+
+    Args:
+        min_val, max_val: the interval $[a, b]$, finite with $a < b$; default $[-1, 1]$.
     """
 
     name = "HardTanh"
-    domain = (-1.0, 1.0)
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0) -> None:
+        lo, hi = check_real(min_val, "min_val"), check_real(max_val, "max_val")
+        if not lo < hi:
+            raise ValueError(f"min_val must be below max_val, got min_val={lo:g}, max_val={hi:g}")
+        self.domain = (lo, hi)
+
+    def _params(self) -> dict[str, float]:
+        lo, hi = self.domain
+        return {} if (lo, hi) == (-1.0, 1.0) else {"min_val": lo, "max_val": hi}
 
     def _sigma(self, z: Tensor) -> Tensor:
-        return z.clamp(-1.0, 1.0)
+        return z.clamp(*self.domain)
 
     def _psi(self, u: Tensor) -> Tensor:
         return torch.zeros_like(u)
 
     def _conj(self, z: Tensor) -> Tensor:
-        return torch.where(z.abs() <= 1.0, 0.5 * z**2, z.abs() - 0.5)
+        s = z.clamp(*self.domain)
+        return torch.where(s == z, 0.5 * z**2, z * s - 0.5 * s**2)
 
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        s = z.clamp(-1.0, 1.0)
+        s = z.clamp(*self.domain)
         d = s - y
         return 0.5 * d**2 + (z - s) * d, d
 
     def _prox(self, v: Tensor, t: Tensor) -> Tensor:
-        return v.clamp(-1.0, 1.0)
+        return v.clamp(*self.domain)
 
 
 class SoftShrink(Activation):
@@ -647,7 +662,7 @@ class Tanh(Activation):
         return _prox_saturating(v, t, _tanh_and_derivative, torch.atanh, (-1.0, 1.0), 0.0)
 
 
-_SUPPORTED = "nn.ReLU, nn.Identity, nn.LeakyReLU, nn.Hardtanh, nn.Softshrink, nn.Sigmoid, nn.Tanh"
+_SUPPORTED = "nn.ReLU, nn.Identity, nn.LeakyReLU, nn.Hardtanh, nn.ReLU6, nn.Softshrink, nn.Sigmoid, nn.Tanh"
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
               nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 _NON_MONOTONE = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
@@ -694,7 +709,7 @@ def activation_of(module: nn.Module | Activation) -> Activation:
 
     Args:
         module: an ``nn.ReLU``, ``nn.Identity``, ``nn.LeakyReLU`` (negative_slope in (0, 1]),
-            ``nn.Hardtanh`` (min_val=-1, max_val=1), ``nn.Softshrink``, ``nn.Sigmoid``,
+            ``nn.Hardtanh`` and ``nn.ReLU6``, ``nn.Softshrink``, ``nn.Sigmoid``,
             ``nn.Tanh``, or an :class:`Activation` (returned as is).
     Returns:
         The matching :class:`Activation`.
@@ -717,14 +732,8 @@ def activation_of(module: nn.Module | Activation) -> Activation:
                 f"convex Ψ, got {a}" + ("; use nn.ReLU for slope 0" if a == 0.0 else "")
             )
         return LeakyReLU(a)
-    if isinstance(module, nn.Hardtanh):  # also nn.ReLU6, a subclass
-        lo, hi = float(module.min_val), float(module.max_val)
-        if (lo, hi) != (-1.0, 1.0):
-            raise ValueError(
-                f"{type(module).__name__} with min_val={lo:g}, max_val={hi:g} is not supported: "
-                "HardTanh implements the projection onto [-1, 1] only (min_val=-1, max_val=1)"
-            )
-        return HardTanh()
+    if isinstance(module, nn.Hardtanh):  # also nn.ReLU6, a subclass: the projection onto [0, 6]
+        return HardTanh(float(module.min_val), float(module.max_val))
     if isinstance(module, nn.Softshrink):
         return SoftShrink(float(module.lambd))
     simple = {nn.ReLU: ReLU, nn.Identity: Identity, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh}

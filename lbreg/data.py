@@ -424,7 +424,9 @@ def add_noise(
         y: clean data of shape (B, ...), B >= 1; batch dimension first; a real floating dtype.
         std: standard deviation of the Gaussian noise (≥ 0), one number for the whole batch.
         generator: ``torch.Generator`` or an int seed (a generator on ``y``'s device is seeded
-            with it). The global RNG is never used.
+            with it). The global RNG is never used. ε is drawn in ``y``'s dtype and on its
+            device, so one seed gives one noise per dtype and device (torch draws float32 and
+            float64 normals differently): convert ``y`` first to compare across them.
         activation: an ``lbreg.activations`` activation, or the ``torch.nn`` activation module it
             stands for (``nn.ReLU()``, ...; :func:`lbreg.activations.activation_of`).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -274,7 +275,14 @@ class AffineMap:
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> AffineMap:
-        """A copy on ``device`` with floating ``dtype``; ``self`` if nothing changes."""
+        """A copy on ``device`` with floating ``dtype``; ``self`` if nothing changes.
+
+        As with ``torch.nn.Module.to``, a dtype may come first: ``to(torch.float64)``.
+        """
+        if isinstance(device, torch.dtype):
+            if dtype is not None:
+                raise TypeError(f"to() got two dtypes, {device} and {dtype}: pass a device and a dtype")
+            device, dtype = None, device
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
         if self.weight is None:
@@ -487,7 +495,20 @@ class _ConvMap(AffineMap):
         )
 
     def _kind(self) -> str:
-        return f"conv2d kernel {tuple(self.weight.shape)}, stride {self.stride}"
+        return f"conv2d kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}"
+
+    def _options(self) -> str:
+        """Padding, dilation and groups where they differ from torch's defaults."""
+        t, b, left, r = self.pads
+        parts = []
+        if any(self.pads):
+            parts.append(f"padding {(t, left)}" if self._symmetric
+                         else f"padding (top, bottom, left, right) {self.pads}")
+        if self.dilation != (1, 1):
+            parts.append(f"dilation {self.dilation}")
+        if self.groups != 1:
+            parts.append(f"groups {self.groups}")
+        return "".join(f", {p}" for p in parts)
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
         return self._conv(x, self.weight, bias)
@@ -593,7 +614,7 @@ class _ConvTransposeMap(_ConvMap):
         return self
 
     def _kind(self) -> str:
-        return f"conv_transpose2d kernel {tuple(self.weight.shape)}, stride {self.stride}"
+        return f"conv_transpose2d kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}"
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
         (h, w), (dh, dw) = x.shape[-2:], self._dual_out
@@ -827,7 +848,8 @@ class LiftedNetwork:
         ``nn.Flatten``/``nn.Unflatten`` are folded into the reshapes of the next affine map
         (trailing ones into the last map's output shape), so the states keep the shapes the
         module produces before each reshape.
-        ``nn.Identity`` and dropout modules are skipped (the network is the eval-mode map).
+        ``nn.Identity`` and dropout modules are skipped (the network is the eval-mode map; a
+        dropout module left in training mode gets a warning).
 
         Raises:
             ValueError: an activation with no preceding affine map, or an ``input_shape``
@@ -847,6 +869,13 @@ class LiftedNetwork:
         cur = shape  # shape of the data after reshapes
         for index, m in _flatten_sequential(module):
             if isinstance(m, _SKIPPED):
+                if m.training and getattr(m, "p", 0.0) > 0.0:
+                    warnings.warn(
+                        f"{_describe(index, m)} is in training mode; it is lifted as its eval-mode "
+                        "map, the identity, so the lifted network is module.eval()'s: call "
+                        "module.eval() before computing the data to invert",
+                        stacklevel=2,
+                    )
                 continue
             if isinstance(m, _RESHAPES):
                 try:
@@ -980,7 +1009,10 @@ class LiftedNetwork:
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> LiftedNetwork:
-        """A copy with every affine map on ``device``/``dtype``; ``self`` if nothing changes."""
+        """A copy with every affine map on ``device``/``dtype``; ``self`` if nothing changes.
+
+        As with ``torch.nn.Module.to``, a dtype may come first: ``net.to(torch.float64)``.
+        """
         maps = [layer.affine.to(device=device, dtype=dtype) for layer in self.layers]
         if all(a is layer.affine for a, layer in zip(maps, self.layers)):
             return self

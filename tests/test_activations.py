@@ -30,8 +30,9 @@ from lbreg.activations import (
 )
 
 F64 = torch.float64
-ACTS = [ReLU(), Identity(), LeakyReLU(0.2), HardTanh(), SoftShrink(0.5), Sigmoid(), Tanh()]
-MODULES = [nn.ReLU(), nn.Identity(), nn.LeakyReLU(0.2), nn.Hardtanh(), nn.Softshrink(0.5),
+ACTS = [ReLU(), Identity(), LeakyReLU(0.2), HardTanh(), HardTanh(0.0, 6.0), SoftShrink(0.5),
+        Sigmoid(), Tanh()]
+MODULES = [nn.ReLU(), nn.Identity(), nn.LeakyReLU(0.2), nn.Hardtanh(), nn.ReLU6(), nn.Softshrink(0.5),
            nn.Sigmoid(), nn.Tanh()]
 POSITIVELY_HOMOGENEOUS = [ReLU(), Identity(), LeakyReLU(0.2)]
 all_acts = pytest.mark.parametrize("act", ACTS, ids=repr)
@@ -129,8 +130,12 @@ class InclusiveBounds(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-# where σ has a kink besides 0 (SoftShrink(0.5) as in ACTS); smooth activations are checked at 0
-KINKS = {"HardTanh": (-1.0, 1.0), "SoftShrink": (-0.5, 0.5)}
+def kinks(act: Activation) -> tuple[float, ...]:
+    """Where σ has a kink besides 0 (the ends of HardTanh's interval, ±λ of SoftShrink); smooth
+    activations are checked at 0."""
+    if isinstance(act, HardTanh):
+        return act.domain
+    return (-act.lam, act.lam) if isinstance(act, SoftShrink) else ()
 
 
 @all_acts
@@ -140,7 +145,7 @@ def test_bregman_autograd_at_kinks_is_sigma_minus_y(act, inclusive):
     whichever one-sided derivative torch gives clamp and relu there: formulas built from relu
     and clamp alone give autograd 0 at ReLU's kink, or σ(z) - y scaled by 1/a at leaky ReLU's."""
     y = samples_in_domain(act, 6, seed=7)
-    for kink in (0.0, *KINKS.get(act.name, ())):
+    for kink in (0.0, *kinks(act)):
         z = torch.full((6,), kink, dtype=F64, requires_grad=True)
         with InclusiveBounds() if inclusive else contextlib.nullcontext():
             (grad,) = torch.autograd.grad(act.bregman_elementwise(y, z).sum(), z)
@@ -419,13 +424,24 @@ def test_in_domain_is_false_for_nan_and_infinite_entries(act):
         (nn.Linear(2, 2), TypeError, r"Linear is an affine map, not an activation"),
         (nn.LayerNorm(2), TypeError, r"LayerNorm is not an activation, and not an affine map"),
         (nn.LeakyReLU(-0.1), ValueError, r"negative_slope .*\(0, 1\].*-0.1"),
-        (nn.Hardtanh(-2.0, 2.0), ValueError, r"Hardtanh with min_val=-2, max_val=2"),
     ],
     ids=lambda p: type(p).__name__ if isinstance(p, nn.Module) else None,
 )
 def test_activation_of_rejects_non_proximal_or_unsupported(module, error, pattern):
     with pytest.raises(error, match=pattern):
         activation_of(module)
+
+
+def test_hardtanh_takes_any_interval_and_relu6_is_its_0_6_case():
+    relu6 = activation_of(nn.ReLU6())
+    assert relu6 == HardTanh(0.0, 6.0) and relu6.domain == (0.0, 6.0)
+    assert repr(relu6) == "HardTanh(min_val=0.0, max_val=6.0)" and repr(HardTanh(-1, 1)) == "HardTanh()"
+    z = torch.linspace(-3.0, 9.0, 25, dtype=F64)
+    assert torch.equal(relu6(z), nn.ReLU6()(z))
+    for bad, error in (((1.0, 1.0), ValueError), ((2.0, -2.0), ValueError), ((0.0, math.inf), ValueError),
+                       ((False, 1.0), TypeError)):
+        with pytest.raises(error, match="min_val|max_val"):
+            HardTanh(*bad)
 
 
 def test_activation_of_returns_activation_instances_unchanged():

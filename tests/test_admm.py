@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
 
 @pytest.mark.parametrize(
     "activation",
-    [ReLU(), Identity(), LeakyReLU(0.2), HardTanh(), SoftShrink(0.3), Sigmoid(), Tanh()],
-    ids=lambda a: type(a).__name__,
+    [ReLU(), Identity(), LeakyReLU(0.2), HardTanh(), HardTanh(0.0, 6.0), SoftShrink(0.3), Sigmoid(), Tanh()],
+    ids=repr,
 )
 def test_bregman_prox_matches_numerical_argmin(activation):
     r"""prox_{G/ρ}(w) = argmin_u B_Ψ(y, u) + ρ/2 (u - w)², elementwise, by a scalar minimiser."""

@@ -82,7 +82,7 @@ CASES = [
     ("alpha < 0", lambda: lifted_cd(NET, Y, -1.0), ValueError, "alpha"),
     ("alpha NaN", lambda: pdhg(NET, Y, float("nan")), ValueError, "alpha"),
     ("alpha of the wrong batch size", lambda: pdhg(NET, Y, torch.tensor([0.1, 0.2, 0.3])), ValueError, "alpha"),
-    ("alpha a string", lambda: pdhg(NET, Y, "0.1"), TypeError, "alpha"),
+    ("alpha a string", lambda: pdhg(NET, Y, "0.1"), TypeError, "alpha must be a real number, got str"),
     ("negative tau_x", lambda: pdhg(NET, Y, 0.1, tau_x=-1.0), ValueError, "tau_x"),
     ("zero tau_z", lambda: pdhg(NET, Y, 0.1, tau_z=0.0), ValueError, "tau_z"),
     ("negative max_iter", lambda: pdhg(NET, Y, 0.1, max_iter=-5), ValueError, "max_iter"),

@@ -1,5 +1,7 @@
 """Affine maps and lifted networks (PAPER_MATH §1, §3; §6 checks 12 and 13)."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -304,6 +306,11 @@ def test_decoder_with_unflatten_nested_sequential_and_skipped_modules():
     y = _randn(2, 300, seed=3)
     with torch.no_grad():
         torch.testing.assert_close(net(y), dec(y), rtol=0, atol=1e-12)
+    with pytest.warns(UserWarning, match=r"Dropout at index 2\.1 is in training mode.*module\.eval\(\)"):
+        LiftedNetwork.from_module(dec.train(), (300,))  # the same eval-mode map, with a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LiftedNetwork.from_module(dec.eval(), (300,))
 
 
 def test_modules_used_twice_are_lifted_at_each_use():
@@ -422,6 +429,17 @@ def test_energy_outside_the_domain_raises_or_is_infinite():
         deep.energy([xs[0], -1.0 - xs[1], xs[2]], xs[3], 0.1, TV())
 
 
+def test_repr_names_padding_dilation_and_groups_where_not_default():
+    plain = AffineMap.from_module(nn.Conv2d(1, 4, 3), (1, 8, 8))
+    assert "padding" not in repr(plain) and "dilation" not in repr(plain)
+    dilated = AffineMap.from_module(nn.Conv2d(2, 4, 3, padding=2, dilation=2, groups=2), (2, 8, 8))
+    assert "stride (1, 1), padding (2, 2), dilation (2, 2), groups 2," in repr(dilated)
+    same = AffineMap.from_module(nn.Conv2d(1, 1, 4, padding="same"), (1, 8, 8))
+    assert "padding (top, bottom, left, right) (1, 2, 1, 2)" in repr(same)
+    transposed = AffineMap.from_module(nn.ConvTranspose2d(4, 2, 4, 2, 1), (4, 8, 8))
+    assert "conv_transpose2d kernel (4, 2, 4, 4), stride (2, 2), padding (1, 1)," in repr(transposed)
+
+
 def test_to_copies_and_is_noop_when_already_there():
     lin = _seeded(nn.Linear(6, 4))
     A = AffineMap.from_module(lin, (6,))
@@ -433,6 +451,10 @@ def test_to_copies_and_is_noop_when_already_there():
     net32 = net.to(dtype=torch.float32)
     assert net32.dtype == torch.float32 and net.dtype == DT
     assert net32(torch.ones(1, 6, dtype=torch.float32)).dtype == torch.float32
+    assert net.to(torch.float32).dtype == torch.float32  # a dtype first, as nn.Module.to takes it
+    assert A.to(torch.float32).weight.dtype == torch.float32
+    with pytest.raises(TypeError, match="two dtypes"):
+        net.to(torch.float32, torch.float64)
     with torch.no_grad():  # weights are detached copies: editing the module changes nothing
         lin.weight.add_(1.0)
     assert not A.weight.requires_grad

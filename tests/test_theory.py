@@ -29,7 +29,7 @@ from lbreg.theory import (
 pytestmark = pytest.mark.usefixtures("float64_default")
 
 
-ACTIVATIONS = [ReLU(), LeakyReLU(0.2), HardTanh(), SoftShrink(0.5), Sigmoid(), Tanh(), Identity()]
+ACTIVATIONS = [ReLU(), LeakyReLU(0.2), HardTanh(), HardTanh(0.0, 6.0), SoftShrink(0.5), Sigmoid(), Tanh(), Identity()]
 
 
 @pytest.mark.parametrize("cond", [None, 100.0])
@@ -162,7 +162,7 @@ def test_example1_alpha_balances_the_bound(c):
         assert torch.allclose(example1_bound(delta, v_norm), 2 * math.sqrt(2) * v_norm * delta)
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: a.name)
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=repr)
 def test_lemma1_numerical_conjugate_matches_closed_form(activation):
     """PAPER_MATH §6 item 3: sup_z ⟨w,z⟩ − B_Ψ(y,z) = F(y+w) − F(y)."""
     g = torch.Generator().manual_seed(6)
@@ -187,7 +187,7 @@ def test_numerical_conjugate_rejects_unattained_supremum():
     assert torch.isinf(lemma1_conjugate(ReLU(), y, torch.tensor([[-1.0]]))).all()
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: a.name)
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=repr)
 def test_conjugate_gradient_is_sigma(activation):
     z = torch.linspace(-6, 6, 97) + 1e-3  # avoid the kinks, where autograd is one-sided
     assert torch.allclose(conjugate_gradient(activation, z), activation(z), atol=1e-12)
