@@ -520,6 +520,7 @@ class HardTanh(Activation):
     """
 
     name = "HardTanh"
+    domain = (-1.0, 1.0)  # the default interval; each instance sets its own
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0) -> None:
         lo, hi = check_real(min_val, "min_val"), check_real(max_val, "max_val")
@@ -539,7 +540,8 @@ class HardTanh(Activation):
 
     def _conj(self, z: Tensor) -> Tensor:
         s = z.clamp(*self.domain)
-        return torch.where(s == z, 0.5 * z**2, z * s - 0.5 * s**2)
+        outside = torch.where(s == 0, 0.0, z * s - 0.5 * s**2)  # s = 0: no 0·(-inf) = NaN
+        return torch.where(s == z, 0.5 * z**2, outside)
 
     def _bregman_and_grad(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         s = z.clamp(*self.domain)

@@ -281,7 +281,7 @@ class AffineMap:
         """
         if isinstance(device, torch.dtype):
             if dtype is not None:
-                raise TypeError(f"to() got two dtypes, {device} and {dtype}: pass a device and a dtype")
+                raise TypeError(f"to() takes a device and a dtype, or a dtype alone, got {device} and {dtype}")
             device, dtype = None, device
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
@@ -590,6 +590,7 @@ class _ConvTransposeMap(_ConvMap):
     """
 
     _dual_out: tuple[int, int]  # the dual convolution's output size on the output grid
+    output_padding: tuple[int, int]
 
     @classmethod
     def build(cls, module: nn.ConvTranspose2d, shape: tuple[int, ...]) -> _ConvTransposeMap:
@@ -599,7 +600,7 @@ class _ConvTransposeMap(_ConvMap):
         self.groups = int(module.groups)
         ph, pw = _pair(module.padding, "padding")
         self.pads = (ph, ph, pw, pw)
-        output_padding = _pair(module.output_padding, "output_padding")
+        output_padding = self.output_padding = _pair(module.output_padding, "output_padding")
         w = module.weight.detach().clone()
         b = None if module.bias is None else module.bias.detach().clone().reshape(-1, 1, 1)
         out = _meta_shape(
@@ -614,7 +615,8 @@ class _ConvTransposeMap(_ConvMap):
         return self
 
     def _kind(self) -> str:
-        return f"conv_transpose2d kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}"
+        extra = f", output_padding {self.output_padding}" if any(self.output_padding) else ""
+        return f"conv_transpose2d kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}{extra}"
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
         (h, w), (dh, dw) = x.shape[-2:], self._dual_out

@@ -573,13 +573,14 @@ def numerical_bregman_conjugate(
         return grad
 
     # An asymmetric interval, so that no bisection midpoint falls exactly on a kink of σ
-    # (0, ±λ, ±1), where autograd returns one-sided derivatives of the stable formulas.
+    # (0, ±λ, the ends of HardTanh's interval), where autograd returns one-sided derivatives of the stable formulas.
     lo = torch.full_like(y, -bound)
     hi = torch.full_like(y, bound + math.pi / 10)
     if not bool((slope(lo) > 0).all() & (slope(hi) < 0).all()):
         raise ValueError(
             f"the supremum over z is not attained in [-{bound:g}, {bound + math.pi / 10:g}]; "
-            f"y + w must lie in the interior of dom Ψ of {activation.name}"
+            f"y + w must lie in the interior of dom Ψ of {activation.name} (and the maximiser "
+            "inside this interval: raise bound for a domain beyond it)"
         )
     for _ in range(iters):
         mid = 0.5 * (lo + hi)

@@ -30,10 +30,10 @@ from lbreg.activations import (
 )
 
 F64 = torch.float64
-ACTS = [ReLU(), Identity(), LeakyReLU(0.2), HardTanh(), HardTanh(0.0, 6.0), SoftShrink(0.5),
-        Sigmoid(), Tanh()]
-MODULES = [nn.ReLU(), nn.Identity(), nn.LeakyReLU(0.2), nn.Hardtanh(), nn.ReLU6(), nn.Softshrink(0.5),
-           nn.Sigmoid(), nn.Tanh()]
+ACTS = [ReLU(), Identity(), LeakyReLU(0.2), HardTanh(), HardTanh(0.0, 6.0), HardTanh(0.25, 1.75),
+        SoftShrink(0.5), Sigmoid(), Tanh()]
+MODULES = [nn.ReLU(), nn.Identity(), nn.LeakyReLU(0.2), nn.Hardtanh(), nn.ReLU6(), nn.Hardtanh(0.25, 1.75),
+           nn.Softshrink(0.5), nn.Sigmoid(), nn.Tanh()]
 POSITIVELY_HOMOGENEOUS = [ReLU(), Identity(), LeakyReLU(0.2)]
 all_acts = pytest.mark.parametrize("act", ACTS, ids=repr)
 
@@ -438,6 +438,7 @@ def test_hardtanh_takes_any_interval_and_relu6_is_its_0_6_case():
     assert repr(relu6) == "HardTanh(min_val=0.0, max_val=6.0)" and repr(HardTanh(-1, 1)) == "HardTanh()"
     z = torch.linspace(-3.0, 9.0, 25, dtype=F64)
     assert torch.equal(relu6(z), nn.ReLU6()(z))
+    assert relu6.conj(torch.tensor([-math.inf, math.inf], dtype=F64)).tolist() == [0.0, math.inf]  # no 0·inf
     for bad, error in (((1.0, 1.0), ValueError), ((2.0, -2.0), ValueError), ((0.0, math.inf), ValueError),
                        ((False, 1.0), TypeError)):
         with pytest.raises(error, match="min_val|max_val"):

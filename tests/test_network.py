@@ -438,6 +438,8 @@ def test_repr_names_padding_dilation_and_groups_where_not_default():
     assert "padding (top, bottom, left, right) (1, 2, 1, 2)" in repr(same)
     transposed = AffineMap.from_module(nn.ConvTranspose2d(4, 2, 4, 2, 1), (4, 8, 8))
     assert "conv_transpose2d kernel (4, 2, 4, 4), stride (2, 2), padding (1, 1)," in repr(transposed)
+    longer = AffineMap.from_module(nn.ConvTranspose2d(2, 2, 3, 2, 1, output_padding=1), (2, 5, 5))
+    assert "padding (1, 1), output_padding (1, 1), in_shape=(2, 5, 5), out_shape=(2, 10, 10)" in repr(longer)
 
 
 def test_to_copies_and_is_noop_when_already_there():
@@ -453,7 +455,7 @@ def test_to_copies_and_is_noop_when_already_there():
     assert net32(torch.ones(1, 6, dtype=torch.float32)).dtype == torch.float32
     assert net.to(torch.float32).dtype == torch.float32  # a dtype first, as nn.Module.to takes it
     assert A.to(torch.float32).weight.dtype == torch.float32
-    with pytest.raises(TypeError, match="two dtypes"):
+    with pytest.raises(TypeError, match="a device and a dtype, or a dtype alone"):
         net.to(torch.float32, torch.float64)
     with torch.no_grad():  # weights are detached copies: editing the module changes nothing
         lin.weight.add_(1.0)

@@ -153,7 +153,7 @@ def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
         check_positive_values(alpha, name, allow_zero=allow_zero)
         check_range(alpha.detach().cpu().double())
         return alpha.to(device=like.device, dtype=like.dtype).expand(batch).clone()
-    if not isinstance(alpha, (Real, str)) and hasattr(alpha, "__len__"):  # a list, a tuple, a NumPy array
+    if not isinstance(alpha, (Real, str, bytes)) and hasattr(alpha, "__len__"):  # a list, a tuple, a NumPy array
         raise TypeError(f"{name} must be a number or a torch tensor of shape ({batch},) (one per sample), "
                         f"got {type(alpha).__name__}: pass torch.tensor({name})")
     value = check_positive(alpha, name, allow_zero=allow_zero)
