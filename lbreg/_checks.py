@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
@@ -197,3 +198,16 @@ def check_batch(t: object, name: str, *, min_dim: int = 1, layout: str = "(B, ..
         raise ValueError(f"{name} holds no samples (batch size 0), got shape {tuple(t.shape)}")
     check_finite(t, name)
     return t
+
+
+def check_series(values: Any, name: str, *, keys: Iterable[str] = ()) -> Mapping:
+    """``values`` if it is a non-empty mapping label -> data holding every label of ``keys``
+    (a plot with nothing in it, or a label looked up and missing, is an error naming ``name``)."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{name} must be a mapping label -> data (e.g. a dict), got {type(values).__name__}")
+    missing = [k for k in keys if k not in values]
+    if missing:
+        raise ValueError(f"{name} has no entry for {missing}")
+    if not values:
+        raise ValueError(f"{name} is empty: nothing to plot")
+    return values

@@ -50,13 +50,13 @@ def _forward_map(network: Any, input_shape: Any) -> tuple[Callable[[Tensor], Ten
     return network, _as_shape(input_shape, "input_shape")
 
 
-def _check_module_like(network: Any, y: Tensor) -> None:
+def _check_module_like(network: Any, y: Tensor, name: str = "network") -> None:
     """A torch module must compute in ``y``'s dtype on its device (a `LiftedNetwork` is converted
     instead): a TypeError naming both, not torch's 'mat1 and mat2 must have the same dtype'."""
     param = next(network.parameters(), None) if isinstance(network, nn.Module) else None
     if param is not None and (param.dtype, param.device) != (y.dtype, y.device):
-        raise TypeError(f"network's parameters are {param.dtype} on {param.device} but y is {y.dtype} on {y.device}: "
-                        f"convert one to the other (network.to(y.device, y.dtype), or y.to({param.dtype}))")
+        raise TypeError(f"{name}'s parameters are {param.dtype} on {param.device} but y is {y.dtype} on {y.device}: "
+                        f"convert one to the other ({name}.to(y.device, y.dtype), or y.to({param.dtype}))")
 
 
 def _check_x0(x0: Any, shape: tuple[int, ...], y: Tensor) -> Tensor:
@@ -92,10 +92,15 @@ def decoder(model: nn.Module | Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
     Args:
         model: an autoencoder with a ``decoder`` attribute (`lbreg.models.DenseAutoencoder`,
             `ConvAutoencoder`), or the decoder itself (any callable on ``(B, code_dim)``).
-        y: codes ``(B, code_dim)``.
+        y: codes ``(B, code_dim)``, in the dtype of the decoder's parameters and on their device.
 
     Returns:
         The decoded images, ``(B, *image_shape)``, without gradient.
+
+    Raises:
+        TypeError: ``y`` is not a real floating tensor, ``model`` is not callable, or its
+            parameters have another dtype or device than ``y``.
+        ValueError: ``y`` is not a batch of finite codes of the model's ``code_dim``.
     """
     y = check_batch(y, "y", min_dim=2)
     dec = getattr(model, "decoder", model)
@@ -103,6 +108,10 @@ def decoder(model: nn.Module | Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
         raise TypeError(
             f"model must be an autoencoder with a decoder or a callable, got {type(model).__name__}"
         )
+    code_dim = getattr(model, "code_dim", None)
+    if isinstance(code_dim, int) and tuple(y.shape[1:]) != (code_dim,):
+        raise ValueError(f"y must hold codes of shape (B, {code_dim}) for this autoencoder, got shape {tuple(y.shape)}")
+    _check_module_like(dec, y, "model.decoder" if dec is not model else "model")
     with torch.no_grad():
         return dec(y)
 

@@ -437,12 +437,12 @@ def add_noise(
     Raises:
         TypeError: ``y`` is not a real floating tensor, ``std`` is not a real number,
             ``generator`` is neither a generator nor an int, or ``activation`` is not an activation.
-        ValueError: ``y`` has no batch axis, no samples, non-finite entries or lies on the
-            ``meta`` device; ``std`` is
-            negative, not finite or a tensor of several values.
+        ValueError: ``y`` has fewer than two axes (a batch axis and the data), no samples,
+            non-finite entries or lies on the ``meta`` device; ``std`` is negative, not finite
+            or a tensor of several values.
     """
     std = _check_std(std)
-    check_batch(y, "y")
+    check_batch(y, "y", min_dim=2, layout="(B, ...): one row per sample; y[None] for one sample")
     if activation is not None:
         if not isinstance(activation, (Activation, nn.Module)):
             raise TypeError(f"activation must be an lbreg.activations.Activation or a torch.nn activation "

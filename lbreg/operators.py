@@ -264,8 +264,14 @@ def power_norm(
     v = v / torch.linalg.vector_norm(v)
     lam_prev = None
     lam = 0.0
-    for _ in range(n_iter):
-        w = adjoint(forward(v))
+    for k in range(n_iter):
+        try:
+            w = adjoint(forward(v))
+        except RuntimeError as err:
+            if k:
+                raise
+            raise RuntimeError(f"adjoint(forward(v)) failed on the start v, {dtype} of shape {shape} on "
+                               f"{v.device}: pass the operator's dtype and device as dtype=, device= ({err})") from err
         if tuple(w.shape) != shape:
             raise ValueError(
                 f"adjoint(forward(v)) must have the shape of v {shape}, got {tuple(w.shape)}"

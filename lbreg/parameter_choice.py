@@ -92,6 +92,8 @@ class ParameterChoice:
         target: :math:`\tau\delta` per sample for the discrepancy principle, else ``None``.
         solves: for a grid search, the solve of every grid point (row ``g * B + b`` holds
             sample ``b`` at ``trail["alpha"][g, b]``); else ``None``.
+        maximize: for a grid search, whether its metric was maximised (:func:`restrict_grid`
+            keeps the direction); else ``None``.
     """
 
     alpha: Tensor
@@ -102,6 +104,7 @@ class ParameterChoice:
     status: list[str] = field(default_factory=list)
     target: Tensor | None = None
     solves: Result | None = None
+    maximize: bool | None = None
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -119,7 +122,7 @@ def make_solve(
         network: the `LiftedNetwork` to invert.
         solver: ``"pdhg"`` (depth 1, eq. (14)), ``"admm"`` (depth 1, the same objective,
             `lbreg.solvers.admm`), ``"lifted_cd"`` (any depth, eqs. (15)–(17)), or a callable
-            of the signature above, returned unchanged.
+            of the signature above (its return value is checked to be a `Result`).
         reg: the regulariser (default isotropic TV, the solvers' default).
         **solver_kwargs: passed to the solver (``max_iter``, ``tol``, ...; not ``x0``, which the
             rules set: for another start pass a callable that supplies it when given ``None``).
@@ -130,7 +133,16 @@ def make_solve(
     if callable(solver):
         if solver_kwargs or reg is not None:
             raise ValueError("solver is a callable: pass reg and solver options to it, not here")
-        return solver
+        user_solve = solver
+
+        def checked(y: Tensor, alpha: Tensor, x0: Tensor | None = None) -> Result:
+            result = user_solve(y, alpha, x0)
+            if not isinstance(result, Result):
+                raise TypeError(f"the solver callable must return a lbreg.solvers.Result (what pdhg, admm "
+                                f"and lifted_cd return), got {type(result).__name__}")
+            return result
+
+        return checked
     if "x0" in solver_kwargs:
         raise TypeError(
             "x0 is chosen by the rule (the zero start, or a warm start from the previous alpha); to "
@@ -592,7 +604,7 @@ def grid_search(
     status = ["edge" if (bool(edge[b]) and n_grid > 1) else "grid" for b in range(batch)]
     rows = best * batch + torch.arange(batch)
     return ParameterChoice(alpha=grid[best].to(y_delta.dtype), result=_select(solves, rows), trail=trail,
-                           index=best, rule="grid", status=status, solves=solves)
+                           index=best, rule="grid", status=status, solves=solves, maximize=maximize)
 
 
 def restrict_grid(
@@ -600,7 +612,7 @@ def restrict_grid(
     alpha_min: float | None = None,
     alpha_max: float | None = None,
     *,
-    maximize: bool = True,
+    maximize: bool | None = None,
 ) -> ParameterChoice:
     r"""The grid search of ``grid`` on the sub-grid :math:`[\alpha_{\min},\alpha_{\max}]` (no solve).
 
@@ -611,7 +623,8 @@ def restrict_grid(
         grid: the outcome of :func:`grid_search`.
         alpha_min, alpha_max: bounds of the sub-grid (``None``: unbounded), inclusive up to a
             relative 1e-6 (float32 grids).
-        maximize: as in :func:`grid_search`.
+        maximize: as in :func:`grid_search`; ``None`` (default) keeps the direction that
+            ``grid`` was searched in.
 
     Returns:
         `ParameterChoice` with ``rule="grid"``; ``index`` refers to rows of ``grid.trail``.
@@ -619,10 +632,16 @@ def restrict_grid(
     Raises:
         TypeError: ``grid`` is not a `ParameterChoice`, ``maximize`` is not a bool, or a bound
             is not a real number.
-        ValueError: ``grid`` is not a grid search, or no grid value lies in the bounds.
+        ValueError: ``grid`` is not a grid search, no grid value lies in the bounds, or
+            ``maximize`` contradicts the direction ``grid`` was searched in.
     """
     _check_grid(grid, "metric")
+    if maximize is None:
+        maximize = True if grid.maximize is None else grid.maximize
     maximize = check_bool(maximize, "maximize")
+    if grid.maximize is not None and maximize != grid.maximize:
+        raise ValueError(f"maximize={maximize}, but grid was searched with maximize={grid.maximize}: "
+                         "its choice would rank the metric the other way; omit maximize")
     alphas = grid.trail["alpha"][:, 0]
     keep = torch.ones_like(alphas, dtype=torch.bool)
     if alpha_min is not None:
@@ -640,7 +659,8 @@ def restrict_grid(
               else "grid" for b in range(batch)]
     rows = best * batch + torch.arange(batch)
     return ParameterChoice(alpha=alphas[best].to(grid.alpha.dtype), result=_select(grid.solves, rows),
-                           trail=grid.trail, index=best, rule="grid", status=status, solves=grid.solves)
+                           trail=grid.trail, index=best, rule="grid", status=status, solves=grid.solves,
+                           maximize=maximize)
 
 
 # --------------------------------------------------------------------------- helpers

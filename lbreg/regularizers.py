@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lbreg._checks import check_bool, check_positive
+from lbreg._checks import check_bool, check_float_tensor, check_positive
 from lbreg.operators import _check_field, add_div_, grad2d, mixed_norm, project_dual_ball
 
 __all__ = [
@@ -34,9 +34,16 @@ __all__ = [
 
 def _inner(a: Tensor, b: Tensor) -> Tensor:
     """Per-sample inner product of two ``(B, ...)`` tensors, shape ``(B,)``."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes must match, got {tuple(a.shape)} and {tuple(b.shape)}")
-    return (a * b).reshape(a.shape[0], -1).sum(dim=1)
+    return (a * b).flatten(1).sum(dim=1)
+
+
+def _check_batches(**tensors: Tensor) -> None:
+    """Each a real floating ``(B, ...)`` tensor (a batch axis and the data), all of one shape."""
+    for name, t in tensors.items():
+        check_float_tensor(t, name, 2, "(B, ...): one row per sample")
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"{', '.join(shapes)} must have one shape, got {shapes}")
 
 
 class Regularizer(ABC):
@@ -134,6 +141,11 @@ class TV(Regularizer):
     def R(self, p: Tensor) -> Tensor:
         return mixed_norm(p, isotropic=self.isotropic)
 
+    def value(self, x: Tensor) -> Tensor:
+        r""":math:`\mathrm{TV}(x)` per sample; ``x`` of shape ``(B, ..., H, W)``, returns ``(B,)``."""
+        check_float_tensor(x, "x", 3, "(B, ..., H, W): a batch of images; x[None] for one image")
+        return super().value(x)
+
     def K(self, x: Tensor) -> Tensor:
         return grad2d(x)
 
@@ -203,7 +215,7 @@ class SquaredNorm(Regularizer):
         return "SquaredNorm()"
 
     def R(self, p: Tensor) -> Tensor:
-        return 0.5 * p.reshape(p.shape[0], -1).pow(2).sum(dim=1)
+        return 0.5 * p.reshape(p.shape[0], math.prod(p.shape[1:])).pow(2).sum(dim=1)
 
     def K(self, x: Tensor) -> Tensor:
         return x
@@ -222,7 +234,7 @@ class SquaredNorm(Regularizer):
 
     def conj_value(self, z: Tensor) -> Tensor:
         r""":math:`R^*(z)=\tfrac12\|z\|^2`."""
-        return 0.5 * z.reshape(z.shape[0], -1).pow(2).sum(dim=1)
+        return 0.5 * z.reshape(z.shape[0], math.prod(z.shape[1:])).pow(2).sum(dim=1)
 
 
 Functional = Regularizer | Callable[[Tensor], Tensor]
@@ -250,6 +262,7 @@ def bregman_distance(reg: Functional, u: Tensor, v: Tensor, p: Tensor) -> Tensor
     Returns:
         Tensor of shape ``(B,)``.
     """
+    _check_batches(u=u, v=v, p=p)
     f = _as_function(reg)
     return f(u) - f(v) - _inner(p, u - v)
 
@@ -264,6 +277,7 @@ def symmetric_distance(reg: Functional, u: Tensor, v: Tensor, p_u: Tensor, p_v: 
     Returns:
         Tensor of shape ``(B,)``.
     """
+    _check_batches(u=u, v=v, p_u=p_u, p_v=p_v)
     return _inner(p_u - p_v, u - v)
 
 

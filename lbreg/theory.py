@@ -62,7 +62,7 @@ __all__ = [
 
 def _sum_samples(t: Tensor) -> Tensor:
     """Sum a ``(B, ...)`` tensor over all non-batch axes, shape ``(B,)``."""
-    return t.reshape(t.shape[0], -1).sum(dim=1)
+    return t.reshape(t.shape[0], math.prod(t.shape[1:])).sum(dim=1)
 
 
 def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str) -> Tensor:

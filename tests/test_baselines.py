@@ -34,6 +34,12 @@ def test_decoder_is_the_models_decoder():
     assert torch.equal(decoder(model, y), expected)
     assert torch.equal(decoder(model.decoder, y), expected)
     assert not decoder(model, y).requires_grad
+    # codes of another length, or in another dtype, are named errors, not torch's matmul errors
+    with pytest.raises(ValueError, match=r"y must hold codes of shape \(B, 10\) for this autoencoder"):
+        decoder(model, torch.rand(4, 9))
+    other = torch.float32 if y.dtype == torch.float64 else torch.float64
+    with pytest.raises(TypeError, match=rf"model\.decoder's parameters are {y.dtype} .* but y is {other}"):
+        decoder(model, y.to(other))
 
 
 def test_tv_smooth_is_within_n_eps_below_tv():

@@ -417,6 +417,7 @@ def test_noise_stds_are_the_twelve_levels_from_0_33_down_to_0():
     (torch.zeros(2, 3, dtype=torch.complex64), TypeError, "y must have a real floating dtype"),
     ([[0.0, 1.0]], TypeError, "y must be a torch.Tensor"),
     (torch.zeros(0, 3), ValueError, r"y holds no samples \(batch size 0\)"),
+    (torch.zeros(10), ValueError, r"y must have at least 2 dimensions .*y\[None\] for one sample"),
 ])
 def test_add_noise_rejects_data_that_is_not_a_real_batch(y, error, match):
     with pytest.raises(error, match=match):

@@ -413,6 +413,8 @@ def _type_cases() -> list:
         ("LiftedNetwork of None", lambda: LiftedNetwork(None), TypeError, "layers must be a list of Layer"),
         ("from_matrix of a string", lambda: AffineMap.from_matrix("W"), TypeError, "W must be a matrix"),
         ("make_solve with a list", lambda: make_solve(NET, ["pdhg"]), ValueError, "solver must be 'pdhg'"),
+        ("a solver callable returning a tensor", lambda: make_solve(NET, lambda y, a, x0: y)(Y, torch.ones(1), None),
+            TypeError, "the solver callable must return a lbreg.solvers.Result .*got Tensor"),
         ("power_norm with an int shape", lambda: power_norm(lambda v: v, lambda v: v, 16), TypeError,
             "shape must be a tuple of ints"),
         ("add_noise with a seed beyond 64 bits", lambda: add_noise(y, 0.1, 2**70), ValueError, "generator must lie in"),

@@ -415,10 +415,31 @@ def test_distances_reject_another_shape_with_the_same_number_of_entries():
     """⟨p, u − v⟩ pairs entries of one shape (B, ...): a subgradient of shape (1, 3) for points
     of shape (3, 1) has as many entries, but is an error, not a silent broadcast to (3, 3)."""
     u, v, p = _randn(3, 1), _randn(3, 1, seed=1), _randn(1, 3, seed=2)
-    with pytest.raises(ValueError, match="shapes must match"):
+    with pytest.raises(ValueError, match=r"u, v, p must have one shape, got .*'p': \(1, 3\)"):
         bregman_distance(SquaredNorm(), u, v, p)
-    with pytest.raises(ValueError, match="shapes must match"):
+    with pytest.raises(ValueError, match="u, v, p_u, p_v must have one shape"):
         symmetric_distance(SquaredNorm(), u, v, p, 2 * p)
+
+
+def test_distances_need_a_batch_axis_and_take_an_empty_batch():
+    """One flat vector is not read as a batch of scalars (one distance per entry), and an
+    empty batch gives an empty result."""
+    u, v = _randn(16), _randn(16, seed=1)
+    with pytest.raises(ValueError, match=r"u must have at least 2 dimensions \(B, \.\.\.\)"):
+        symmetric_distance(SquaredNorm(), u, v, u, v)
+    with pytest.raises(ValueError, match="u must have at least 2 dimensions"):
+        bregman_distance(SquaredNorm(), u, v, v)
+    empty = torch.zeros(0, 1, 4, 4, dtype=DT)
+    assert symmetric_distance(TV(), empty, empty, empty, empty).shape == (0,)
+    with pytest.raises(ValueError, match=r"x must have at least 3 dimensions \(B, \.\.\., H, W\)"):
+        TV().value(torch.zeros(4, 4, dtype=DT))  # once: "p must have ...", an argument never passed
+
+
+def test_power_norm_names_the_dtype_when_the_operator_fails_on_its_start():
+    W = torch.rand(3, 4, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match=r"failed on the start v, torch\.float64 .*pass the operator's dtype"):
+        power_norm(lambda v: W @ v, lambda u: W.T @ u, (4,))
+    assert power_norm(lambda v: W @ v, lambda u: W.T @ u, (4,), dtype=torch.float32) > 0
 
 
 def test_power_norm_rejects_fractional_counts_and_a_bad_tol():

@@ -510,6 +510,26 @@ def test_restrict_grid_bounds_are_inclusive():
     assert set(low.alpha.tolist()) <= {float(grid[-2]), float(grid[-1])}
 
 
+def test_restrict_grid_keeps_the_direction_the_grid_was_searched_in():
+    """A grid searched with maximize=False (an error metric) is restricted by the same rule:
+    the smallest error in the sub-grid, not the largest."""
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.2])
+    grid = torch.logspace(-6, 1, 8, dtype=DTYPE)
+
+    def mse(x, ref):
+        return ((x - ref) ** 2).flatten(1).mean(1)
+
+    full = grid_search(net, y_delta, grid, x_true, metric=mse, maximize=False, solver=_tikhonov(net))
+    assert full.maximize is False
+    sub = restrict_grid(full, alpha_min=float(grid[1]), alpha_max=float(grid[-2]))
+    inside = full.trail["metric"][1:-1]
+    assert torch.equal(sub.trail["metric"][sub.index, torch.arange(2)], inside.min(dim=0).values)
+    assert sub.maximize is False
+    with pytest.raises(ValueError, match="searched with maximize=False"):
+        restrict_grid(full, maximize=True)
+
+
 @pytest.mark.parametrize("convert", [float, torch.tensor, np.float32], ids=["float", "tensor", "numpy"])
 def test_geometric_alphas_takes_numbers_and_one_element_tensors_alike(convert):
     """alpha_max, alpha_min and factor as Python floats, 0-dim tensors or numpy scalars give the
@@ -588,6 +608,7 @@ def test_data_residual_checks_y_delta_against_the_output_for_the_batch_of_x():
         data_residual(net, x, torch.rand(4, 10, dtype=DTYPE))
     with pytest.raises(ValueError, match=r"y_delta must hold one sample per input of x \(2\)"):
         data_residual(net, x, torch.rand(3, 20, dtype=DTYPE))
+    assert data_residual(net, x[:0], torch.rand(0, 20, dtype=DTYPE)).shape == (0,)  # an empty batch
 
 
 def test_grid_search_raises_on_a_nan_metric_naming_the_sample_and_alpha():

@@ -388,3 +388,25 @@ def test_plot_images_refuses_non_finite_images_and_an_empty_colour_range():
         plot_images({"diverged": torch.full((4, 4), float("nan"))})
     with pytest.raises(ValueError, match="vmin < vmax, got vmin=1, vmax=0"):
         plot_images({"a": torch.rand(4, 4, generator=torch.Generator().manual_seed(0))}, vmin=1, vmax=0)
+
+
+def test_plots_refuse_nothing_to_draw_a_missing_label_and_a_sample_outside_the_batch(runs):
+    """Each once failed inside with StopIteration, KeyError or IndexError, or drew a blank figure."""
+    stds, levels = [0.3, 0.0], torch.ones(2, 3)
+    for call in (lambda: plot_noise_psnr(stds, [1.0, 0.0], {}), lambda: plot_over_noise(stds, {}, "PSNR [dB]"),
+                 lambda: plot_bound_ratios({}), lambda: plot_convergence_rate({}, {}), lambda: plot_convergence({})):
+        with pytest.raises(ValueError, match="is empty: nothing to plot"):
+            call()
+    with pytest.raises(ValueError, match=r"fixed_y has no entry for \['ReLU'\]"):
+        plot_bregman_curves({"ReLU": ReLU()}, {"ReLU": [1.0]}, {}, {"ReLU": (0.0, 2.0)})
+    alphas = torch.logspace(-3, 0, 6)
+    with pytest.raises(ValueError, match=r"brackets\['r'\] must have one value per alpha \(6\), got 5"):
+        plot_psi_brackets(alphas, {"r": alphas[:5]})
+    with pytest.raises(ValueError, match=r"sample must lie in \[0, 2\)"):
+        plot_convergence({"pdhg": runs[0]}, sample=5)
+    assert plot_noise_psnr(stds, [1.0, 0.0], {"x": levels}) is not None  # the same calls with data draw
+
+
+def test_plot_convergence_warns_about_a_run_with_none_of_its_keys(runs):
+    with pytest.warns(UserWarning, match=r"\['admm'\] record none of the history keys \['change_x'\]"):
+        plot_convergence({"pdhg": runs[0], "admm": runs[1]}, keys=("change_x",))

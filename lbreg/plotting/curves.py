@@ -16,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from lbreg._checks import check_series
 from lbreg.activations import Activation
 from lbreg.theory import conjugate_gradient
 
@@ -64,7 +65,9 @@ def plot_bregman_curves(
     Returns:
         The figure (``len(activations)`` rows, 2 columns).
     """
-    names = list(activations)
+    names = list(check_series(activations, "activations"))
+    for table, what in ((fixed_z, "fixed_z"), (fixed_y, "fixed_y"), (y_limits, "y_limits")):
+        check_series(table, what, keys=names)
     fig, axes = plt.subplots(len(names), 2, figsize=(9.0, 2.6 * len(names)), squeeze=False)
     z_grid = torch.linspace(*z_limits, n_points, dtype=_DTYPE)
     for row, name in enumerate(names):
@@ -166,7 +169,11 @@ def plot_psi_brackets(
     Returns:
         The figure.
     """
-    a = _np(alphas)
+    a = _np(alphas).reshape(-1)
+    for table, what in ((check_series(brackets, "brackets"), "brackets"), (reference or {}, "reference")):
+        for label, values in table.items():
+            if _np(values).size != a.size:
+                raise ValueError(f"{what}[{label!r}] must have one value per alpha ({a.size}), got {_np(values).size}")
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     for k, (label, values) in enumerate(brackets.items()):
         v = _np(values)
@@ -200,7 +207,7 @@ def plot_bound_ratios(ratios: Mapping[str, Tensor | Sequence[float]], bins: int 
     Returns:
         The figure.
     """
-    arrays = {label: _np(values).astype(float).ravel() for label, values in ratios.items()}
+    arrays = {label: _np(values).astype(float).ravel() for label, values in check_series(ratios, "ratios").items()}
     finite = {label: a[np.isfinite(a)] for label, a in arrays.items()}
     top = max([1.0, *(float(a.max()) for a in finite.values() if a.size)])
     fig, ax = plt.subplots(figsize=(6.0, 3.5))
@@ -235,6 +242,7 @@ def plot_convergence_rate(
     Returns:
         The figure.
     """
+    check_series(series, "series")
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     for k, (label, (delta, d)) in enumerate(series.items()):
         text = f"{label} (slope {slopes[label]:.2f})" if slopes and label in slopes else label

@@ -9,6 +9,7 @@ row-major layout of :func:`lbreg.data.disc`); every image carries a colourbar.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import LogFormatterSciNotation
 from torch import Tensor
 
+from lbreg._checks import check_int, check_series
 from lbreg.operators import tv
 
 __all__ = [
@@ -364,6 +366,8 @@ def _history(result: Any, key: str, sample: int) -> tuple[np.ndarray, np.ndarray
         return None
     h = torch.as_tensor(hist[key]).detach().cpu().to(torch.float64)
     if h.dim() == 2:
+        if sample >= h.shape[1]:
+            raise ValueError(f"sample must lie in [0, {h.shape[1]}) (the batch of history[{key!r}]), got {sample}")
         h = h[:, sample]
     index = hist.get(f"{key}_iteration", hist.get("iteration"))
     if index is None:
@@ -399,9 +403,10 @@ def plot_convergence(
     Args:
         results: label → a :class:`~lbreg.solvers.Result` (or its ``history`` dict), whose
             histories are ``(K, B)`` tensors.
-        keys: history keys, one panel each (missing keys leave a run out of that panel).
+        keys: history keys, one panel each (missing keys leave a run out of that panel; a run
+            with none of them gets a warning).
         objective_ref: reference objective value(s) :math:`f^\star`, see above.
-        sample: which batch sample to draw.
+        sample: which batch sample to draw (``0 <= sample < B``).
         labels: key → y-axis label (defaults are provided for the usual keys).
         xlabel: label of the iteration axis (e.g. ``"sweep $k$"`` for `lifted_cd`).
         figsize_per_panel: size of one panel in inches.
@@ -420,7 +425,10 @@ def plot_convergence(
         "change": "$\\|x^{k+1} - x^k\\|_2$",
     }
     default_labels.update(labels or {})
+    check_series(results, "results")
+    sample = check_int(sample, "sample")
     keys = list(keys)
+    found_in = set()  # runs with at least one of the keys
     fig, axes = plt.subplots(1, len(keys), figsize=(figsize_per_panel[0] * len(keys), figsize_per_panel[1]),
                              squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -429,6 +437,7 @@ def plot_convergence(
             found = _history(res, key, sample)
             if found is None:
                 continue
+            found_in.add(name)
             its, h = found
             if gap:
                 ref = objective_ref[name] if isinstance(objective_ref, Mapping) else objective_ref
@@ -448,5 +457,9 @@ def plot_convergence(
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    left_out = [name for name in results if name not in found_in]
+    if left_out:
+        warnings.warn(f"{left_out} record none of the history keys {keys}, so no panel shows them "
+                      "(lifted_cd records 'energy' and 'change': pass keys=...)", stacklevel=2)
     fig.tight_layout()
     return fig

@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from lbreg._checks import check_series
+
 __all__ = ["plot_noise_psnr", "plot_over_noise"]
 
 
@@ -93,6 +95,7 @@ def plot_over_noise(
     Returns:
         The figure.
     """
+    check_series(values, "values")
     s = _levels(stds)
     xs = s if x is None else _levels(x)
     if xs.shape != s.shape:
@@ -141,6 +144,7 @@ def plot_noise_psnr(
     Returns:
         The figure (two panels).
     """
+    check_series(psnrs, "psnrs")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 3.9), sharey=True)
     xlabel = r"$\delta^2=\frac{1}{2}\|y^\delta-y\|^2$ (mean over images)"
     plot_over_noise(stds, {k: torch.as_tensor(v)[:, first] for k, v in psnrs.items()}, "PSNR [dB]",

@@ -10,6 +10,7 @@ is never synchronised per iteration.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -222,8 +223,8 @@ def bview(values: Tensor, like: Tensor) -> Tensor:
 
 
 def sample_norm(t: Tensor) -> Tensor:
-    """Per-sample Euclidean norm ``(B,)`` of a ``(B, ...)`` tensor."""
-    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+    """Per-sample Euclidean norm ``(B,)`` of a ``(B, ...)`` tensor (``B = 0`` included)."""
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], math.prod(t.shape[1:])), dim=1)
 
 
 def freeze(active: Tensor, new: Tensor, old: Tensor) -> Tensor:
