@@ -23,6 +23,7 @@ keyword arguments for it, or a callable
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,8 +93,8 @@ class ParameterChoice:
         target: :math:`\tau\delta` per sample for the discrepancy principle, else ``None``.
         solves: for a grid search, the solve of every grid point (row ``g * B + b`` holds
             sample ``b`` at ``trail["alpha"][g, b]``); else ``None``.
-        maximize: for a grid search, whether its metric was maximised (:func:`restrict_grid`
-            keeps the direction); else ``None``.
+        maximize: for a grid search (and :func:`discrepancy_on_grid` of one), whether its
+            metric was maximised (:func:`restrict_grid` keeps the direction); else ``None``.
     """
 
     alpha: Tensor
@@ -135,6 +136,7 @@ def make_solve(
             raise ValueError("solver is a callable: pass reg and solver options to it, not here")
         user_solve = solver
 
+        @functools.wraps(user_solve)
         def checked(y: Tensor, alpha: Tensor, x0: Tensor | None = None) -> Result:
             result = user_solve(y, alpha, x0)
             if not isinstance(result, Result):
@@ -436,7 +438,7 @@ def discrepancy_on_grid(
     return ParameterChoice(
         alpha=alphas.gather(0, best[None])[0].to(grid.alpha.dtype),
         result=_select(grid.solves, rows), trail=grid.trail, index=best, rule="discrepancy",
-        status=status, target=target.to(grid.alpha.dtype), solves=grid.solves,
+        status=status, target=target.to(grid.alpha.dtype), solves=grid.solves, maximize=grid.maximize,
     )
 
 

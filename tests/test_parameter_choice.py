@@ -528,6 +528,9 @@ def test_restrict_grid_keeps_the_direction_the_grid_was_searched_in():
     assert sub.maximize is False
     with pytest.raises(ValueError, match="searched with maximize=False"):
         restrict_grid(full, maximize=True)
+    by_discrepancy = discrepancy_on_grid(full, torch.tensor([0.05, 0.2], dtype=DTYPE))
+    assert by_discrepancy.maximize is False  # and so restrict_grid of it ranks the error alike
+    assert torch.equal(restrict_grid(by_discrepancy).index, full.index)
 
 
 @pytest.mark.parametrize("convert", [float, torch.tensor, np.float32], ids=["float", "tensor", "numpy"])

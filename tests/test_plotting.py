@@ -404,6 +404,9 @@ def test_plots_refuse_nothing_to_draw_a_missing_label_and_a_sample_outside_the_b
         plot_psi_brackets(alphas, {"r": alphas[:5]})
     with pytest.raises(ValueError, match=r"sample must lie in \[0, 2\)"):
         plot_convergence({"pdhg": runs[0]}, sample=5)
+    with pytest.raises(ValueError, match="sample must be >= 0"):
+        plot_convergence({"pdhg": runs[0]}, sample=-1)
+    assert not plt.get_fignums()  # no figure left open by the refusals
     assert plot_noise_psnr(stds, [1.0, 0.0], {"x": levels}) is not None  # the same calls with data draw
 
 

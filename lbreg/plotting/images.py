@@ -366,8 +366,6 @@ def _history(result: Any, key: str, sample: int) -> tuple[np.ndarray, np.ndarray
         return None
     h = torch.as_tensor(hist[key]).detach().cpu().to(torch.float64)
     if h.dim() == 2:
-        if sample >= h.shape[1]:
-            raise ValueError(f"sample must lie in [0, {h.shape[1]}) (the batch of history[{key!r}]), got {sample}")
         h = h[:, sample]
     index = hist.get(f"{key}_iteration", hist.get("iteration"))
     if index is None:
@@ -426,8 +424,14 @@ def plot_convergence(
     }
     default_labels.update(labels or {})
     check_series(results, "results")
-    sample = check_int(sample, "sample")
+    sample = check_int(sample, "sample", minimum=0)
     keys = list(keys)
+    for name, res in results.items():
+        hist = res.history if hasattr(res, "history") else res
+        for key in keys:
+            if key in hist and torch.as_tensor(hist[key]).dim() == 2 and sample >= hist[key].shape[1]:
+                raise ValueError(f"sample must lie in [0, {hist[key].shape[1]}) (the batch of "
+                                 f"{name}'s history[{key!r}]), got {sample}")
     found_in = set()  # runs with at least one of the keys
     fig, axes = plt.subplots(1, len(keys), figsize=(figsize_per_panel[0] * len(keys), figsize_per_panel[1]),
                              squeeze=False)
