@@ -92,7 +92,8 @@ class ParameterChoice:
         status: one word per sample saying how the choice ended (see each rule).
         target: :math:`\tau\delta` per sample for the discrepancy principle, else ``None``.
         solves: for a grid search, the solve of every grid point (row ``g * B + b`` holds
-            sample ``b`` at ``trail["alpha"][g, b]``); else ``None``.
+            sample ``b`` at ``trail["alpha"][g, b]``; per-sample histories as in ``result``, with
+            the 1-D entries dropped whatever ``batch_size`` was); else ``None``.
         maximize: for a grid search (and :func:`discrepancy_on_grid` of one), whether its
             metric was maximised (:func:`restrict_grid` keeps the direction); else ``None``.
     """
@@ -596,7 +597,7 @@ def grid_search(
     for start in range(0, y_all.shape[0], size):
         stop = min(start + size, y_all.shape[0])
         parts.append(solve(y_all[start:stop], alpha_all[start:stop].to(y_delta.dtype).to(y_delta.device), None))
-    solves = parts[0] if len(parts) == 1 else _concat(parts)
+    solves = _concat(parts)  # one part too: the same history entries however the grid was chunked
     _check_finite(solves, alpha_all, torch.arange(batch).repeat(n_grid))
     values = _metric_values(metric, solves.x, ref_all.to(solves.x), grid, batch)
     residual = data_residual(network, solves.x, y_all).to(torch.float64).cpu().reshape(n_grid, batch)

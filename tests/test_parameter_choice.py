@@ -278,6 +278,7 @@ def test_grid_search_in_chunks_equals_one_batch():
     assert torch.allclose(one.trail["metric"], chunked.trail["metric"])
     assert torch.allclose(one.solves.x, chunked.solves.x)
     assert one.solves.x.shape == (6, *SHAPE) and torch.equal(one.index, chunked.index)
+    assert one.solves.history.keys() == chunked.solves.history.keys()  # once 'time' only unchunked
 
 
 @pytest.mark.parametrize("tau", [1.0, 1.5])
