@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_bool, check_exact_tensor, check_positive, check_positive_values
+from .._checks import check_bool, check_exact_tensor, check_positive, check_positive_values, check_real
 from ..network import LiftedNetwork
 from ..regularizers import TV, Regularizer
 
@@ -117,10 +117,10 @@ def check_regularizer(reg: Any, network: LiftedNetwork) -> Regularizer:
 def check_discrepancy_factor(value: Any, name: str) -> float:
     r"""Morozov's factor :math:`\tau` of :math:`\|\mathcal N(x)-y^\delta\|\le\tau\delta` as float;
     TypeError if not a real number, ValueError unless finite and >= 1."""
-    value = check_positive(value, name)
-    if value < 1.0:
-        raise ValueError(f"{name} must be >= 1 (Morozov's discrepancy principle), got {value}")
-    return value
+    try:
+        return check_real(value, name, minimum=1.0)
+    except ValueError as err:  # one message for 0, 0.5 and NaN alike
+        raise ValueError(f"{err} (Morozov's discrepancy principle)") from None
 
 
 def check_alpha(alpha: Any, batch: int, like: Tensor, *, name: str = "alpha",
