@@ -576,7 +576,11 @@ def grid_search(
     reference = network.check_input(reference, "reference")
     if not callable(metric):
         raise TypeError(f"metric must be a callable metric(x, reference) -> (N,), got {type(metric).__name__}")
-    grid = check_real_tensor(alphas, "alphas", "positive real numbers (a sequence or a 1-D tensor)").reshape(-1)
+    grid = check_real_tensor(alphas, "alphas", "positive real numbers (a sequence or a 1-D tensor)")
+    if grid.dim() > 1:
+        raise ValueError(f"alphas must be one grid, a sequence or a 1-D tensor, got shape {tuple(grid.shape)} "
+                         "(one alpha per sample and grid point is not a grid search)")
+    grid = grid.reshape(-1)
     if grid.numel() == 0:
         raise ValueError("alphas must hold at least one grid value, got an empty grid")
     check_positive_values(grid, "alphas")

@@ -194,6 +194,8 @@ CASES = [
         ValueError, "reference"),
     ("grid_search with a list as reference", lambda: grid_search(NET, Y, [1e-2], X.tolist(), solver="pdhg"), TypeError, "reference"),
     ("grid_search on an empty batch", lambda: grid_search(NET, Y[:0], [1e-2], X[:0], solver="pdhg"), ValueError, "no samples"),
+    ("grid_search with a 2-D grid", lambda: grid_search(NET, Y, [[1e-2, 1e-1]], X, solver="pdhg"), ValueError,
+        r"alphas must be one grid, a sequence or a 1-D tensor, got shape \(1, 2\)"),
     ("discrepancy_principle on an empty batch", lambda: discrepancy_principle(NET, Y[:0], 0.1, solver="pdhg"),
         ValueError, "no samples"),
     ("discrepancy_principle with a list as data", lambda: discrepancy_principle(NET, Y.tolist(), 0.1, solver="pdhg"),
