@@ -313,6 +313,22 @@ def test_decoder_with_unflatten_nested_sequential_and_skipped_modules():
         LiftedNetwork.from_module(dec.eval(), (300,))
 
 
+def test_a_relu6_network_lifts_to_its_forward_map_and_states_in_0_6():
+    """ReLU6 (MobileNet's activation) is HardTanh(0, 6): the lifted map is torch's, and each
+    state lies in dom Ψ = [0, 6]."""
+    body = _seeded(nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.ReLU6(), nn.Conv2d(4, 4, 3, 1, 1, groups=2),
+                                 nn.Hardtanh(-0.5, 2.0), nn.Flatten(), nn.Linear(64, 10))).double()
+    net = LiftedNetwork.from_module(body, (1, 8, 8))
+    assert [repr(layer.activation) for layer in net.layers] == [
+        "HardTanh(min_val=0.0, max_val=6.0)", "HardTanh(min_val=-0.5, max_val=2.0)", "Identity()"]
+    x = 10 * _randn(3, 1, 8, 8, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), body(x), rtol=0, atol=1e-12)
+    for state, layer in zip(net.states(x)[1:], net.layers):
+        assert bool(layer.activation.in_domain(state).all())
+    assert bool((net.states(x)[1] == 6.0).any())  # the inputs reach the upper clamp
+
+
 def test_modules_used_twice_are_lifted_at_each_use():
     """A shared activation, a repeated block and a tied Linear: one layer per use, as forward
     applies them (``named_children`` lists a module once, which dropped the later uses)."""

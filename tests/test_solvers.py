@@ -438,7 +438,8 @@ def test_aux_steps_do_not_increase_the_lifted_energy(make_net):
             assert (after <= before + 1e-12).all()
 
 
-@pytest.mark.parametrize("activation", [LeakyReLU(0.2), SoftShrink(0.3), HardTanh(), Sigmoid(), Tanh()], ids=repr)
+@pytest.mark.parametrize("activation", [LeakyReLU(0.2), SoftShrink(0.3), HardTanh(), HardTanh(0.0, 6.0), Sigmoid(), Tanh()],
+                         ids=repr)
 def test_aux_step_is_the_numerical_argmin_of_eq17(activation):
     """PAPER_MATH §6 item 6: componentwise, x_l^{k+1} = argmin_x 1/2 x^2 + Ψ(x) - x(u - g)
     + (x - x_l^k)^2/(2 tau) with g = W_{l+1}^T(sigma_{l+1}(W_{l+1} x_l^k + b_{l+1}) - x_{l+1}^k),
