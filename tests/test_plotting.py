@@ -402,6 +402,8 @@ def test_plots_refuse_nothing_to_draw_a_missing_label_and_a_sample_outside_the_b
     alphas = torch.logspace(-3, 0, 6)
     with pytest.raises(ValueError, match=r"brackets\['r'\] must have one value per alpha \(6\), got 5"):
         plot_psi_brackets(alphas, {"r": alphas[:5]})
+    with pytest.raises(TypeError, match="reference must be a mapping label -> data"):
+        plot_psi_brackets(alphas, {"r": alphas}, reference=alphas)
     with pytest.raises(ValueError, match=r"sample must lie in \[0, 2\)"):
         plot_convergence({"pdhg": runs[0]}, sample=5)
     with pytest.raises(ValueError, match="sample must be >= 0"):

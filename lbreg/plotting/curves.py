@@ -170,6 +170,9 @@ def plot_psi_brackets(
         The figure.
     """
     a = _np(alphas).reshape(-1)
+    for what, table in (("reference", reference), ("thresholds", thresholds)):
+        if table is not None and not isinstance(table, Mapping):
+            raise TypeError(f"{what} must be a mapping label -> data (e.g. a dict) or None, got {type(table).__name__}")
     for table, what in ((check_series(brackets, "brackets"), "brackets"), (reference or {}, "reference")):
         for label, values in table.items():
             if _np(values).size != a.size:
