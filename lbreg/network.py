@@ -494,8 +494,10 @@ class _ConvMap(AffineMap):
             0 if bias is None else bias
         )
 
+    _name = "conv2d"
+
     def _kind(self) -> str:
-        return f"conv2d kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}"
+        return f"{self._name} kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}"
 
     def _options(self) -> str:
         """Padding, dilation and groups where they differ from torch's defaults."""
@@ -614,9 +616,11 @@ class _ConvTransposeMap(_ConvMap):
         self._init(shape, out, w, b)
         return self
 
-    def _kind(self) -> str:
+    _name = "conv_transpose2d"
+
+    def _options(self) -> str:
         extra = f", output_padding {self.output_padding}" if any(self.output_padding) else ""
-        return f"conv_transpose2d kernel {tuple(self.weight.shape)}, stride {self.stride}{self._options()}{extra}"
+        return super()._options() + extra
 
     def _apply(self, x: Tensor, bias: Tensor | None) -> Tensor:
         (h, w), (dh, dw) = x.shape[-2:], self._dual_out
@@ -780,7 +784,7 @@ class LiftedNetwork:
                 check_finite(t, f"layers[{i}] ({layer.affine._kind()}): its {name}")  # meta refused too
         weights = [(i, layer.affine.weight) for i, layer in enumerate(layers) if layer.affine.weight is not None]
         for i, w in weights[1:]:
-            j, first = weights[0]
+            j, first = weights[0]  # the first layer with weights sets the dtype and device
             if (w.dtype, w.device) != (first.dtype, first.device):
                 raise TypeError(f"layers[{i}] is {w.dtype} on {w.device} but layers[{j}] is {first.dtype} on "
                                 f"{first.device}: one network computes in one dtype on one device (convert the "

@@ -269,7 +269,7 @@ def power_norm(
             w = adjoint(forward(v))
         except RuntimeError as err:  # torch's dtype or device mismatch, not its subclasses (out of memory, ...)
             if k or type(err) is not RuntimeError or not any(
-                    w in str(err).lower() for w in ("dtype", "scalar type", "device", "double", "float", "half")):
+                    word in str(err).lower() for word in ("dtype", "scalar type", "device", "double", "float", "half")):
                 raise
             raise RuntimeError(f"adjoint(forward(v)) failed on the start v, {dtype} of shape {shape} on "
                                f"{v.device}: pass the operator's dtype and device as dtype=, device= ({err})") from err

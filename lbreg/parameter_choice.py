@@ -135,11 +135,9 @@ def make_solve(
     if callable(solver):
         if solver_kwargs or reg is not None:
             raise ValueError("solver is a callable: pass reg and solver options to it, not here")
-        user_solve = solver
-
-        @functools.wraps(user_solve)
+        @functools.wraps(solver)
         def checked(y: Tensor, alpha: Tensor, x0: Tensor | None = None) -> Result:
-            result = user_solve(y, alpha, x0)
+            result = solver(y, alpha, x0)
             if not isinstance(result, Result):
                 raise TypeError(f"the solver callable must return a lbreg.solvers.Result (what pdhg, admm "
                                 f"and lifted_cd return), got {type(result).__name__}")

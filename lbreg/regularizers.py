@@ -233,8 +233,8 @@ class SquaredNorm(Regularizer):
         return tuple(int(n) for n in input_shape)
 
     def conj_value(self, z: Tensor) -> Tensor:
-        r""":math:`R^*(z)=\tfrac12\|z\|^2`."""
-        return 0.5 * z.reshape(z.shape[0], math.prod(z.shape[1:])).pow(2).sum(dim=1)
+        r""":math:`R^*(z)=\tfrac12\|z\|^2 = R(z)`."""
+        return self.R(z)
 
 
 Functional = Regularizer | Callable[[Tensor], Tensor]

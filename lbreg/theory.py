@@ -34,7 +34,7 @@ from lbreg._checks import (
     check_real,
     check_real_tensor,
 )
-from lbreg.activations import Activation, ReLU, activation_of
+from lbreg.activations import Activation, ReLU, _sum_per_sample, activation_of
 from lbreg.data import as_generator
 from lbreg.network import AffineMap, Layer, LiftedNetwork
 from lbreg.operators import div2d, grad2d
@@ -58,11 +58,6 @@ __all__ = [
     "tv_subgradient",
     "loglog_slope",
 ]
-
-
-def _sum_samples(t: Tensor) -> Tensor:
-    """Sum a ``(B, ...)`` tensor over all non-batch axes, shape ``(B,)``."""
-    return t.reshape(t.shape[0], math.prod(t.shape[1:])).sum(dim=1)
 
 
 def _as_batch(values: float | Sequence[float] | Tensor, like: Tensor, name: str) -> Tensor:
@@ -361,7 +356,7 @@ def _bracket(activation: Activation, y_delta: Tensor, v: Tensor, alpha: Tensor, 
     shift = alpha[:, None] / c * v
 
     def psi(u: Tensor) -> Tensor:
-        return _sum_samples(activation.psi(u))
+        return _sum_per_sample(activation.psi(u))
 
     return 2.0 * burbea_rao(psi, y_delta + shift, y_delta - shift)
 
@@ -401,7 +396,7 @@ def theorem2_bound(
     v = _check_rows(activation, y_delta, v_dag)
     alpha_t = check_alpha(alpha, y_delta.shape[0], y_delta)
     dsq = check_alpha(delta_sq, y_delta.shape[0], y_delta, name="delta_sq", allow_zero=True)
-    v_sq = _sum_samples(v**2)
+    v_sq = _sum_per_sample(v**2)
     bracket = _bracket(activation, y_delta, v, alpha_t, c)
     return (1.0 + c) * dsq + alpha_t**2 / c * v_sq + c * bracket
 
@@ -526,7 +521,7 @@ def lemma1_conjugate(activation: Activation, y: Tensor, w: Tensor) -> Tensor:
     """
     activation = activation_of(activation)
     _check_conjugate_args(activation, y, w)
-    return _sum_samples(_F(activation, y + w) - _F(activation, y))
+    return _sum_per_sample(_F(activation, y + w) - _F(activation, y))
 
 
 def _check_conjugate_args(activation: Activation, y: Tensor, w: Tensor) -> None:
@@ -589,7 +584,7 @@ def numerical_bregman_conjugate(
         hi = torch.where(up, hi, mid)
     z = 0.5 * (lo + hi)
     with torch.no_grad():
-        return _sum_samples(w * z - activation.bregman_elementwise(y, z, check=False))
+        return _sum_per_sample(w * z - activation.bregman_elementwise(y, z, check=False))
 
 
 def conjugate_gradient(activation: Activation, z: Tensor) -> Tensor:

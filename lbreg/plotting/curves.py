@@ -173,7 +173,7 @@ def plot_psi_brackets(
     for what, table in (("reference", reference), ("thresholds", thresholds)):
         if table is not None and not isinstance(table, Mapping):
             raise TypeError(f"{what} must be a mapping label -> data (e.g. a dict) or None, got {type(table).__name__}")
-    for table, what in ((check_series(brackets, "brackets"), "brackets"), (reference or {}, "reference")):
+    for what, table in (("brackets", check_series(brackets, "brackets")), ("reference", reference or {})):
         for label, values in table.items():
             if _np(values).size != a.size:
                 raise ValueError(f"{what}[{label!r}] must have one value per alpha ({a.size}), got {_np(values).size}")
