@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -45,35 +44,6 @@ def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
-
-
-class KernelCounter(TorchDispatchMode):
-    """Counts the tensor operations dispatched inside the ``with`` block that run a kernel:
-    views, aliases and allocations without a fill are not counted."""
-
-    FREE = {torch.ops.aten.detach, torch.ops.aten.lift_fresh, torch.ops.aten.empty,
-            torch.ops.aten.new_empty, torch.ops.aten.empty_like}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and func.overloadpacket not in self.FREE:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def kernels_per_iteration(net, y: torch.Tensor, short: int = 20, long: int = 40) -> float:
-    """Kernel-running operations per pdhg iteration: the difference of two runs of ``short`` and
-    ``long`` iterations (set-up and finish cancel; the gap and host checks every 10th iteration
-    are averaged in)."""
-    counts = []
-    for iters in (short, long):
-        with KernelCounter() as counter:
-            pdhg(net, y, 0.015, max_iter=iters, tol=0.0, check_every=10)
-        counts.append(counter.count)
-    return (counts[1] - counts[0]) / (long - short)
 
 
 ROUNDS = 5  # interleaved timing rounds (``--quick``: 3); ratios are medians of per-round ratios
@@ -157,7 +127,8 @@ def main() -> None:
                      "W x + Wᵀu with idle gaps [ms]": 1e3 * med["gapped"] if idle else None,
                      "ratio (idle gaps)": idle.get("ratio (idle gaps)"),
                      "pdhg iteration, W of one row [ms]": 1e3 * med["library"],
-                     "tensor operations per iteration": kernels_per_iteration(net, y),
+                     "tensor operations per iteration": common.kernels_per_step(
+                         lambda its: pdhg(net, y, 0.015, max_iter=its, tol=0.0, check_every=10)),
                      "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}})
     columns = [c for c in rows[0] if c != "samples_ms"]
     print(f"circle {size}x{size}, W {m}x{size * size}, float64, {iters} iterations x {rounds} interleaved rounds "

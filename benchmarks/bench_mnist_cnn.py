@@ -4,10 +4,12 @@ The committed CNN autoencoder (``lbreg.models.pretrained("cnn")``), its three-la
 a ``LiftedNetwork``, the first images of the MNIST test split, :math:`y^\delta = E(x^\dagger)`,
 :math:`\alpha = 9\cdot10^{-3}`, the paper's stopping rule (at most 1,500 sweeps of one PDHG
 step (16) and the steps (17); a sample stops when every variable changes less than 1e-5), in
-float64 and float32, at batch 1 and 64. Reports images per second, sweeps, and the final
-lifted energy :math:`J`. ``--device cuda`` times the same on a GPU, and batch 1024 as well
-(goal there: ≥ 100 images/s; at batch 64 a sweep costs what it costs at batch 1). Prints a
-table; writes ``benchmarks/results/mnist_cnn.json``.
+float64 and float32, at batch 1 and 64. Reports images per second, sweeps, the final
+lifted energy :math:`J`, and the tensor operations of one sweep that run a kernel
+(``common.kernels_per_step``; machine-independent: on a GPU each is a kernel launch, and at
+these sizes the launches, not the arithmetic, set a sweep's time). ``--device cuda`` times
+the same on a GPU, and batch 1024 as well (goal there: ≥ 100 images/s; at batch 64 a sweep
+costs what it costs at batch 1). Prints a table; writes ``benchmarks/results/mnist_cnn.json``.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ def main() -> None:
                 y = model.to(device).encoder(x_true)
             secs, res = common.timed(lambda: lifted_cd(network, y, ALPHA, max_iter=sweeps, tol=1e-5), device)
             energy = network.energy([res.x, *res.aux], y, ALPHA, TV(), check=False)
+            ops = common.kernels_per_step(lambda its: lifted_cd(network, y, ALPHA, max_iter=its, tol=0.0))
             rows.append({"dtype": str(dtype).replace("torch.", ""), "batch": batch, "seconds": secs,
                          "images/s": batch / secs, "sweeps (max)": int(res.iterations.max()),
-                         "converged": int(res.converged.sum()), "mean J": float(energy.mean())})
+                         "converged": int(res.converged.sum()), "mean J": float(energy.mean()),
+                         "tensor operations per sweep": ops})
     print(f"MNIST CNN encoder, alpha={ALPHA}, <= {sweeps} sweeps, tol 1e-5, device {device}")
     print(common.table(rows, list(rows[0].keys())))
     payload = {"benchmark": "mnist_cnn", "alpha": ALPHA, "max_sweeps": sweeps, "environment": env,

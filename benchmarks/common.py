@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,6 +76,36 @@ def interleaved(calls: dict[Any, Callable[[], Any]], device: torch.device,
             t, out[key] = timed(fn, device)
             times[key].append(t)
     return times, out
+
+
+class KernelCounter(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside the ``with`` block that run a kernel:
+    views, aliases and allocations without a fill are not counted."""
+
+    FREE = {torch.ops.aten.detach, torch.ops.aten.lift_fresh, torch.ops.aten.empty,
+            torch.ops.aten.new_empty, torch.ops.aten.empty_like}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket not in self.FREE:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_per_step(run: Callable[[int], Any], short: int = 20, long: int = 40) -> float:
+    """Kernel-running tensor operations per iteration of ``run(iterations)``: the difference of
+    two runs of ``short`` and ``long`` iterations over their difference (set-up and finish
+    cancel; periodic work such as stopping tests every 10th iteration is averaged in). A
+    machine-independent figure: on a GPU each operation is a kernel launch."""
+    counts = []
+    for iters in (short, long):
+        with KernelCounter() as counter:
+            run(iters)
+        counts.append(counter.count)
+    return (counts[1] - counts[0]) / (long - short)
 
 
 def load_average() -> list[float] | None:
