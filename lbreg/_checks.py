@@ -170,11 +170,19 @@ def check_not_meta(t: Tensor, name: str) -> None:
                          "move it to a real device (cpu, cuda, ...)")
 
 
+def nonfinite_message(t: Tensor, name: str) -> str | None:
+    """``'<name> contains NaN or infinite entries (k of n)'`` if ``t`` has any, else None (one
+    host read); ``t`` must not be on the ``meta`` device."""
+    check_not_meta(t, name)
+    n_bad = int((~torch.isfinite(t)).sum())
+    return f"{name} contains NaN or infinite entries ({n_bad} of {t.numel()})" if n_bad else None
+
+
 def check_finite(t: Tensor, name: str) -> None:
     """Raise unless every entry of ``t`` is finite (and known: not on the ``meta`` device)."""
-    check_not_meta(t, name)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite entries")
+    message = nonfinite_message(t, name)
+    if message is not None:
+        raise ValueError(message)
 
 
 def check_exact_tensor(t: object, name: str, shape: tuple[int, ...], *, dtype: torch.dtype | None = None,

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lbreg._checks import check_not_meta, check_positive, check_positive_values, check_real
+from lbreg._checks import check_finite, check_positive, check_positive_values, check_real, nonfinite_message
 
 __all__ = [
     "Activation",
@@ -59,17 +59,6 @@ def _require_float(x: object, name: str) -> None:
 def _sum_per_sample(b: Tensor) -> Tensor:
     """``(B, ...)`` summed over every non-batch axis, ``(B,)``."""
     return b if b.ndim == 1 else b.sum(dim=tuple(range(1, b.ndim)))
-
-
-def _count_entries(n: int) -> str:
-    return "1 NaN or infinite entry" if n == 1 else f"{n} NaN or infinite entries"
-
-
-def _check_finite(x: Tensor, name: str) -> None:
-    check_not_meta(x, name)
-    n_bad = int((~torch.isfinite(x)).sum())
-    if n_bad:
-        raise ValueError(f"{name} contains {_count_entries(n_bad)} (of {x.numel()})")
 
 
 def _softplus(z: Tensor) -> Tensor:
@@ -238,7 +227,7 @@ class Activation(ABC):
         self._check_pair(y, z)
         if check:
             self.check_domain(y, "y")
-            _check_finite(z, "z")
+            check_finite(z, "z")
             return self._bregman(y, z)
         if y_in_domain:
             return self._bregman(y, z)
@@ -326,14 +315,10 @@ class Activation(ABC):
     def check_domain(self, y: Tensor, name: str = "y") -> None:
         """Raise ValueError naming ``name`` unless every entry of y is finite and in dom Ψ."""
         _require_float(y, name)
-        check_not_meta(y, name)
         dom = self._domain_str()
-        n_bad = int((~torch.isfinite(y)).sum())
-        if n_bad:
-            raise ValueError(
-                f"{name} contains {_count_entries(n_bad)} (of {y.numel()}); "
-                f"{self.name} needs finite values in dom Ψ = {dom}"
-            )
+        message = nonfinite_message(y, name)
+        if message is not None:
+            raise ValueError(f"{message}; {self.name} needs finite values in dom Ψ = {dom}")
         lo, hi = self.domain
         problems = []
         for bound, mask, op, ext in ((lo, y < lo, "<", "min"), (hi, y > hi, ">", "max")):
