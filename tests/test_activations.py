@@ -502,3 +502,29 @@ def test_sigmoid_conjugate_is_softplus_to_float64_resolution():
     torch.testing.assert_close(act.conj(z) - act.conj(-z), z, rtol=0, atol=1e-13)
     torch.testing.assert_close(act.conj(z), z + torch.log1p(torch.exp(-z)), rtol=1e-15, atol=1e-15)
 
+
+
+# ---- from a mutation audit ----------------------------------------------------------
+@pytest.mark.parametrize("act, z, projected", [
+    (HardTanh(0.0, 6.0), [-1.0, 3.0, 7.0], [0.0, 3.0, 6.0]),
+    (HardTanh(), [-2.0, 0.5, 2.0], [-1.0, 0.5, 1.0]),
+    (Sigmoid(), [-0.5, 0.5, 1.5], [0.0, 0.5, 1.0]),
+    (Tanh(), [-1.5, 0.25, 1.5], [-1.0, 0.25, 1.0]),
+    (ReLU(), [-1.0, 2.0, 1e9], [0.0, 2.0, 1e9]),
+], ids=repr)
+def test_project_domain_is_the_projection_onto_the_closed_domain(act, z, projected):
+    """project_domain clamps to [a, b] from both sides (the closure of dom Ψ), and the result
+    lies in the domain."""
+    out = act.project_domain(torch.tensor([z], dtype=F64))
+    assert out.tolist() == [projected]
+    assert bool(act.in_domain(out).all())
+
+
+@pytest.mark.parametrize("lo, hi", [(-3.0, -0.5), (-2.0, 0.5), (0.25, 0.75)])
+def test_hardtanh_of_any_interval_keeps_its_ends(lo, hi):
+    """nn.Hardtanh(a, b) lifts to HardTanh(a, b) for intervals wholly negative or shorter than
+    one: domain [a, b] and prox = clamp(z, a, b)."""
+    act = activation_of(nn.Hardtanh(lo, hi))
+    assert act.domain == (lo, hi)
+    z = torch.tensor([[lo - 1.0, 0.5 * (lo + hi), hi + 1.0]], dtype=F64)
+    assert act(z).tolist() == [[lo, 0.5 * (lo + hi), hi]]

@@ -15,7 +15,7 @@ from lbreg.regularizers import TV, SquaredNorm
 from lbreg.solvers import admm, lifted_cd, pdhg
 from lbreg.instances import circle_problem
 from lbreg.solvers.admm import ADMM_CHECK_EVERY, bregman_prox
-from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, _Diagonal, x_solver
+from lbreg.solvers.xupdate import FUSED_MAX_IMAGES, NULL_RTOL, _Diagonal, _seen_null_space, x_solver
 
 pytestmark = pytest.mark.usefixtures("float64_default", "one_thread")
 
@@ -600,3 +600,14 @@ def test_bregman_prox_names_a_bad_rho_shape_or_data():
                                ((-y - 1, w, 1.0), ValueError, "y must lie in dom Ψ")]:
         with pytest.raises(error, match=match):
             bregman_prox(ReLU(), *args)
+
+
+@pytest.mark.parametrize("c, seen32, seen64", [(1e-2, 1, 1), (1e-3, 0, 1), (1e-5, 0, 1), (1e-8, 0, 0)])
+def test_seen_null_space_threshold_is_ten_sqrt_eps_of_the_dtype(c, seen32, seen64):
+    """A null direction counts as seen by W when ||We|| > NULL_RTOL sqrt(eps) ||W||_F, i.e. above
+    3.45e-3 ||W||_F in float32 and 1.49e-7 ||W||_F in float64 (here ||W||_F = 1, ||We|| = c)."""
+    assert NULL_RTOL == 10.0
+    we = torch.tensor([[c], [0.0]], dtype=torch.float64)
+    for dtype, seen in ((torch.float32, seen32), (torch.float64, seen64)):
+        basis, blind = _seen_null_space(we, torch.tensor(1.0, dtype=torch.float64), dtype)
+        assert (basis.shape[1], blind.shape[1]) == (seen, 1 - seen)

@@ -463,3 +463,15 @@ def test_psnr_rejects_complex_and_non_finite_images():
         psnr(x.tolist(), ref)
     with pytest.raises(ValueError, match="peak must be finite and > 0"):
         psnr(x, ref, peak=math.inf)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_add_noise_draws_its_noise_in_the_dtype_of_the_data(dtype):
+    """The noise is torch.randn in y's dtype from the seeded generator (documented: one draw per
+    dtype; 20 entries, as for fewer than 16 torch draws float32 and float64 normals alike), and
+    y_delta and delta keep that dtype."""
+    y = torch.zeros(2, 10, dtype=dtype)
+    y_delta, delta = add_noise(y, 0.1, 7)
+    expected = 0.1 * torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    assert torch.equal(y_delta, expected)
+    assert y_delta.dtype == delta.dtype == dtype

@@ -459,3 +459,10 @@ def test_power_norm_rejects_fractional_counts_and_a_bad_tol():
     with pytest.raises(TypeError, match="generator"):
         power_norm(ident, ident, (3,), generator=True)
     assert power_norm(ident, ident, (np.int64(3),), n_iter=np.int64(5)) == pytest.approx(1.0)
+
+
+def test_squared_norm_on_an_empty_batch_gives_empty_values():
+    """SquaredNorm of a (0, n) batch, and the Bregman distance of such batches: shape (0,)."""
+    empty = torch.zeros(0, 3, dtype=DT)
+    assert SquaredNorm().value(empty).shape == (0,)
+    assert bregman_distance(SquaredNorm(), empty, empty, empty).shape == (0,)

@@ -679,3 +679,60 @@ def test_rules_reject_numbers_of_the_wrong_type_by_name():
     for rule in (discrepancy_on_grid, restrict_grid):
         with pytest.raises(TypeError, match="grid must be the ParameterChoice returned by grid_search"):
             rule("x", 0.1)
+
+
+# --------------------------------------------------------------------------- from a mutation audit
+
+
+def test_grid_of_one_value_is_no_edge():
+    """A one-point grid has no edge to warn about: status "grid" (not "edge")."""
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05, 0.1])
+    choice = grid_search(net, y_delta, [1e-2], x_true, solver=_tikhonov(net))
+    assert choice.status == ["grid", "grid"]
+
+
+def test_grid_rules_return_alpha_in_the_dtype_of_the_data():
+    """float32 data: the chosen alpha of grid_search, restrict_grid and discrepancy_on_grid is
+    float32 too (the dtype of the data, as documented), though the grid is kept in float64."""
+    net = _linear_net()
+    x_true, y_delta, delta = _data(net, [0.05, 0.1])
+    exact = _tikhonov(net)
+
+    def solve32(y, alpha, x0):
+        res = exact(y.double(), alpha.double(), None)
+        res.x = res.x.float()
+        return res
+
+    grid = grid_search(net, y_delta.float(), [1e-3, 1e-2, 1e-1], x_true.float(), solver=solve32)
+    assert grid.alpha.dtype == torch.float32
+    assert restrict_grid(grid, 1e-3, 1e-2).alpha.dtype == torch.float32
+    assert discrepancy_on_grid(grid, delta).alpha.dtype == torch.float32
+
+
+def test_grid_search_refuses_batch_size_zero():
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.05])
+    with pytest.raises(ValueError, match="batch_size"):
+        grid_search(net, y_delta, [1e-3, 1e-2], x_true, solver=_tikhonov(net), batch_size=0)
+
+
+def test_discrepancy_on_grid_counts_a_residual_equal_to_tau_delta_as_fitting():
+    """The rule is ||N(x_alpha) - y_delta|| <= tau delta: with delta set to the residual at the
+    middle grid value exactly, that value fits, so the choice is at least it."""
+    net = _linear_net()
+    x_true, y_delta, _ = _data(net, [0.1])
+    grid = grid_search(net, y_delta, [1e-3, 1e-2, 1e-1], x_true, solver=_tikhonov(net))
+    delta = grid.trail["residual"][1, 0]
+    assert float(grid.trail["residual"][2, 0]) > float(delta)  # the largest value does not fit
+    choice = discrepancy_on_grid(grid, delta)
+    assert float(choice.alpha[0]) == pytest.approx(1e-2) and choice.status == ["fits"]
+
+
+def test_discrepancy_on_grid_refuses_a_choice_without_solves():
+    """An a-priori choice carries no grid of solves: a ValueError naming grid_search."""
+    net = _linear_net()
+    _, y_delta, _ = _data(net, [0.1])
+    choice = a_priori(net, y_delta, 0.1, 1.0, solver=_tikhonov(net))
+    with pytest.raises(ValueError, match="grid_search"):
+        discrepancy_on_grid(choice, 0.1)

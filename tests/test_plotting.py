@@ -415,3 +415,17 @@ def test_plots_refuse_nothing_to_draw_a_missing_label_and_a_sample_outside_the_b
 def test_plot_convergence_warns_about_a_run_with_none_of_its_keys(runs):
     with pytest.warns(UserWarning, match=r"\['admm'\] record none of the history keys \['change_x'\]"):
         plot_convergence({"pdhg": runs[0], "admm": runs[1]}, keys=("change_x",))
+
+
+def test_plots_refuse_what_they_cannot_draw():
+    """Named errors, not an AttributeError, an empty figure or an IndexError: a list where a
+    label -> values mapping is needed, no brackets at all, a sample outside the batch."""
+    with pytest.raises(TypeError, match="mapping"):
+        plot_over_noise([0.1, 0.0], [[1.0, 2.0]], "PSNR [dB]")
+    with pytest.raises(ValueError, match="brackets is empty"):
+        plot_psi_brackets([1e-3, 1e-2], {})
+    net = perceptron(12, (1, 4, 4), ReLU(), seed=3)
+    res = pdhg(net, image_data(net, 2, seed=4), 0.05, max_iter=5)
+    with pytest.raises(ValueError, match=r"sample must lie in \[0, 2\)"):
+        plot_convergence({"pdhg": res}, sample=2)
+    plt.close("all")

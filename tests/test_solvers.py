@@ -995,3 +995,30 @@ def test_dual_and_auxiliary_starts_in_another_layout_resume_as_contiguous_ones()
     p = pdhg(single, y1, 0.05, x0=first.x, z0=z0, max_iter=20)
     q = pdhg(single, y1, 0.05, x0=first.x, z0=z0.contiguous(), max_iter=20)
     assert torch.equal(p.x, q.x) and torch.equal(p.dual, q.dual) and p.dual.is_contiguous()
+
+
+# ---- from a mutation audit ------------------------------------------------------------------
+
+
+def test_a_float64_alpha_tensor_is_cast_to_the_data_dtype():
+    """alpha given as a float64 tensor for float32 data is taken in float32 (check_alpha
+    follows ``like``): every solver runs, and its x and Result.alpha are float32."""
+    net = dense_net(0).to(dtype=torch.float32)
+    y = net.forward(torch.rand(2, *net.input_shape, generator=torch.Generator().manual_seed(5), dtype=torch.float32))
+    alpha = torch.tensor([0.01, 0.02], dtype=torch.float64)
+    res = lifted_cd(net, y, alpha, max_iter=3)
+    assert res.x.dtype == res.alpha.dtype == torch.float32
+    first = LiftedNetwork.from_layers([net.layers[0]])
+    y1 = first.forward(torch.rand(2, *first.input_shape, generator=torch.Generator().manual_seed(6), dtype=torch.float32))
+    for solve in (pdhg, admm):
+        res = solve(first, y1, alpha, max_iter=3)
+        assert res.x.dtype == res.alpha.dtype == torch.float32
+
+
+def test_only_a_callback_returning_true_stops_the_solver():
+    """The documented stop is ``return True``: a truthy 1 or a string does not stop pdhg."""
+    net = perceptron(12, (1, 4, 4), ReLU(), seed=7)
+    y = image_data(net, 1, seed=8)
+    for value in (1, "stop"):
+        res = pdhg(net, y, 0.05, max_iter=12, tol=0.0, callback=lambda state, value=value: value)
+        assert int(res.iterations[0]) == 12 and "callback" not in res.message
