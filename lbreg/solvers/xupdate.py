@@ -28,9 +28,13 @@ DENSE_MAX_N = 5000
 # fused small products rather than composing the DCT with grad2d / div2d (see `_Diagonal`).
 FUSED_MAX_IMAGES = 4
 # A direction e of the null space of KᵀK (constant images) counts as one that W does not see,
-# and stays out of the Woodbury border, when ||We|| <= NULL_RTOL·sqrt(eps)·||W||_F (eps of the
-# iteration's dtype): then the curvature of the x-system along e, ρ_u||We||², is below
-# NULL_RTOL²·eps times ρ_u||W||_F², i.e. M is singular along e at the iteration's precision.
+# and stays out of the x-system (the Woodbury border; the Cholesky factor regularised along
+# it), when ||We|| <= NULL_RTOL·sqrt(eps)·||W||_F with eps of float64, the precision of every
+# solver's set-up whatever the working dtype: then the curvature of the x-system along e,
+# ρ_u||We||², is below NULL_RTOL²·eps times ρ_u||W||_F², i.e. M is singular along e in float64.
+# Deciding at float32's eps instead (for a float32 iteration) left directions that W sees
+# with ||We|| up to 3.5e-3·||W||_F out of the x-system, and admm stalled 1-12% above the
+# minimum, or stopped there (circle-like tests of `tests/test_admm.py`).
 NULL_RTOL = 10.0
 # Conjugate-gradient steps per ADMM iteration for maps without a matrix (convolutions);
 # warm-started from the previous x, so few steps suffice once the iterates settle.
@@ -225,8 +229,8 @@ class _WoodburySolver(XStep):
     inverse of the small Schur complement :math:`\Sigma = G^\top H`, :math:`H = S^{-1}G`, both
     formed once from Cholesky factors (the whole set-up in float64, whatever the working
     dtype). The identity is exact, so the x-update is exact to rounding. A combination
-    :math:`e` of null vectors with :math:`We = 0` (then :math:`M` is singular; at the working
-    precision, see `_seen_null_space`) is left in :math:`A` only: :math:`E` in :math:`U` is
+    :math:`e` of null vectors with :math:`We = 0` (then :math:`M` is singular; in float64, see
+    `_seen_null_space`) is left in :math:`A` only: :math:`E` in :math:`U` is
     replaced by an orthonormal basis of the combinations that :math:`W` sees, which for
     right-hand sides in :math:`\operatorname{range}(W^\top)+\operatorname{range}(K^\top)`
     returns the solution orthogonal to the others, again an exact minimiser of the
@@ -268,7 +272,7 @@ class _WoodburySolver(XStep):
     kind = "woodbury"
 
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal, rho_u: float,
-                 rho_d: float, precision: torch.dtype) -> None:
+                 rho_d: float) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
         W = affine.matrix
         m, n = W.shape
@@ -287,7 +291,7 @@ class _WoodburySolver(XStep):
         # V = W Qᵀ, W in the Q basis
         v = diag.in_float64().coefficients(W.to(torch.float64), out=buffer[:m] if in_place else None)
         we = v[:, idx]  # WE (indexing by a tensor copies, before V is scaled in place)
-        basis, _ = _seen_null_space(we, torch.linalg.matrix_norm(v), precision)  # ||V||_F = ||W||_F
+        basis, _ = _seen_null_space(we, torch.linalg.matrix_norm(v))  # ||V||_F = ||W||_F
         root = a64.rsqrt()
         half = v.mul_(root)  # V A^{-1/2}, in place
         wawt = gram(half)  # W A⁻¹ Wᵀ
@@ -338,13 +342,13 @@ class _WoodburySolver(XStep):
         return self.diag.coefficients(x)
 
 
-def _seen_null_space(we: Tensor, norm_w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _seen_null_space(we: Tensor, norm_w: Tensor) -> tuple[Tensor, Tensor]:
     r"""Orthonormal bases ``(seen, blind)``, ``(C, C')`` and ``(C, C - C')``, of the combinations
-    :math:`c` of the null vectors :math:`E` of :math:`K^\top K` (``we`` :math:`= WE`, ``(m, C)``)
-    that :math:`W` sees and does not see at the precision of ``dtype``: blind where
-    :math:`\|WEc\| \le` ``NULL_RTOL`` :math:`\sqrt{\epsilon}\,\|W\|_F` (``norm_w``)."""
+    :math:`c` of the null vectors :math:`E` of :math:`K^\top K` (``we`` :math:`= WE`, ``(m, C)``,
+    float64) that :math:`W` sees and does not see in float64: blind where
+    :math:`\|WEc\| \le` ``NULL_RTOL`` :math:`\sqrt{\epsilon_{64}}\,\|W\|_F` (``norm_w``)."""
     _, sv, vh = torch.linalg.svd(we, full_matrices=True)  # singular values in descending order
-    rank = int((sv > NULL_RTOL * math.sqrt(torch.finfo(dtype).eps) * norm_w).sum())
+    rank = int((sv > NULL_RTOL * math.sqrt(torch.finfo(torch.float64).eps) * norm_w).sum())
     return vh[:rank].T, vh[rank:].T
 
 
@@ -367,7 +371,7 @@ class _CholeskySolver(_SolveStep):
     kind = "cholesky"
 
     def __init__(self, affine: AffineMap, reg: Regularizer, diag: _Diagonal | None, rho_u: float,
-                 rho_d: float, precision: torch.dtype) -> None:
+                 rho_d: float) -> None:
         super().__init__(affine, reg, rho_u, rho_d)
         W, shape = affine.matrix.to(torch.float64), affine.in_shape
         n = W.shape[1]
@@ -380,7 +384,7 @@ class _CholeskySolver(_SolveStep):
             e = torch.zeros((idx.shape[0], *shape), dtype=torch.float64, device=W.device)
             e[(torch.arange(idx.shape[0]), *idx.T)] = 1.0
             e = diag.in_float64().image(e).reshape(-1, n)
-            _, blind = _seen_null_space(W @ e.T, torch.linalg.matrix_norm(W), precision)
+            _, blind = _seen_null_space(W @ e.T, torch.linalg.matrix_norm(W))
             e_blind = blind.T @ e
             mat = mat + rho_d * (e_blind.T @ e_blind)
         chol, info = torch.linalg.cholesky_ex(mat)
@@ -472,24 +476,24 @@ def x_solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float,
 
     ``like`` gives the dtype and device of the iteration; ``dtype`` (default: ``like``'s) the
     precision in which the x-update computes (`_MixedPrecision` when they differ). Which
-    constant images :math:`W` sees (`_seen_null_space`) is decided at the iteration's precision
-    either way: a direction that float64 resolves stays in the x-system of a float32 x-update."""
+    constant images :math:`W` sees (`_seen_null_space`) is decided in float64, the precision of
+    the set-up, whatever the working dtype: a direction that float64 resolves stays in the
+    x-system of a float32 iteration or x-update."""
     if dtype is not None and dtype != like.dtype:
-        inner = _solver(affine.to(dtype=dtype), reg, rho_u, rho_d, like.new_empty(0, dtype=dtype), like.dtype)
+        inner = _solver(affine.to(dtype=dtype), reg, rho_u, rho_d, like.new_empty(0, dtype=dtype))
         return _MixedPrecision(inner, dtype, like.dtype)
-    return _solver(affine, reg, rho_u, rho_d, like, like.dtype)
+    return _solver(affine, reg, rho_u, rho_d, like)
 
 
-def _solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float, like: Tensor,
-            precision: torch.dtype) -> XStep:
-    """`x_solver` in the dtype of ``like``, with the null-space test at ``precision``."""
+def _solver(affine: AffineMap, reg: Regularizer, rho_u: float, rho_d: float, like: Tensor) -> XStep:
+    """`x_solver` in the dtype of ``like``."""
     shape = affine.in_shape
     n, m = math.prod(shape), math.prod(affine.out_shape)
     dense = affine.matrix is not None
     diag = _diagonalise(reg, shape, like)
     if dense and m < n and diag is not None:
-        return _WoodburySolver(affine, reg, diag, rho_u, rho_d, precision)
+        return _WoodburySolver(affine, reg, diag, rho_u, rho_d)
     if dense and n <= DENSE_MAX_N:
-        return _CholeskySolver(affine, reg, diag, rho_u, rho_d, precision)
+        return _CholeskySolver(affine, reg, diag, rho_u, rho_d)
     return _CGSolver(affine, reg, rho_u, rho_d)
 
