@@ -6,8 +6,9 @@ a ``LiftedNetwork``, the first images of the MNIST test split, :math:`y^\delta =
 step (16) and the steps (17); a sample stops when every variable changes less than 1e-5), in
 float64 and float32, at batch 1 and 64. Reports images per second, sweeps, the final
 lifted energy :math:`J`, and the tensor operations of one sweep that run a kernel
-(``common.kernels_per_step``; machine-independent: on a GPU each is a kernel launch, and at
-these sizes the launches, not the arithmetic, set a sweep's time). ``--device cuda`` times
+(``common.kernels_per_step``; independent of the machine's speed: on a GPU each is a kernel
+launch, and at these sizes the launches, not the arithmetic, set a sweep's time; in float32 on
+the CPU the convolutions' adjoints take a route with four operations more per sweep). ``--device cuda`` times
 the same on a GPU, and batch 1024 as well (goal there: ≥ 100 images/s; at batch 64 a sweep
 costs what it costs at batch 1). Prints a table; writes ``benchmarks/results/mnist_cnn.json``.
 """

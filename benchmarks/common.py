@@ -98,8 +98,10 @@ class KernelCounter(TorchDispatchMode):
 def kernels_per_step(run: Callable[[int], Any], short: int = 20, long: int = 40) -> float:
     """Kernel-running tensor operations per iteration of ``run(iterations)``: the difference of
     two runs of ``short`` and ``long`` iterations over their difference (set-up and finish
-    cancel; periodic work such as stopping tests every 10th iteration is averaged in). A
-    machine-independent figure: on a GPU each operation is a kernel launch."""
+    cancel; periodic work such as stopping tests every 10th iteration is averaged in). It does
+    not depend on the machine's speed, only on the code path (float32 convolutions on the CPU
+    take another route for their adjoint than on a GPU); on a GPU each operation is a kernel
+    launch."""
     counts = []
     for iters in (short, long):
         with KernelCounter() as counter:

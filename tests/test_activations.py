@@ -522,8 +522,9 @@ def test_project_domain_is_the_projection_onto_the_closed_domain(act, z, project
 
 @pytest.mark.parametrize("lo, hi", [(-3.0, -0.5), (-2.0, 0.5), (0.25, 0.75)])
 def test_hardtanh_of_any_interval_keeps_its_ends(lo, hi):
-    """nn.Hardtanh(a, b) lifts to HardTanh(a, b) for intervals wholly negative or shorter than
-    one: domain [a, b] and prox = clamp(z, a, b)."""
+    """nn.Hardtanh(a, b) lifts to HardTanh(a, b) for intervals other than the default's and
+    ReLU6's (wholly negative, ending below 1, shorter than 1): domain [a, b] and prox =
+    clamp(z, a, b)."""
     act = activation_of(nn.Hardtanh(lo, hi))
     assert act.domain == (lo, hi)
     z = torch.tensor([[lo - 1.0, 0.5 * (lo + hi), hi + 1.0]], dtype=F64)

@@ -602,7 +602,7 @@ def test_bregman_prox_names_a_bad_rho_shape_or_data():
             bregman_prox(ReLU(), *args)
 
 
-@pytest.mark.parametrize("c, seen", [(1e-2, 1), (1e-3, 1), (1e-5, 1), (1e-8, 0)])
+@pytest.mark.parametrize("c, seen", [(1e-2, 1), (2e-7, 1), (1e-7, 0), (1e-8, 0)])
 def test_seen_null_space_threshold_is_ten_sqrt_eps_of_float64(c, seen):
     """A null direction counts as seen by W when ||We|| > NULL_RTOL sqrt(eps_64) ||W||_F =
     1.49e-7 ||W||_F (here ||W||_F = 1, ||We|| = c): the solvers' set-up is float64, whatever

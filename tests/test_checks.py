@@ -16,6 +16,7 @@ from lbreg._checks import (
     check_batch,
     check_bool,
     check_exact_tensor,
+    check_finite,
     check_int,
     check_positive,
     check_positive_values,
@@ -255,3 +256,10 @@ def test_more_helpers_lift_a_torch_activation(fn):
     call = {"numerical_bregman_conjugate": lambda act: numerical_bregman_conjugate(act, y, w),
             "bregman_prox": lambda act: bregman_prox(act, y, w, 1.0)}[fn]
     assert torch.equal(call(torch.nn.Sigmoid()), call(Sigmoid()))
+
+
+def test_check_finite_counts_the_bad_entries():
+    """The message names the tensor and how many of its entries are NaN or infinite."""
+    t = torch.tensor([[0.0, math.nan, math.inf, 1.0]])
+    with pytest.raises(ValueError, match=r"^t contains NaN or infinite entries \(2 of 4\)$"):
+        check_finite(t, "t")

@@ -468,8 +468,8 @@ def test_psnr_rejects_complex_and_non_finite_images():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_add_noise_draws_its_noise_in_the_dtype_of_the_data(dtype):
     """The noise is torch.randn in y's dtype from the seeded generator (documented: one draw per
-    dtype; 20 entries, as for fewer than 16 torch draws float32 and float64 normals alike), and
-    y_delta and delta keep that dtype."""
+    dtype), and y_delta and delta keep that dtype. 20 entries: for fewer than 16, torch draws
+    the same normals in float32 and float64, and the test could not tell the dtypes apart."""
     y = torch.zeros(2, 10, dtype=dtype)
     y_delta, delta = add_noise(y, 0.1, 7)
     expected = 0.1 * torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=dtype)

@@ -351,7 +351,11 @@ def admm(
     iterates down to a gap of about 1e-6 (``benchmarks/bench_mixed.py`` prints all three, and
     the speed-up; Performance page, section 6). The residuals are then exact to float32
     rounding only, so a ``tol`` much below 1e-6 may not be met: such a sample ends at
-    ``max_iter`` with ``converged`` False.
+    ``max_iter`` with ``converged`` False. A :math:`W` that sees the constant image only weakly
+    (:math:`\|We\|/\|W\|_F` below about 1e-3) puts a large constant offset, about the inverse
+    of that ratio, into the minimiser; an iteration wholly in float32 cannot resolve it: on
+    12×12 test perceptrons at ratios 1e-4 to 3e-7 it passed its test between 1e-5 and 2e-2
+    (relative) above the minimum, or ran to ``max_iter``. Solve such a problem in float64.
 
     Args:
         network: a `LiftedNetwork` of depth 1.

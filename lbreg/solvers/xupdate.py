@@ -33,8 +33,8 @@ FUSED_MAX_IMAGES = 4
 # solver's set-up whatever the working dtype: then the curvature of the x-system along e,
 # ρ_u||We||², is below NULL_RTOL²·eps times ρ_u||W||_F², i.e. M is singular along e in float64.
 # Deciding at float32's eps instead (for a float32 iteration) left directions that W sees
-# with ||We|| up to 3.5e-3·||W||_F out of the x-system, and admm stalled 1-12% above the
-# minimum, or stopped there (circle-like tests of `tests/test_admm.py`).
+# with ||We|| up to 3.5e-3·||W||_F out of the x-system, and admm stalled 0.3-15% above the
+# minimum, or stopped there (the 12×12 perceptrons of `tests/test_admm.py`).
 NULL_RTOL = 10.0
 # Conjugate-gradient steps per ADMM iteration for maps without a matrix (convolutions);
 # warm-started from the previous x, so few steps suffice once the iterates settle.
