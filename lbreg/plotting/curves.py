@@ -161,8 +161,8 @@ def plot_psi_brackets(
         alphas: the :math:`\alpha` grid.
         brackets: label → :math:`\Psi(y^\delta+\frac\alpha cv^\dagger)+\Psi(y^\delta-\frac\alpha c
             v^\dagger)-2\Psi(y^\delta)` on the grid (zeros and :math:`+\infty` are not drawn).
-        reference: label → a reference curve on the grid (dashed), e.g. the Remark 1 bound
-            :math:`\ell\alpha^2\|v^\dagger\|^2/c^2`.
+        reference: label → a reference curve on the grid (dashed), e.g. the bound
+            :math:`\ell\alpha^2\|v^\dagger\|^2/c^2` of PAPER_MATH §2's corollary of Remark 1.
         thresholds: label → an :math:`\alpha` drawn as a dotted vertical line, e.g. the largest
             admissible :math:`\alpha` of Example 1.
 
