@@ -33,8 +33,8 @@ __all__ = [
 
 
 def _inner(a: Tensor, b: Tensor) -> Tensor:
-    """Per-sample inner product of two ``(B, ...)`` tensors, shape ``(B,)``."""
-    return (a * b).flatten(1).sum(dim=1)
+    """Per-sample inner product of two ``(B, ...)`` tensors, shape ``(B,)`` (``B = 0`` included)."""
+    return (a * b).reshape(a.shape[0], math.prod(a.shape[1:])).sum(dim=1)
 
 
 def _check_batches(**tensors: Tensor) -> None:
@@ -215,7 +215,7 @@ class SquaredNorm(Regularizer):
         return "SquaredNorm()"
 
     def R(self, p: Tensor) -> Tensor:
-        return 0.5 * p.reshape(p.shape[0], math.prod(p.shape[1:])).pow(2).sum(dim=1)
+        return 0.5 * _inner(p, p)
 
     def K(self, x: Tensor) -> Tensor:
         return x
